@@ -1,0 +1,552 @@
+/*
+ * libdsr1 - run DeepSeek-R1 and its distilled models inside your program.
+ *
+ * This header is the whole public interface and its documentation.
+ *
+ * Quick start
+ * -----------
+ *     dsr1_model *model;
+ *     dsr1_model_params mp;
+ *     dsr1_model_params_default(&mp, sizeof mp);
+ *     if (dsr1_model_load("model.gguf", &mp, &model) != DSR1_OK) {
+ *         fprintf(stderr, "%s\n", dsr1_last_error());
+ *         return 1;
+ *     }
+ *     dsr1_context *ctx;
+ *     dsr1_context_params cp;
+ *     dsr1_context_params_default(&cp, sizeof cp);
+ *     dsr1_context_new(model, &cp, &ctx);
+ *     ... dsr1_eval() / dsr1_logits(), or the generation API below ...
+ *     dsr1_context_free(ctx);
+ *     dsr1_model_free(model);
+ *
+ * Conventions
+ * -----------
+ * - Every function that can fail returns a dsr1_status. On failure a message
+ *   naming the precise cause is available from dsr1_last_error() on the same
+ *   thread until the next failing call on that thread.
+ * - Handles are opaque. A dsr1_model is immutable after loading and may be
+ *   shared by any number of threads. A dsr1_context, dsr1_sampler,
+ *   dsr1_generation and dsr1_chat must be used by one thread at a time
+ *   (dsr1_generation_cancel() is the one exception: any thread may call it).
+ * - Parameter structs begin with their own size. Always initialise them with
+ *   the matching *_params_default(&p, sizeof p) function, then change the
+ *   fields you care about. New fields are only ever appended, so a program
+ *   built against an older header keeps working with a newer library.
+ * - Functions that fill a caller's buffer take its capacity and report the
+ *   size needed; when the buffer is short they return
+ *   DSR1_ERR_BUFFER_TOO_SMALL and store the needed size.
+ * - No function has variable arguments, every callback takes a
+ *   void *user_data, and all structs are plain data: the API is usable from
+ *   any FFI (see bindings/python).
+ * - The library keeps no global mutable state: two contexts used from two
+ *   threads never interfere.
+ */
+#ifndef DSR1_H
+#define DSR1_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(DSR1_BUILD_SHARED)
+#define DSR1_API __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define DSR1_API __attribute__((visibility("default")))
+#else
+#define DSR1_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define DSR1_VERSION_MAJOR 0
+#define DSR1_VERSION_MINOR 1
+#define DSR1_VERSION_PATCH 0
+/* Bumped only when the ABI changes incompatibly (see doc/abi.md). */
+#define DSR1_ABI_VERSION 0
+
+/* "MAJOR.MINOR.PATCH" of the library actually loaded. */
+DSR1_API const char *dsr1_version(void);
+/* DSR1_ABI_VERSION of the library actually loaded; compare it with the
+ * macro to detect a mismatched shared library at run time. */
+DSR1_API int dsr1_abi_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and errors                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef enum dsr1_status {
+    DSR1_OK = 0,
+    DSR1_ERR_INVALID_ARGUMENT = 1, /* a NULL handle, an out-of-range value */
+    DSR1_ERR_IO = 2,               /* a file cannot be opened, read or mapped */
+    DSR1_ERR_FORMAT = 3,           /* a model file is corrupt or inconsistent */
+    DSR1_ERR_UNSUPPORTED = 4,      /* valid, but not supported (architecture, weight type, backend) */
+    DSR1_ERR_OUT_OF_MEMORY = 5,
+    DSR1_ERR_BUFFER_TOO_SMALL = 6, /* the needed size was stored */
+    DSR1_ERR_CONTEXT_FULL = 7,     /* the tokens do not fit in n_ctx */
+    DSR1_ERR_NUMERIC = 8,          /* NaN or infinite values where numbers were expected */
+    DSR1_ERR_CANCELLED = 9,
+    DSR1_ERR_STATE = 10,           /* the call is not valid in the object's current state */
+    DSR1_ERR_INTERNAL = 11
+} dsr1_status;
+
+/* A constant English name for a status ("DSR1_ERR_FORMAT: ..."). Never NULL. */
+DSR1_API const char *dsr1_status_string(dsr1_status status);
+
+/* The message of the last failing call made by this thread ("" if none).
+ * The pointer stays valid until the next failing call on this thread. */
+DSR1_API const char *dsr1_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef enum dsr1_log_level {
+    DSR1_LOG_ERROR = 0,
+    DSR1_LOG_WARN = 1,
+    DSR1_LOG_INFO = 2,
+    DSR1_LOG_DEBUG = 3
+} dsr1_log_level;
+
+/* Receives one complete line (no trailing newline). Called on the thread that
+ * made the library call. The library is silent when no callback is set. */
+typedef void (*dsr1_log_fn)(dsr1_log_level level, const char *message, void *user_data);
+
+/* ------------------------------------------------------------------------ */
+/* Tensor weight types (numbered as in GGUF / ggml)                           */
+/* ------------------------------------------------------------------------ */
+
+typedef enum dsr1_type {
+    DSR1_TYPE_F32 = 0,
+    DSR1_TYPE_F16 = 1,
+    DSR1_TYPE_Q4_0 = 2,
+    DSR1_TYPE_Q4_1 = 3,
+    DSR1_TYPE_Q5_0 = 6,
+    DSR1_TYPE_Q5_1 = 7,
+    DSR1_TYPE_Q8_0 = 8,
+    DSR1_TYPE_Q2_K = 10,
+    DSR1_TYPE_Q3_K = 11,
+    DSR1_TYPE_Q4_K = 12,
+    DSR1_TYPE_Q5_K = 13,
+    DSR1_TYPE_Q6_K = 14,
+    DSR1_TYPE_IQ4_NL = 20,
+    DSR1_TYPE_IQ4_XS = 23,
+    DSR1_TYPE_BF16 = 30
+} dsr1_type;
+
+/* "q4_K", "f16", ...; "unknown" for ids the library does not know. */
+DSR1_API const char *dsr1_type_name(uint32_t type);
+
+/* ------------------------------------------------------------------------ */
+/* Backends                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Compute backends compiled into this library, best first. "scalar" (the
+ * portable reference) is always present. A context picks one by name through
+ * dsr1_context_params.backend or the DSR1_BACKEND environment variable. */
+DSR1_API int dsr1_backend_count(void);
+DSR1_API const char *dsr1_backend_name(int index); /* NULL when out of range */
+/* 1 when the named backend is compiled in and usable on this machine. */
+DSR1_API int dsr1_backend_available(const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t dsr1_token;
+typedef struct dsr1_model dsr1_model;
+
+typedef struct dsr1_model_params {
+    size_t size;             /* sizeof(dsr1_model_params), set by the default function */
+    int32_t vocab_only;      /* load only the tokenizer (files without weights) */
+    dsr1_log_fn log_callback;/* NULL: silent */
+    void *log_user_data;
+    int32_t log_level;       /* dsr1_log_level: the most verbose level delivered */
+} dsr1_model_params;
+
+/* Fill *params with defaults. struct_size is sizeof(*params) as the caller
+ * compiled it. */
+DSR1_API void dsr1_model_params_default(dsr1_model_params *params, size_t struct_size);
+
+/* Map a GGUF file read-only and validate it completely (container, required
+ * keys and tensors of the architecture, shapes, weight types). Weights are
+ * used in place; nothing is copied, so loading takes the same time for any
+ * file size. params may be NULL (defaults). */
+DSR1_API dsr1_status dsr1_model_load(const char *path, const dsr1_model_params *params,
+                                     dsr1_model **out_model);
+
+/* The same from a buffer the caller owns; it must stay valid and unchanged
+ * until dsr1_model_free(). */
+DSR1_API dsr1_status dsr1_model_load_from_memory(const void *data, size_t size,
+                                                 const dsr1_model_params *params,
+                                                 dsr1_model **out_model);
+
+DSR1_API void dsr1_model_free(dsr1_model *model); /* NULL is allowed */
+
+/* "qwen2", "llama", "deepseek2". */
+DSR1_API const char *dsr1_model_arch(const dsr1_model *model);
+DSR1_API int32_t dsr1_model_n_vocab(const dsr1_model *model);
+DSR1_API int32_t dsr1_model_n_ctx_train(const dsr1_model *model);
+DSR1_API int32_t dsr1_model_n_embd(const dsr1_model *model);
+DSR1_API int32_t dsr1_model_n_layer(const dsr1_model *model);
+DSR1_API int32_t dsr1_model_n_head(const dsr1_model *model);
+DSR1_API int32_t dsr1_model_n_head_kv(const dsr1_model *model);
+/* Number of weights and the bytes they take in the file. */
+DSR1_API uint64_t dsr1_model_n_params(const dsr1_model *model);
+DSR1_API uint64_t dsr1_model_size_bytes(const dsr1_model *model);
+
+/* Metadata (the GGUF key/value pairs). Values are rendered as text: numbers
+ * in decimal, strings as they are, arrays as "[a, b, ...]" (long arrays are
+ * cut after 16 elements and end with ", ... (N items)]"). */
+DSR1_API int64_t dsr1_model_meta_count(const dsr1_model *model);
+DSR1_API dsr1_status dsr1_model_meta_key(const dsr1_model *model, int64_t index,
+                                         char *buf, size_t buf_size, size_t *needed);
+DSR1_API dsr1_status dsr1_model_meta_value(const dsr1_model *model, const char *key,
+                                           char *buf, size_t buf_size, size_t *needed);
+
+typedef struct dsr1_tensor_info {
+    size_t size;          /* sizeof(dsr1_tensor_info), set by the caller */
+    const char *name;     /* valid while the model lives */
+    uint32_t type;        /* dsr1_type */
+    uint32_t n_dims;
+    int64_t ne[4];        /* ne[0] is the contiguous dimension; unused are 1 */
+    uint64_t n_bytes;
+} dsr1_tensor_info;
+
+DSR1_API int64_t dsr1_model_tensor_count(const dsr1_model *model);
+/* info->size must be set to sizeof(dsr1_tensor_info) before the call. */
+DSR1_API dsr1_status dsr1_model_tensor_info(const dsr1_model *model, int64_t index,
+                                            dsr1_tensor_info *info);
+
+/* ------------------------------------------------------------------------ */
+/* Contexts: KV cache, scratch memory, logits                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct dsr1_context dsr1_context;
+
+typedef struct dsr1_context_params {
+    size_t size;          /* sizeof(dsr1_context_params) */
+    int32_t n_ctx;        /* tokens the KV cache holds; 0: min(4096, trained context) */
+    int32_t n_batch;      /* most tokens evaluated in one internal step; 0: 512 */
+    int32_t n_threads;    /* 0: all cores */
+    const char *backend;  /* NULL: $DSR1_BACKEND if set, else the best available */
+} dsr1_context_params;
+
+DSR1_API void dsr1_context_params_default(dsr1_context_params *params, size_t struct_size);
+
+/* params may be NULL (defaults). The model must outlive the context. */
+DSR1_API dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params *params,
+                                      dsr1_context **out_ctx);
+DSR1_API void dsr1_context_free(dsr1_context *ctx); /* NULL is allowed */
+
+DSR1_API const dsr1_model *dsr1_context_model(const dsr1_context *ctx);
+DSR1_API int32_t dsr1_context_n_ctx(const dsr1_context *ctx);
+DSR1_API const char *dsr1_context_backend(const dsr1_context *ctx);
+/* Number of positions currently held in the KV cache (the next position). */
+DSR1_API int32_t dsr1_context_n_past(const dsr1_context *ctx);
+/* Bytes of KV cache one token takes, over all layers. */
+DSR1_API uint64_t dsr1_context_kv_bytes_per_token(const dsr1_context *ctx);
+
+/* Flags for dsr1_eval. */
+#define DSR1_EVAL_LOGITS_ALL 1u /* keep the logits of every token of the batch, not only the last */
+
+/* Evaluate n_tokens tokens at positions pos, pos+1, ... (prompt prefill when
+ * n_tokens > 1, decoding when 1). pos must be in [0, n_past]: cache entries
+ * at positions >= pos are dropped first, so a caller can rewind and
+ * re-evaluate. Long batches are split internally by n_batch. */
+DSR1_API dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tokens,
+                               int32_t pos, uint32_t flags);
+
+/* Logits (n_vocab floats) of token i of the last dsr1_eval batch; i = -1 means
+ * the last token. Without DSR1_EVAL_LOGITS_ALL only the last is available.
+ * NULL when unavailable (see dsr1_last_error()). Valid until the next eval. */
+DSR1_API const float *dsr1_logits(dsr1_context *ctx, int32_t i);
+
+/* Drop cache entries at positions >= pos (edit, regenerate). */
+DSR1_API dsr1_status dsr1_context_truncate(dsr1_context *ctx, int32_t pos);
+/* Empty the cache. */
+DSR1_API void dsr1_context_reset(dsr1_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizer                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Flags for dsr1_tokenize. */
+#define DSR1_TOKENIZE_ADD_BOS 1u       /* prepend BOS (when the vocabulary has one) */
+#define DSR1_TOKENIZE_PARSE_SPECIAL 2u /* recognise special/added token spellings in the text;
+                                          without it they are plain text, so user content can
+                                          never inject a control token */
+
+/* Tokenize text[0..text_len). Stores at most capacity ids; *n_tokens receives
+ * the number produced (or needed, with DSR1_ERR_BUFFER_TOO_SMALL). Invalid
+ * UTF-8 is tokenized byte by byte, never rejected. */
+DSR1_API dsr1_status dsr1_tokenize(const dsr1_model *model, const char *text, size_t text_len,
+                                   dsr1_token *tokens, int32_t capacity, int32_t *n_tokens,
+                                   uint32_t flags);
+
+/* Flags for dsr1_token_to_piece / dsr1_detokenize / the stream decoder. */
+#define DSR1_PIECE_RENDER_CONTROL 1u /* render control tokens (BOS, EOS, <｜User｜>...) as their
+                                        spelling; without it they render as nothing */
+
+/* The bytes of one token (may be part of a UTF-8 character). */
+DSR1_API dsr1_status dsr1_token_to_piece(const dsr1_model *model, dsr1_token token, char *buf,
+                                         size_t buf_size, size_t *n_bytes, uint32_t flags);
+
+/* The text of a token sequence. buf is NUL-terminated when it fits
+ * (buf_size > *n_bytes); *n_bytes excludes the NUL. */
+DSR1_API dsr1_status dsr1_detokenize(const dsr1_model *model, const dsr1_token *tokens,
+                                     int32_t n_tokens, char *buf, size_t buf_size,
+                                     size_t *n_bytes, uint32_t flags);
+
+/* Streaming decoder: feed tokens one at a time, receive only whole UTF-8
+ * characters (bytes of an incomplete character are held back until it
+ * completes; bytes that can never complete are emitted as U+FFFD). */
+typedef struct dsr1_decoder dsr1_decoder;
+DSR1_API dsr1_status dsr1_decoder_new(const dsr1_model *model, uint32_t flags, dsr1_decoder **out);
+DSR1_API void dsr1_decoder_free(dsr1_decoder *dec);
+/* Appends the completed text to buf (buf_size bytes, NUL-terminated); on
+ * DSR1_ERR_BUFFER_TOO_SMALL nothing is consumed and *n_bytes is the need. */
+DSR1_API dsr1_status dsr1_decoder_push(dsr1_decoder *dec, dsr1_token token, char *buf,
+                                       size_t buf_size, size_t *n_bytes);
+/* Emit what is held back (incomplete characters as U+FFFD) and reset. */
+DSR1_API dsr1_status dsr1_decoder_flush(dsr1_decoder *dec, char *buf, size_t buf_size,
+                                        size_t *n_bytes);
+
+/* Special tokens by role; -1 when the vocabulary has none. */
+typedef enum dsr1_special {
+    DSR1_SPECIAL_BOS = 0,
+    DSR1_SPECIAL_EOS = 1,
+    DSR1_SPECIAL_PAD = 2,
+    DSR1_SPECIAL_USER = 3,        /* <｜User｜> */
+    DSR1_SPECIAL_ASSISTANT = 4,   /* <｜Assistant｜> */
+    DSR1_SPECIAL_THINK_BEGIN = 5, /* <think> */
+    DSR1_SPECIAL_THINK_END = 6    /* </think> */
+} dsr1_special;
+DSR1_API dsr1_token dsr1_token_special(const dsr1_model *model, dsr1_special which);
+
+/* Token attributes (the GGUF token types). */
+typedef enum dsr1_token_attr {
+    DSR1_TOKEN_UNDEFINED = 0,
+    DSR1_TOKEN_NORMAL = 1,
+    DSR1_TOKEN_UNKNOWN = 2,
+    DSR1_TOKEN_CONTROL = 3,
+    DSR1_TOKEN_USER_DEFINED = 4,
+    DSR1_TOKEN_UNUSED = 5,
+    DSR1_TOKEN_BYTE = 6
+} dsr1_token_attr;
+DSR1_API dsr1_token_attr dsr1_token_get_attr(const dsr1_model *model, dsr1_token token);
+/* 1 for tokens that end generation (EOS and end-of-turn tokens). */
+DSR1_API int dsr1_token_is_eog(const dsr1_model *model, dsr1_token token);
+
+/* ------------------------------------------------------------------------ */
+/* Chat format (DeepSeek-R1's, built in)                                      */
+/* ------------------------------------------------------------------------ */
+
+/* role: "system", "user" or "assistant". Assistant contents may include a
+ * "<think>...</think>" part; it is dropped when formatting, as DeepSeek
+ * recommends for earlier turns. */
+typedef struct dsr1_chat_message {
+    const char *role;
+    const char *content;
+} dsr1_chat_message;
+
+/* Flags for the chat functions. */
+#define DSR1_CHAT_ADD_GENERATION_PROMPT 1u /* end with "<｜Assistant｜><think>\n" */
+
+/* The conversation as text:
+ *   <｜begin▁of▁sentence｜>{system}<｜User｜>{user}<｜Assistant｜>{answer}<｜end▁of▁sentence｜>...
+ * NUL-terminated when it fits; *n_bytes excludes the NUL. */
+DSR1_API dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_message *messages,
+                                      int32_t n_messages, uint32_t flags, char *buf,
+                                      size_t buf_size, size_t *n_bytes);
+
+/* The same directly as tokens: the markers become their special ids and
+ * message contents are tokenized as plain text (no special parsing), so a
+ * user cannot inject markers. */
+DSR1_API dsr1_status dsr1_chat_tokenize(const dsr1_model *model, const dsr1_chat_message *messages,
+                                        int32_t n_messages, uint32_t flags, dsr1_token *tokens,
+                                        int32_t capacity, int32_t *n_tokens);
+
+/* ------------------------------------------------------------------------ */
+/* Sampling                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct dsr1_sampler dsr1_sampler;
+
+typedef struct dsr1_logit_bias {
+    dsr1_token token;
+    float bias; /* added to the logit; -INFINITY bans the token */
+} dsr1_logit_bias;
+
+/* The chain runs in this order: logit bias, penalties over the last
+ * penalty_last_n tokens, temperature, top-k, top-p, min-p, then a seeded
+ * random choice (or the argmax when temperature <= 0). Defaults are
+ * DeepSeek's recommendation for R1: temperature 0.6, top-p 0.95. */
+typedef struct dsr1_sampler_params {
+    size_t size;               /* sizeof(dsr1_sampler_params) */
+    float temperature;         /* 0.6; <= 0: greedy */
+    int32_t top_k;             /* 0: off */
+    float top_p;               /* 0.95; 1: off */
+    float min_p;               /* 0: off */
+    float repeat_penalty;      /* 1: off (divides positive logits, multiplies negative) */
+    float frequency_penalty;   /* 0: off (minus count x penalty) */
+    float presence_penalty;    /* 0: off (minus penalty if present) */
+    int32_t penalty_last_n;    /* 64; 0: penalties off */
+    uint64_t seed;             /* the same seed and logits give the same tokens everywhere */
+    const dsr1_logit_bias *logit_bias; /* copied by dsr1_sampler_new */
+    int32_t n_logit_bias;
+} dsr1_sampler_params;
+
+DSR1_API void dsr1_sampler_params_default(dsr1_sampler_params *params, size_t struct_size);
+/* n_vocab: the vocabulary size of the logits it will see. */
+DSR1_API dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params *params,
+                                      dsr1_sampler **out);
+DSR1_API void dsr1_sampler_free(dsr1_sampler *smp);
+/* Choose a token from n_vocab logits (not modified). NaN logits, or all
+ * -inf, are DSR1_ERR_NUMERIC. Does not record the token: call
+ * dsr1_sampler_accept() with the token actually used. */
+DSR1_API dsr1_status dsr1_sampler_sample(dsr1_sampler *smp, const float *logits, int32_t n_vocab,
+                                         dsr1_token *out);
+/* Record a token in the penalty history (prompt tokens too, if wanted). */
+DSR1_API void dsr1_sampler_accept(dsr1_sampler *smp, dsr1_token token);
+/* Forget the history and reseed. */
+DSR1_API void dsr1_sampler_reset(dsr1_sampler *smp, uint64_t seed);
+
+/* ------------------------------------------------------------------------ */
+/* Generation with separate reasoning and answer streams                      */
+/* ------------------------------------------------------------------------ */
+
+typedef enum dsr1_event_type {
+    DSR1_EVENT_REASONING_BEGIN = 0, /* the model entered <think> */
+    DSR1_EVENT_REASONING_TEXT = 1,  /* a piece of the reasoning */
+    DSR1_EVENT_REASONING_END = 2,   /* </think> was generated (or injected by the budget) */
+    DSR1_EVENT_ANSWER_TEXT = 3,     /* a piece of the answer */
+    DSR1_EVENT_DONE = 4             /* generation ended; see stop_reason */
+} dsr1_event_type;
+
+typedef enum dsr1_stop_reason {
+    DSR1_STOP_NONE = 0,        /* still running */
+    DSR1_STOP_EOS = 1,         /* the model ended its turn */
+    DSR1_STOP_LENGTH = 2,      /* max_new_tokens reached */
+    DSR1_STOP_STRING = 3,      /* a stop string appeared (it is not emitted) */
+    DSR1_STOP_CANCELLED = 4,   /* a callback returned non-zero, or dsr1_generation_cancel() */
+    DSR1_STOP_BUDGET = 5,      /* the thinking budget ran out with think_budget_action STOP */
+    DSR1_STOP_CONTEXT_FULL = 6 /* the context window is full */
+} dsr1_stop_reason;
+
+/* One event. text holds whole UTF-8 characters only, NUL-terminated, and is
+ * valid during the callback. tokens are the ids this event covers. The
+ * concatenation of all REASONING_TEXT is exactly the text between <think>
+ * and </think>; of all ANSWER_TEXT exactly the rest; the markers are in
+ * neither. */
+typedef struct dsr1_event {
+    size_t size;               /* sizeof(dsr1_event) */
+    dsr1_event_type type;
+    const char *text;
+    size_t text_len;
+    const dsr1_token *tokens;
+    int32_t n_tokens;
+    dsr1_stop_reason stop_reason; /* for DSR1_EVENT_DONE */
+} dsr1_event;
+
+/* Return 0 to continue, non-zero to cancel generation. */
+typedef int (*dsr1_event_fn)(const dsr1_event *event, void *user_data);
+
+/* What to do when the thinking budget runs out. */
+typedef enum dsr1_budget_action {
+    DSR1_BUDGET_CLOSE = 0, /* inject "\n</think>\n\n" and let the model answer */
+    DSR1_BUDGET_STOP = 1   /* stop with DSR1_STOP_BUDGET */
+} dsr1_budget_action;
+
+typedef struct dsr1_generate_params {
+    size_t size;                 /* sizeof(dsr1_generate_params) */
+    int32_t max_new_tokens;      /* 0: until EOS or the context is full */
+    int32_t think_budget;        /* reasoning tokens allowed; -1: unlimited */
+    int32_t think_budget_action; /* dsr1_budget_action */
+    int32_t hide_reasoning;      /* generate the reasoning but send no REASONING_TEXT events */
+    const char *const *stop_strings; /* matched across token boundaries, never emitted */
+    int32_t n_stop_strings;
+    int32_t starts_in_reasoning; /* -1 (default): detect from the prompt's end (<think>\n);
+                                    1: the prompt opened <think>; 0: it did not */
+    dsr1_event_fn on_event;      /* may be NULL (use the step API's return values) */
+    void *user_data;
+} dsr1_generate_params;
+
+DSR1_API void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_size);
+
+typedef struct dsr1_generation dsr1_generation;
+
+/* Start generating after prompt (its tokens are evaluated from the first
+ * position where they differ from what the context already holds, so a
+ * shared prefix is reused). The context and sampler are borrowed until
+ * dsr1_generation_free(). Nothing is evaluated until the first step. */
+DSR1_API dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp,
+                                         const dsr1_token *prompt, int32_t n_prompt,
+                                         const dsr1_generate_params *params,
+                                         dsr1_generation **out);
+DSR1_API void dsr1_generation_free(dsr1_generation *gen);
+
+/* Produce exactly one token (the first call also evaluates the prompt) and
+ * deliver its events. *token receives it (-1 when none); returns DSR1_OK
+ * while running, and DSR1_OK with *stop_reason set once finished (later
+ * calls return DSR1_ERR_STATE). Either out pointer may be NULL. */
+DSR1_API dsr1_status dsr1_generation_step(dsr1_generation *gen, dsr1_token *token,
+                                          dsr1_stop_reason *stop_reason);
+/* Step until done; returns the reason in *stop_reason (may be NULL). */
+DSR1_API dsr1_status dsr1_generation_run(dsr1_generation *gen, dsr1_stop_reason *stop_reason);
+/* Ask a running generation to stop; safe from any thread and from callbacks.
+ * The current step finishes and the next one ends with DSR1_STOP_CANCELLED. */
+DSR1_API void dsr1_generation_cancel(dsr1_generation *gen);
+/* Counters for reports: prompt tokens evaluated, tokens generated, of which
+ * reasoning; and the seconds spent on each phase. */
+typedef struct dsr1_generation_stats {
+    size_t size;            /* sizeof(dsr1_generation_stats), set by the caller */
+    int32_t n_prompt_eval;  /* prompt tokens actually evaluated (not reused) */
+    int32_t n_generated;
+    int32_t n_reasoning;
+    double prompt_seconds;
+    double generate_seconds;
+} dsr1_generation_stats;
+DSR1_API dsr1_status dsr1_generation_get_stats(const dsr1_generation *gen, dsr1_generation_stats *stats);
+
+/* One call: prompt -> completion, events through params->on_event. */
+DSR1_API dsr1_status dsr1_generate(dsr1_context *ctx, dsr1_sampler *smp, const dsr1_token *prompt,
+                                   int32_t n_prompt, const dsr1_generate_params *params,
+                                   dsr1_stop_reason *stop_reason);
+
+/* ------------------------------------------------------------------------ */
+/* Chat sessions                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A conversation that keeps its messages, formats them with the R1 chat
+ * format (earlier thoughts dropped) and reuses the KV cache for the prefix
+ * that did not change. Borrows ctx and smp until dsr1_chat_free(). */
+typedef struct dsr1_chat dsr1_chat;
+
+DSR1_API dsr1_status dsr1_chat_new(dsr1_context *ctx, dsr1_sampler *smp, const char *system_prompt,
+                                   dsr1_chat **out);
+DSR1_API void dsr1_chat_free(dsr1_chat *chat);
+/* Add a user message and answer it (events through params->on_event). The
+ * assistant's reply (reasoning and answer) is recorded in the conversation. */
+DSR1_API dsr1_status dsr1_chat_ask(dsr1_chat *chat, const char *user_message,
+                                   const dsr1_generate_params *params, dsr1_stop_reason *stop_reason);
+/* The same for hosts that own the loop: returns a generation to step; the
+ * reply is recorded when it finishes or is freed. Only one at a time. */
+DSR1_API dsr1_status dsr1_chat_begin(dsr1_chat *chat, const char *user_message,
+                                     const dsr1_generate_params *params, dsr1_generation **out);
+/* Forget the conversation (keeps the system prompt). */
+DSR1_API void dsr1_chat_reset(dsr1_chat *chat);
+/* Number of messages and one of them (pointers valid until the next change). */
+DSR1_API int32_t dsr1_chat_n_messages(const dsr1_chat *chat);
+DSR1_API dsr1_status dsr1_chat_message_at(const dsr1_chat *chat, int32_t index, dsr1_chat_message *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DSR1_H */

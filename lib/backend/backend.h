@@ -1,0 +1,83 @@
+/*
+ * Compute backends (internal).
+ *
+ * The forward passes in lib/model never compute anything themselves: every
+ * piece of arithmetic goes through one of these ops, so a backend (scalar,
+ * AVX2, NEON, Vulkan) is a table of function pointers and the model code does
+ * not know which one runs it. The scalar backend is the portable reference
+ * every other backend is tested against.
+ *
+ * Activations are row-major f32: a batch of n rows of width d is d*n floats,
+ * row t at x + t*d.
+ */
+#ifndef DSRI_BACKEND_H
+#define DSRI_BACKEND_H
+
+#include <stdint.h>
+
+#include "dsr1.h"
+
+/* A weight matrix as stored in the model file: rows of n_in elements of a
+ * ggml type, n_out rows, row_bytes apart (GGUF ne[0] = n_in, ne[1] = n_out). */
+typedef struct dsri_matrix {
+    const void *data;
+    uint32_t type;
+    int64_t n_in;
+    int64_t n_out;
+    uint64_t row_bytes;
+} dsri_matrix;
+
+typedef struct dsri_backend dsri_backend; /* a backend instance owned by one context */
+
+/* What an instance must be ready for; it allocates all scratch up front so
+ * the ops themselves never allocate (and never fail). */
+typedef struct dsri_backend_config {
+    int n_threads;
+    int64_t max_row; /* the widest matrix row (n_in) it will see */
+    int64_t n_ctx;   /* the most keys one attention call will see */
+} dsri_backend_config;
+
+typedef struct dsri_backend_ops {
+    const char *name;
+    /* 1 when the machine can run it */
+    int (*available)(void);
+    dsr1_status (*create)(const dsri_backend_config *cfg, dsri_backend **out);
+    void (*destroy)(dsri_backend *be);
+
+    /* y[t][o] = sum_i W[o][i] * x[t][i] for t < n_rows, o < W.n_out */
+    void (*matmul)(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows);
+    /* out = W row `row`, dequantized (embedding lookup) */
+    void (*get_row)(dsri_backend *be, const dsri_matrix *w, int64_t row, float *out);
+    /* y[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight, for n_rows rows of width d (in place allowed) */
+    void (*rmsnorm)(dsri_backend *be, const float *x, const float *weight, float *y, int d, int n_rows,
+                    float eps);
+    /* y += x elementwise over n values */
+    void (*add)(dsri_backend *be, float *y, const float *x, int64_t n);
+    /* g[i] = silu(g[i]) * u[i] over n values */
+    void (*silu_mul)(dsri_backend *be, float *g, const float *u, int64_t n);
+    /* Rotate pairs of each of n_heads head vectors (head_dim apart, rot_dim
+     * leading dims rotated) of n_rows rows (row stride `stride` floats) by
+     * angle pos[t] * freq[i] for pair i; cos/sin scaled by mscale. Pairs are
+     * (2i, 2i+1) or, with neox, (i, i + rot_dim/2). */
+    void (*rope)(dsri_backend *be, float *x, int n_rows, int64_t stride, int n_heads, int head_dim,
+                 int rot_dim, const int32_t *pos, const float *freq, float mscale, int neox);
+    /* Causal attention for one batch. q: n_rows rows of n_head*dk (row stride
+     * q_stride); keys/values of positions 0..pos[t] in k_cache/v_cache (row
+     * p at k_cache + p*k_stride, head h at + h*dk / + h*dv); GQA maps query
+     * head h to kv head h / (n_head / n_head_kv). out: n_rows rows of
+     * n_head*dv. */
+    void (*attention)(dsri_backend *be, const float *q, int64_t q_stride, const float *k_cache,
+                      int64_t k_stride, const float *v_cache, int64_t v_stride, float *out,
+                      int n_rows, const int32_t *pos, int n_head, int n_head_kv, int dk, int dv,
+                      float scale);
+} dsri_backend_ops;
+
+/* Registry: compiled-in backends, best first. */
+int dsri_backend_count(void);
+const dsri_backend_ops *dsri_backend_at(int i);
+/* Pick by name (NULL: $DSR1_BACKEND, else the best available). */
+dsr1_status dsri_backend_select(const char *name, const dsri_backend_ops **out);
+
+extern const dsri_backend_ops dsri_backend_scalar;
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * Error reporting (internal).
+ *
+ * A failing call records a message in a thread-local buffer and returns its
+ * status; dsr1_last_error() reads it back on the same thread. Thread-local,
+ * so two threads never see each other's errors.
+ */
+#ifndef DSRI_ERROR_H
+#define DSRI_ERROR_H
+
+#include "dsr1.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define DSRI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define DSRI_PRINTF(a, b)
+#endif
+
+/* Record "fmt..." as this thread's last error and return status, so callers
+ * can write: return dsri_error(DSR1_ERR_FORMAT, "tensor '%s': ...", name); */
+dsr1_status dsri_error(dsr1_status status, const char *fmt, ...) DSRI_PRINTF(2, 3);
+
+/* Clear this thread's last error. */
+void dsri_error_clear(void);
+
+#endif

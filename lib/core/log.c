@@ -1,0 +1,16 @@
+#include "core/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+void dsri_log(const dsri_logger *lg, dsr1_log_level level, const char *fmt, ...)
+{
+    if (!lg || !lg->fn || (int)level > lg->level)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    lg->fn(level, line, lg->user_data);
+}

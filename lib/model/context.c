@@ -1,0 +1,242 @@
+/*
+ * Contexts: creation (all memory allocated up front), evaluation in chunks of
+ * n_batch, logits access and cache editing.
+ */
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "model/context.h"
+#include "tokenizer/vocab.h"
+
+#define DEFAULT_N_CTX 4096
+#define DEFAULT_N_BATCH 512
+
+void dsr1_context_params_default(dsr1_context_params *params, size_t struct_size)
+{
+    if (!params || struct_size < sizeof(size_t))
+        return;
+    dsr1_context_params d;
+    memset(&d, 0, sizeof d);
+    d.size = sizeof d;
+    size_t n = struct_size < sizeof d ? struct_size : sizeof d;
+    memset(params, 0, struct_size);
+    memcpy(params, &d, n);
+    params->size = n;
+}
+
+static int default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 1024 ? (int)n : 1;
+}
+
+static dsr1_status check_params(const dsr1_model *model, const dsr1_context_params *in,
+                                dsr1_context_params *p)
+{
+    dsr1_context_params_default(p, sizeof *p);
+    if (in) {
+        if (in->size < sizeof(size_t) || in->size > 4096)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                              "dsr1_context_params.size is %zu: initialise params with dsr1_context_params_default()",
+                              in->size);
+        memcpy(p, in, in->size < sizeof *p ? in->size : sizeof *p);
+    }
+    if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "context: n_ctx, n_batch and n_threads must not be negative");
+    if (p->n_ctx == 0)
+        p->n_ctx = model->hp.n_ctx_train < DEFAULT_N_CTX ? model->hp.n_ctx_train : DEFAULT_N_CTX;
+    if (p->n_batch == 0)
+        p->n_batch = DEFAULT_N_BATCH;
+    if (p->n_batch > p->n_ctx)
+        p->n_batch = p->n_ctx;
+    if (p->n_threads == 0)
+        p->n_threads = default_threads();
+    return DSR1_OK;
+}
+
+static dsr1_status alloc_floats(float **out, int64_t n, const char *what)
+{
+    if (n <= 0) {
+        *out = NULL;
+        return DSR1_OK;
+    }
+    if ((uint64_t)n > SIZE_MAX / sizeof(float) || !(*out = dsri_calloc((size_t)n, sizeof(float))))
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: cannot allocate the %s (%lld floats)", what,
+                          (long long)n);
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params *params,
+                             dsr1_context **out_ctx)
+{
+    if (!out_ctx)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_new: out_ctx is NULL");
+    *out_ctx = NULL;
+    if (!model)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_new: model is NULL");
+    if (model->vocab_only || !model->arch)
+        return dsri_error(DSR1_ERR_STATE, "dsr1_context_new: the model was loaded vocabulary-only");
+    dsr1_context_params p;
+    dsr1_status st = check_params(model, params, &p);
+    if (st)
+        return st;
+    const dsri_backend_ops *ops;
+    if ((st = dsri_backend_select(p.backend, &ops)))
+        return st;
+
+    dsr1_context *ctx = dsri_calloc(1, sizeof *ctx);
+    if (!ctx)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: out of memory");
+    ctx->model = model;
+    ctx->ops = ops;
+    ctx->n_ctx = p.n_ctx;
+    ctx->n_batch = p.n_batch;
+    ctx->n_threads = p.n_threads;
+    ctx->n_cache_layers = model->hp.n_layer + model->hp.n_nextn_layers;
+    int64_t cells = (int64_t)ctx->n_cache_layers * p.n_ctx;
+    dsri_backend_config cfg = {p.n_threads, model->max_row, p.n_ctx};
+    if ((st = alloc_floats(&ctx->k_cache, cells * model->kv_k_width, "key cache")) ||
+        (st = alloc_floats(&ctx->v_cache, cells * model->kv_v_width, "value cache")) ||
+        (st = alloc_floats(&ctx->scratch, model->arch->scratch_floats(model, p.n_batch, p.n_ctx), "scratch")) ||
+        (st = alloc_floats(&ctx->logits, model->hp.n_vocab, "logits")) ||
+        (st = ops->create(&cfg, &ctx->be))) {
+        dsr1_context_free(ctx);
+        return st;
+    }
+    ctx->cap_logits_rows = 1;
+    ctx->pos = dsri_calloc((size_t)p.n_batch, sizeof *ctx->pos);
+    if (!ctx->pos) {
+        dsr1_context_free(ctx);
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: out of memory");
+    }
+    dsri_log(&model->log, DSR1_LOG_INFO, "context: n_ctx %d, n_batch %d, backend %s, KV cache %.1f MiB",
+             p.n_ctx, p.n_batch, ops->name,
+             (double)cells * (double)(model->kv_k_width + model->kv_v_width) * 4.0 / 1048576.0);
+    *out_ctx = ctx;
+    return DSR1_OK;
+}
+
+void dsr1_context_free(dsr1_context *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->be)
+        ctx->ops->destroy(ctx->be);
+    dsri_free(ctx->k_cache);
+    dsri_free(ctx->v_cache);
+    dsri_free(ctx->scratch);
+    dsri_free(ctx->logits);
+    dsri_free(ctx->pos);
+    dsri_free(ctx);
+}
+
+const dsr1_model *dsr1_context_model(const dsr1_context *ctx) { return ctx ? ctx->model : NULL; }
+int32_t dsr1_context_n_ctx(const dsr1_context *ctx) { return ctx ? ctx->n_ctx : 0; }
+int32_t dsr1_context_n_past(const dsr1_context *ctx) { return ctx ? ctx->n_past : 0; }
+const char *dsr1_context_backend(const dsr1_context *ctx) { return ctx ? ctx->ops->name : ""; }
+
+uint64_t dsr1_context_kv_bytes_per_token(const dsr1_context *ctx)
+{
+    if (!ctx)
+        return 0;
+    return (uint64_t)ctx->n_cache_layers * (uint64_t)(ctx->model->kv_k_width + ctx->model->kv_v_width) *
+           sizeof(float);
+}
+
+static dsr1_status reserve_logits(dsr1_context *ctx, int32_t rows)
+{
+    if (rows <= ctx->cap_logits_rows)
+        return DSR1_OK;
+    size_t n_vocab = (size_t)ctx->model->hp.n_vocab;
+    if ((size_t)rows > SIZE_MAX / sizeof(float) / n_vocab)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "dsr1_eval: logits for %d rows do not fit in memory", rows);
+    float *l = dsri_realloc(ctx->logits, (size_t)rows * n_vocab * sizeof(float));
+    if (!l)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "dsr1_eval: cannot allocate logits for %d rows", rows);
+    ctx->logits = l;
+    ctx->cap_logits_rows = rows;
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tokens, int32_t pos,
+                      uint32_t flags)
+{
+    if (!ctx)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_eval: ctx is NULL");
+    if (!tokens || n_tokens <= 0)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_eval: no tokens given");
+    if (flags & ~DSR1_EVAL_LOGITS_ALL)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_eval: unknown flags 0x%x", flags);
+    if (pos < 0 || pos > ctx->n_past)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_eval: position %d is outside [0, n_past=%d]", pos,
+                          ctx->n_past);
+    if (n_tokens > ctx->n_ctx - pos)
+        return dsri_error(DSR1_ERR_CONTEXT_FULL, "dsr1_eval: %d tokens at position %d exceed the context of %d",
+                          n_tokens, pos, ctx->n_ctx);
+    int32_t n_vocab = ctx->model->hp.n_vocab;
+    for (int32_t i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_eval: token %d at index %d is outside the vocabulary [0, %d)",
+                              tokens[i], i, n_vocab);
+    int logits_all = (flags & DSR1_EVAL_LOGITS_ALL) != 0;
+    dsr1_status st = reserve_logits(ctx, logits_all ? n_tokens : 1);
+    if (st)
+        return st;
+
+    ctx->n_past = pos; /* drop what follows pos */
+    ctx->n_logits_rows = 0;
+    ctx->last_n_tokens = n_tokens;
+    for (int32_t done = 0; done < n_tokens;) {
+        int n = n_tokens - done < ctx->n_batch ? n_tokens - done : ctx->n_batch;
+        for (int t = 0; t < n; t++)
+            ctx->pos[t] = pos + done + t;
+        /* without LOGITS_ALL only the final chunk runs the output layer */
+        float *out = logits_all ? ctx->logits + (size_t)done * (size_t)n_vocab
+                     : done + n == n_tokens ? ctx->logits : NULL;
+        st = ctx->model->arch->forward(ctx, tokens + done, ctx->pos, n, out, logits_all);
+        if (st)
+            return st;
+        ctx->n_past = pos + done + n;
+        done += n;
+    }
+    ctx->n_logits_rows = logits_all ? n_tokens : 1;
+    ctx->logits_first = logits_all ? 0 : n_tokens - 1;
+    return DSR1_OK;
+}
+
+const float *dsr1_logits(dsr1_context *ctx, int32_t i)
+{
+    if (!ctx)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_logits: ctx is NULL"), NULL;
+    if (ctx->n_logits_rows == 0)
+        return dsri_error(DSR1_ERR_STATE, "dsr1_logits: nothing has been evaluated"), NULL;
+    if (i == -1)
+        i = ctx->last_n_tokens - 1;
+    if (i < ctx->logits_first || i >= ctx->logits_first + ctx->n_logits_rows)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_logits: row %d is not available (evaluate with DSR1_EVAL_LOGITS_ALL for all rows)", i),
+               NULL;
+    return ctx->logits + (size_t)(i - ctx->logits_first) * (size_t)ctx->model->hp.n_vocab;
+}
+
+dsr1_status dsr1_context_truncate(dsr1_context *ctx, int32_t pos)
+{
+    if (!ctx)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_truncate: ctx is NULL");
+    if (pos < 0)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_truncate: negative position %d", pos);
+    if (pos < ctx->n_past)
+        ctx->n_past = pos;
+    return DSR1_OK;
+}
+
+void dsr1_context_reset(dsr1_context *ctx)
+{
+    if (ctx) {
+        ctx->n_past = 0;
+        ctx->n_logits_rows = 0;
+    }
+}

@@ -1,0 +1,43 @@
+/* Contexts (internal): the KV cache, scratch and logits of one sequence. */
+#ifndef DSRI_CONTEXT_H
+#define DSRI_CONTEXT_H
+
+#include "backend/backend.h"
+#include "dsr1.h"
+#include "model/model.h"
+
+struct dsr1_context {
+    const dsr1_model *model;
+    const dsri_backend_ops *ops;
+    dsri_backend *be;
+    int32_t n_ctx;
+    int32_t n_batch;
+    int32_t n_threads;
+    int32_t n_past;
+
+    /* KV cache: layer l, position p at k_cache + (l*n_ctx + p)*kv_k_width */
+    float *k_cache;
+    float *v_cache;
+    int n_cache_layers;
+
+    float *scratch;        /* arch->scratch_floats(model, n_batch, n_ctx) floats */
+    int32_t *pos;          /* n_batch positions */
+
+    float *logits;         /* n_logits_rows x n_vocab */
+    int32_t n_logits_rows; /* rows held (last eval) */
+    int32_t cap_logits_rows;
+    int32_t logits_first;  /* batch index of the first row held */
+    int32_t last_n_tokens; /* tokens in the last eval */
+};
+
+static inline float *dsri_ctx_k(dsr1_context *ctx, int layer, int32_t pos)
+{
+    return ctx->k_cache + ((int64_t)layer * ctx->n_ctx + pos) * ctx->model->kv_k_width;
+}
+
+static inline float *dsri_ctx_v(dsr1_context *ctx, int layer, int32_t pos)
+{
+    return ctx->v_cache + ((int64_t)layer * ctx->n_ctx + pos) * ctx->model->kv_v_width;
+}
+
+#endif

@@ -1,0 +1,216 @@
+/*
+ * The dense decoder of the distilled R1 models:
+ *   llama  (DeepSeek-R1-Distill-Llama, Llama 3): RoPE on adjacent pairs with
+ *          the llama3 frequency divisors from rope_freqs.weight;
+ *   qwen2  (DeepSeek-R1-Distill-Qwen): q/k/v biases, NEOX RoPE (pairs i, i+d/2).
+ * Everything else is the same pre-norm transformer: RMSNorm, grouped-query
+ * attention, SwiGLU feed-forward, final RMSNorm and the output projection.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "model/context.h"
+#include "model/model.h"
+
+static int is_qwen2(const dsr1_model *m)
+{
+    return m->arch == &dsri_arch_qwen2;
+}
+
+static dsr1_status load_hparams(dsr1_model *m)
+{
+    dsri_hparams *hp = &m->hp;
+    const dsri_gguf_tensor *embd = dsri_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!embd)
+        return dsri_error(DSR1_ERR_FORMAT, "model: required tensor 'token_embd.weight' is missing");
+    if (embd->ne[1] < 1 || embd->ne[1] > INT32_MAX)
+        return dsri_error(DSR1_ERR_FORMAT, "model: tensor 'token_embd.weight' has %lld rows",
+                          (long long)embd->ne[1]);
+    hp->n_vocab = (int32_t)embd->ne[1];
+    hp->n_ctx_train = 2048;
+    hp->rms_eps = 1e-5f;
+    hp->rope_theta = 10000.0f;
+    dsr1_status st;
+    if ((st = dsri_hp_int(m, "context_length", 0, 1, INT32_MAX, &hp->n_ctx_train)) ||
+        (st = dsri_hp_int(m, "embedding_length", 1, 1, 1 << 20, &hp->n_embd)) ||
+        (st = dsri_hp_int(m, "block_count", 1, 1, 4096, &hp->n_layer)) ||
+        (st = dsri_hp_int(m, "feed_forward_length", 1, 1, 1 << 24, &hp->n_ff)) ||
+        (st = dsri_hp_int(m, "attention.head_count", 1, 1, 1 << 16, &hp->n_head)))
+        return st;
+    hp->n_head_kv = hp->n_head;
+    if ((st = dsri_hp_int(m, "attention.head_count_kv", 0, 1, hp->n_head, &hp->n_head_kv)))
+        return st;
+    if (hp->n_head % hp->n_head_kv != 0)
+        return dsri_error(DSR1_ERR_FORMAT, "model: %d attention heads cannot be grouped over %d key/value heads",
+                          hp->n_head, hp->n_head_kv);
+    if (hp->n_embd % hp->n_head != 0)
+        return dsri_error(DSR1_ERR_FORMAT, "model: embedding length %d is not a multiple of %d heads",
+                          hp->n_embd, hp->n_head);
+    hp->head_dim_k = hp->n_embd / hp->n_head;
+    if ((st = dsri_hp_int(m, "attention.key_length", 0, 2, 1 << 16, &hp->head_dim_k)))
+        return st;
+    hp->head_dim_v = hp->head_dim_k;
+    if ((st = dsri_hp_int(m, "attention.value_length", 0, 1, 1 << 16, &hp->head_dim_v)))
+        return st;
+    if (hp->head_dim_v != hp->head_dim_k)
+        return dsri_error(DSR1_ERR_UNSUPPORTED, "model: key length %d differs from value length %d",
+                          hp->head_dim_k, hp->head_dim_v);
+    hp->rope_dim = hp->head_dim_k;
+    if ((st = dsri_hp_int(m, "rope.dimension_count", 0, 2, hp->head_dim_k, &hp->rope_dim)))
+        return st;
+    if (hp->rope_dim % 2 != 0)
+        return dsri_error(DSR1_ERR_FORMAT, "model: rope dimension count %d is odd", hp->rope_dim);
+    if ((st = dsri_hp_float(m, "rope.freq_base", 0, &hp->rope_theta)) ||
+        (st = dsri_hp_float(m, "attention.layer_norm_rms_epsilon", 0, &hp->rms_eps)))
+        return st;
+    if (!(hp->rope_theta > 0.0f) || !(hp->rms_eps >= 0.0f))
+        return dsri_error(DSR1_ERR_FORMAT, "model: rope.freq_base must be > 0 and the rms epsilon >= 0");
+    return DSR1_OK;
+}
+
+static dsr1_status bind_weights(dsr1_model *m)
+{
+    const dsri_hparams *hp = &m->hp;
+    int64_t d = hp->n_embd, dq = (int64_t)hp->n_head * hp->head_dim_k,
+            dkv = (int64_t)hp->n_head_kv * hp->head_dim_k;
+    int bias = is_qwen2(m);
+    dsr1_status st;
+    if ((st = dsri_bind_matrix(m, &m->tok_embd, 1, d, hp->n_vocab, "token_embd.weight", 0)) ||
+        (st = dsri_bind_vector(m, &m->output_norm, 1, d, "output_norm.weight", 0)) ||
+        (st = dsri_bind_matrix(m, &m->output, 0, d, hp->n_vocab, "output.weight", 0)))
+        return st;
+    if (!m->output.data)
+        m->output = m->tok_embd; /* tied embeddings */
+    if ((st = dsri_bind_vector(m, &m->rope_freq_factors, 0, hp->rope_dim / 2, "rope_freqs.weight", 0)))
+        return st;
+    for (int i = 0; m->rope_freq_factors && i < hp->rope_dim / 2; i++)
+        if (!(m->rope_freq_factors[i] > 0.0f) || !isfinite(m->rope_freq_factors[i]))
+            return dsri_error(DSR1_ERR_FORMAT, "model: rope_freqs.weight[%d] is not a positive number", i);
+
+    m->layers = dsri_calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory");
+    for (int l = 0; l < hp->n_layer; l++) {
+        dsri_layer *L = &m->layers[l];
+        if ((st = dsri_bind_vector(m, &L->attn_norm, 1, d, "blk.%d.attn_norm.weight", l)) ||
+            (st = dsri_bind_matrix(m, &L->wq, 1, d, dq, "blk.%d.attn_q.weight", l)) ||
+            (st = dsri_bind_matrix(m, &L->wk, 1, d, dkv, "blk.%d.attn_k.weight", l)) ||
+            (st = dsri_bind_matrix(m, &L->wv, 1, d, dkv, "blk.%d.attn_v.weight", l)) ||
+            (st = dsri_bind_matrix(m, &L->wo, 1, dq, d, "blk.%d.attn_output.weight", l)) ||
+            (st = dsri_bind_vector(m, &L->bq, bias, dq, "blk.%d.attn_q.bias", l)) ||
+            (st = dsri_bind_vector(m, &L->bk, bias, dkv, "blk.%d.attn_k.bias", l)) ||
+            (st = dsri_bind_vector(m, &L->bv, bias, dkv, "blk.%d.attn_v.bias", l)) ||
+            (st = dsri_bind_vector(m, &L->ffn_norm, 1, d, "blk.%d.ffn_norm.weight", l)) ||
+            (st = dsri_bind_matrix(m, &L->ffn_gate, 1, d, hp->n_ff, "blk.%d.ffn_gate.weight", l)) ||
+            (st = dsri_bind_matrix(m, &L->ffn_up, 1, d, hp->n_ff, "blk.%d.ffn_up.weight", l)) ||
+            (st = dsri_bind_matrix(m, &L->ffn_down, 1, hp->n_ff, d, "blk.%d.ffn_down.weight", l)))
+            return st;
+    }
+    m->kv_k_width = dkv;
+    m->kv_v_width = dkv;
+    m->attn_scale = 1.0f / sqrtf((float)hp->head_dim_k);
+    return dsri_rope_init_standard(m);
+}
+
+static dsr1_status dense_load(dsr1_model *m)
+{
+    dsr1_status st = load_hparams(m);
+    return st ? st : bind_weights(m);
+}
+
+static int64_t dense_scratch_floats(const dsr1_model *m, int n_batch, int n_ctx)
+{
+    (void)n_ctx;
+    const dsri_hparams *hp = &m->hp;
+    int64_t dq = (int64_t)hp->n_head * hp->head_dim_k, dkv = (int64_t)hp->n_head_kv * hp->head_dim_k;
+    int64_t per_row = 2 * (int64_t)hp->n_embd + 2 * dq + 2 * dkv + 2 * (int64_t)hp->n_ff;
+    return per_row * n_batch;
+}
+
+static void add_bias(dsr1_context *ctx, float *y, const float *bias, int64_t width, int n)
+{
+    if (!bias)
+        return;
+    for (int t = 0; t < n; t++)
+        ctx->ops->add(ctx->be, y + t * width, bias, width);
+}
+
+static dsr1_status dense_forward(dsr1_context *ctx, const dsr1_token *tokens, const int32_t *pos, int n,
+                                 float *logits, int logits_all)
+{
+    const dsr1_model *m = ctx->model;
+    const dsri_hparams *hp = &m->hp;
+    const dsri_backend_ops *op = ctx->ops;
+    dsri_backend *be = ctx->be;
+    const int64_t d = hp->n_embd, hd = hp->head_dim_k, ff = hp->n_ff;
+    const int64_t dq = hp->n_head * hd, dkv = hp->n_head_kv * hd;
+    const int neox = is_qwen2(m);
+
+    float *x = ctx->scratch;          /* residual stream, n x d */
+    float *h = x + n * d;             /* normed input / sublayer output, n x d */
+    float *q = h + n * d;             /* n x dq */
+    float *att = q + n * dq;          /* attention output, n x dq */
+    float *k = att + n * dq;          /* n x dkv */
+    float *v = k + n * dkv;           /* n x dkv */
+    float *gate = v + n * dkv;        /* n x ff */
+    float *up = gate + n * ff;        /* n x ff */
+
+    for (int t = 0; t < n; t++)
+        op->get_row(be, &m->tok_embd, tokens[t], x + t * d);
+
+    for (int l = 0; l < hp->n_layer; l++) {
+        const dsri_layer *L = &m->layers[l];
+
+        /* attention */
+        op->rmsnorm(be, x, L->attn_norm, h, (int)d, n, hp->rms_eps);
+        op->matmul(be, &L->wq, h, q, n);
+        op->matmul(be, &L->wk, h, k, n);
+        op->matmul(be, &L->wv, h, v, n);
+        add_bias(ctx, q, L->bq, dq, n);
+        add_bias(ctx, k, L->bk, dkv, n);
+        add_bias(ctx, v, L->bv, dkv, n);
+        op->rope(be, q, n, dq, hp->n_head, (int)hd, hp->rope_dim, pos, m->rope_freq, m->rope_mscale, neox);
+        op->rope(be, k, n, dkv, hp->n_head_kv, (int)hd, hp->rope_dim, pos, m->rope_freq, m->rope_mscale, neox);
+        for (int t = 0; t < n; t++) {
+            memcpy(dsri_ctx_k(ctx, l, pos[t]), k + t * dkv, (size_t)dkv * sizeof(float));
+            memcpy(dsri_ctx_v(ctx, l, pos[t]), v + t * dkv, (size_t)dkv * sizeof(float));
+        }
+        op->attention(be, q, dq, dsri_ctx_k(ctx, l, 0), dkv, dsri_ctx_v(ctx, l, 0), dkv, att, n, pos,
+                      hp->n_head, hp->n_head_kv, (int)hd, (int)hd, m->attn_scale);
+        op->matmul(be, &L->wo, att, h, n);
+        op->add(be, x, h, n * d);
+
+        /* SwiGLU feed-forward */
+        op->rmsnorm(be, x, L->ffn_norm, h, (int)d, n, hp->rms_eps);
+        op->matmul(be, &L->ffn_gate, h, gate, n);
+        op->matmul(be, &L->ffn_up, h, up, n);
+        op->silu_mul(be, gate, up, n * ff);
+        op->matmul(be, &L->ffn_down, gate, h, n);
+        op->add(be, x, h, n * d);
+    }
+
+    /* output: every row, or only the last */
+    if (!logits)
+        return DSR1_OK;
+    int first = logits_all ? 0 : n - 1;
+    int rows = n - first;
+    op->rmsnorm(be, x + first * d, m->output_norm, h, (int)d, rows, hp->rms_eps);
+    op->matmul(be, &m->output, h, logits, rows);
+    return DSR1_OK;
+}
+
+const dsri_arch_ops dsri_arch_llama = {
+    .name = "llama",
+    .load = dense_load,
+    .scratch_floats = dense_scratch_floats,
+    .forward = dense_forward,
+};
+
+const dsri_arch_ops dsri_arch_qwen2 = {
+    .name = "qwen2",
+    .load = dense_load,
+    .scratch_floats = dense_scratch_floats,
+    .forward = dense_forward,
+};

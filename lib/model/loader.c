@@ -1,0 +1,243 @@
+/*
+ * Model loading: map the file, parse the container, pick the architecture,
+ * load the vocabulary, bind the weights. Any failure unwinds completely.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "tokenizer/vocab.h"
+
+static const dsri_arch_ops *const architectures[] = {
+    &dsri_arch_llama,
+    &dsri_arch_qwen2,
+    &dsri_arch_deepseek2,
+};
+
+void dsr1_model_params_default(dsr1_model_params *params, size_t struct_size)
+{
+    if (!params || struct_size < sizeof(size_t))
+        return;
+    dsr1_model_params d;
+    memset(&d, 0, sizeof d);
+    d.size = sizeof d;
+    d.log_level = DSR1_LOG_INFO;
+    size_t n = struct_size < sizeof d ? struct_size : sizeof d;
+    memset(params, 0, struct_size);
+    memcpy(params, &d, n);
+    params->size = n;
+}
+
+/* Copy the caller's params (of whatever size it was compiled with) over the
+ * defaults, so fields newer than the caller keep their default. */
+static dsr1_status read_params(const dsr1_model_params *in, dsr1_model_params *p)
+{
+    dsr1_model_params_default(p, sizeof *p);
+    if (!in)
+        return DSR1_OK;
+    if (in->size < sizeof(size_t) || in->size > 4096)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_model_params.size is %zu: initialise params with dsr1_model_params_default()",
+                          in->size);
+    memcpy(p, in, in->size < sizeof *p ? in->size : sizeof *p);
+    return DSR1_OK;
+}
+
+static dsr1_status pick_arch(dsr1_model *m)
+{
+    dsri_str name;
+    int r = dsri_gguf_get_str(m->gguf, "general.architecture", &name);
+    if (r == -1) {
+        if (m->vocab_only)
+            return DSR1_OK;
+        return dsri_error(DSR1_ERR_FORMAT, "model: required key 'general.architecture' is missing");
+    }
+    if (r != 0)
+        return dsri_error(DSR1_ERR_FORMAT, "model: key 'general.architecture' is not a string");
+    int n = (int)(name.len < sizeof m->arch_name - 1 ? name.len : sizeof m->arch_name - 1);
+    memcpy(m->arch_name, name.ptr, (size_t)n);
+    m->arch_name[n] = '\0';
+    for (size_t i = 0; i < sizeof architectures / sizeof architectures[0]; i++)
+        if (dsri_str_eq(name, architectures[i]->name)) {
+            m->arch = architectures[i];
+            return DSR1_OK;
+        }
+    if (m->vocab_only)
+        return DSR1_OK;
+    return dsri_error(DSR1_ERR_UNSUPPORTED, "model: architecture '%.*s' is not supported (qwen2, llama, deepseek2 are)",
+                      (int)(name.len > 64 ? 64 : name.len), name.ptr);
+}
+
+static dsr1_status copy_tensor_names(dsr1_model *m)
+{
+    uint64_t n = dsri_gguf_tensor_count(m->gguf);
+    if (n == 0)
+        return DSR1_OK;
+    m->tensor_names = dsri_calloc((size_t)n, sizeof *m->tensor_names);
+    if (!m->tensor_names)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory");
+    for (uint64_t i = 0; i < n; i++) {
+        const dsri_gguf_tensor *t = dsri_gguf_tensor_at(m->gguf, i);
+        if (!(m->tensor_names[i] = dsri_strndup(t->name.ptr, (size_t)t->name.len)))
+            return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory");
+    }
+    return DSR1_OK;
+}
+
+static dsr1_status load_parsed(dsr1_model *m)
+{
+    dsr1_status st = dsri_gguf_parse(m->bytes, m->n_bytes, &m->gguf);
+    if (st)
+        return st;
+    if ((st = copy_tensor_names(m)) || (st = pick_arch(m)))
+        return st;
+    if ((st = dsri_vocab_load(m->gguf, &m->vocab)))
+        return st;
+    if (m->vocab_only)
+        return DSR1_OK;
+    if ((st = m->arch->load(m)))
+        return st;
+    if (m->hp.n_vocab != dsri_vocab_n_tokens(m->vocab))
+        return dsri_error(DSR1_ERR_FORMAT, "model: the vocabulary has %d tokens but the output layer has %d rows",
+                          dsri_vocab_n_tokens(m->vocab), m->hp.n_vocab);
+    dsri_log(&m->log, DSR1_LOG_INFO, "loaded %s model: %d layers, n_embd %d, n_vocab %d, %llu tensors",
+             m->arch_name, m->hp.n_layer, m->hp.n_embd, m->hp.n_vocab,
+             (unsigned long long)dsri_gguf_tensor_count(m->gguf));
+    return DSR1_OK;
+}
+
+static dsr1_status finish_load(dsr1_model *m, const dsr1_model_params *p, dsr1_model **out)
+{
+    m->vocab_only = p->vocab_only != 0;
+    m->log.fn = p->log_callback;
+    m->log.user_data = p->log_user_data;
+    m->log.level = p->log_level;
+    dsr1_status st = load_parsed(m);
+    if (st) {
+        dsri_log(&m->log, DSR1_LOG_ERROR, "%s", dsr1_last_error());
+        dsr1_model_free(m);
+        return st;
+    }
+    *out = m;
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_model_load(const char *path, const dsr1_model_params *params, dsr1_model **out_model)
+{
+    if (!out_model)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_load: out_model is NULL");
+    *out_model = NULL;
+    if (!path)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_load: path is NULL");
+    dsr1_model_params p;
+    dsr1_status st = read_params(params, &p);
+    if (st)
+        return st;
+
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return dsri_error(DSR1_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return dsri_error(DSR1_ERR_IO, "'%s' is not a regular file", path);
+    }
+    if (sb.st_size == 0) {
+        close(fd);
+        return dsri_error(DSR1_ERR_FORMAT, "'%s' is empty", path);
+    }
+    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    int map_errno = errno;
+    close(fd);
+    if (map == MAP_FAILED)
+        return dsri_error(DSR1_ERR_IO, "cannot map '%s': %s", path, strerror(map_errno));
+
+    dsr1_model *m = dsri_calloc(1, sizeof *m);
+    if (!m) {
+        munmap(map, (size_t)sb.st_size);
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    m->map = map;
+    m->map_size = (size_t)sb.st_size;
+    m->bytes = map;
+    m->n_bytes = (size_t)sb.st_size;
+    return finish_load(m, &p, out_model);
+}
+
+dsr1_status dsr1_model_load_from_memory(const void *data, size_t size, const dsr1_model_params *params,
+                                        dsr1_model **out_model)
+{
+    if (!out_model)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_load_from_memory: out_model is NULL");
+    *out_model = NULL;
+    if (!data || size == 0)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_load_from_memory: empty buffer");
+    dsr1_model_params p;
+    dsr1_status st = read_params(params, &p);
+    if (st)
+        return st;
+    dsr1_model *m = dsri_calloc(1, sizeof *m);
+    if (!m)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "out of memory");
+    m->bytes = data;
+    m->n_bytes = size;
+    return finish_load(m, &p, out_model);
+}
+
+void dsr1_model_free(dsr1_model *m)
+{
+    if (!m)
+        return;
+    if (m->tensor_names) {
+        for (uint64_t i = 0; i < dsri_gguf_tensor_count(m->gguf); i++)
+            dsri_free(m->tensor_names[i]);
+        dsri_free(m->tensor_names);
+    }
+    for (int i = 0; i < m->n_owned; i++)
+        dsri_free(m->owned[i]);
+    dsri_free(m->owned);
+    dsri_free(m->rope_freq);
+    dsri_free(m->layers);
+    dsri_vocab_free(m->vocab);
+    dsri_gguf_free(m->gguf);
+    if (m->map)
+        munmap(m->map, m->map_size);
+    dsri_free(m);
+}
+
+const struct dsri_vocab *dsri_model_vocab(const dsr1_model *model)
+{
+    return model ? model->vocab : NULL;
+}
+
+const char *dsr1_model_arch(const dsr1_model *m) { return m ? m->arch_name : ""; }
+int32_t dsr1_model_n_vocab(const dsr1_model *m) { return m ? (m->vocab ? dsri_vocab_n_tokens(m->vocab) : m->hp.n_vocab) : 0; }
+int32_t dsr1_model_n_ctx_train(const dsr1_model *m) { return m ? m->hp.n_ctx_train : 0; }
+int32_t dsr1_model_n_embd(const dsr1_model *m) { return m ? m->hp.n_embd : 0; }
+int32_t dsr1_model_n_layer(const dsr1_model *m) { return m ? m->hp.n_layer : 0; }
+int32_t dsr1_model_n_head(const dsr1_model *m) { return m ? m->hp.n_head : 0; }
+int32_t dsr1_model_n_head_kv(const dsr1_model *m) { return m ? m->hp.n_head_kv : 0; }
+
+uint64_t dsr1_model_n_params(const dsr1_model *m)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; m && i < dsri_gguf_tensor_count(m->gguf); i++) {
+        const dsri_gguf_tensor *t = dsri_gguf_tensor_at(m->gguf, i);
+        n += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+    }
+    return n;
+}
+
+uint64_t dsr1_model_size_bytes(const dsr1_model *m)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; m && i < dsri_gguf_tensor_count(m->gguf); i++)
+        n += dsri_gguf_tensor_at(m->gguf, i)->n_bytes;
+    return n;
+}

@@ -1,0 +1,633 @@
+/*
+ * libdsr1 - reference quantizers (f32 -> ggml block types).
+ *
+ * These reproduce ggml's quantize_row_*_ref bit for bit for finite inputs
+ * (same float operations in the same order; build with -ffp-contract=off).
+ * Where ggml relies on float->small-int conversions that could overflow, we
+ * clamp first, which only changes results for non-finite inputs (UB in C).
+ * K-quants use ggml's no-importance-matrix path, i.e. what llama-quantize
+ * writes without --imatrix.
+ */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant_internal.h"
+
+#define GROUP_MAX_EPS 1e-15f
+
+/* round half to even for |f| < 2^22 (ggml's nearest_int), no UB for any f */
+static int nearest_int(float f)
+{
+    const float v = f + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007FFFFF) - 0x00400000;
+}
+
+/* (int)f clamped to [lo, hi]; NaN gives lo */
+static int trunc_clamp(float f, int lo, int hi)
+{
+    if (!(f > (float)lo))
+        return lo;
+    if (f >= (float)hi)
+        return hi;
+    return (int)f;
+}
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+
+/* ---------------------------------------------------------------- 32-blocks */
+
+static void q_q8_0(const float *x, uint8_t *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, x += 32, y += 34) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            const float a = fabsf(x[j]);
+            amax = amax > a ? amax : a;
+        }
+        const float d = amax / 127;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        dsri_wr_u16(y, dsri_fp32_to_fp16(d));
+        for (int j = 0; j < 32; j++) {
+            const float r = roundf(x[j] * id);
+            const int q = r >= 127.0f ? 127 : r <= -128.0f ? -128 : r == r ? (int)r : 0;
+            y[2 + j] = (uint8_t)(q & 0xFF);
+        }
+    }
+}
+
+/* value with the largest magnitude (first one wins ties), as ggml picks it */
+static float absmax_signed(const float *x, int n)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
+static void q_q4_0(const float *x, uint8_t *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, x += 32, y += 18) {
+        const float max = absmax_signed(x, 32);
+        const float d = max / -8;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        dsri_wr_u16(y, dsri_fp32_to_fp16(d));
+        for (int j = 0; j < 16; j++) {
+            const int q0 = trunc_clamp(x[j] * id + 8.5f, 0, 15);
+            const int q1 = trunc_clamp(x[j + 16] * id + 8.5f, 0, 15);
+            y[2 + j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+static void minmax(const float *x, int n, float *mn, float *mx)
+{
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (int j = 0; j < n; j++) {
+        if (x[j] < lo) lo = x[j];
+        if (x[j] > hi) hi = x[j];
+    }
+    *mn = lo;
+    *mx = hi;
+}
+
+static void q_q4_1(const float *x, uint8_t *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, x += 32, y += 20) {
+        float min, max;
+        minmax(x, 32, &min, &max);
+        const float d = (max - min) / 15;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        dsri_wr_u16(y, dsri_fp32_to_fp16(d));
+        dsri_wr_u16(y + 2, dsri_fp32_to_fp16(min));
+        for (int j = 0; j < 16; j++) {
+            const int q0 = trunc_clamp((x[j] - min) * id + 0.5f, 0, 15);
+            const int q1 = trunc_clamp((x[j + 16] - min) * id + 0.5f, 0, 15);
+            y[4 + j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+static void q_q5_0(const float *x, uint8_t *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, x += 32, y += 22) {
+        const float max = absmax_signed(x, 32);
+        const float d = max / -16;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint32_t qh = 0;
+        dsri_wr_u16(y, dsri_fp32_to_fp16(d));
+        for (int j = 0; j < 16; j++) {
+            const int q0 = trunc_clamp(x[j] * id + 16.5f, 0, 31);
+            const int q1 = trunc_clamp(x[j + 16] * id + 16.5f, 0, 31);
+            y[6 + j] = (uint8_t)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+            qh |= (uint32_t)(q0 >> 4) << j;
+            qh |= (uint32_t)(q1 >> 4) << (j + 16);
+        }
+        dsri_wr_u32(y + 2, qh);
+    }
+}
+
+static void q_q5_1(const float *x, uint8_t *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, x += 32, y += 24) {
+        float min, max;
+        minmax(x, 32, &min, &max);
+        const float d = (max - min) / 31;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint32_t qh = 0;
+        dsri_wr_u16(y, dsri_fp32_to_fp16(d));
+        dsri_wr_u16(y + 2, dsri_fp32_to_fp16(min));
+        for (int j = 0; j < 16; j++) {
+            const int q0 = trunc_clamp((x[j] - min) * id + 0.5f, 0, 31);
+            const int q1 = trunc_clamp((x[j + 16] - min) * id + 0.5f, 0, 31);
+            y[8 + j] = (uint8_t)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+            qh |= (uint32_t)(q0 >> 4) << j;
+            qh |= (uint32_t)(q1 >> 4) << (j + 16);
+        }
+        dsri_wr_u32(y + 4, qh);
+    }
+}
+
+/* ------------------------------------------------------- k-quant searches */
+
+/*
+ * Fit x ~ scale*L - the_min with L in [0, nmax] (ggml make_qkx2_quants):
+ * weighted least squares over nstep+1 candidate inverse scales.
+ */
+static float make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                              float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                              int use_mad)
+{
+    float min = x[0], max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        const float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)imax(0, imin(nmax, l));
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        best_error += weights[i] * diff;
+    }
+    if (nstep < 1) {
+        *the_min = -min;
+        return scale;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = imax(0, imin(nmax, l));
+            Laux[i] = (uint8_t)l;
+            const float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = use_mad ? fabsf(diff) : diff * diff;
+                cur_error += weights[i] * diff;
+            }
+            if (cur_error < best_error) {
+                for (int i = 0; i < n; i++) L[i] = Laux[i];
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+/* Symmetric fit, L in [0, 2*nmax) holding l + nmax (ggml make_qx_quants,
+ * rmse_type 1, no importance weights: w = x^2). */
+static float make_qx_quants_rmse1(int n, int nmax, const float *x, int8_t *L)
+{
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < GROUP_MAX_EPS) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * x[i]);
+        l = imax(-nmax, imin(nmax - 1, l));
+        L[i] = (int8_t)(l + nmax);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0)
+            continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * x[i]);
+            l = imax(-nmax, imin(nmax - 1, l));
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++) {
+                const int l = nearest_int(iscale * x[i]);
+                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, l)));
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+/* ggml make_q3_quants with do_rmse = true; L gets l + nmax. */
+static float make_q3_quants_rmse(int n, int nmax, const float *x, int8_t *L)
+{
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < GROUP_MAX_EPS) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        return 0.f;
+    }
+    const float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * x[i]);
+        l = imax(-nmax, imin(nmax - 1, l));
+        L[i] = (int8_t)l;
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * L[i] * L[i];
+                int new_l = nearest_int(x[i] * sl2 / slx);
+                new_l = imax(-nmax, imin(nmax - 1, new_l));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed)
+            break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* pack 256 2-bit values in ggml's Q2_K/Q3_K bit-plane order */
+static void pack_2bit_planes(const uint8_t *L, uint8_t *qs)
+{
+    for (int j = 0; j < DSRI_QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+/* ------------------------------------------------------------------ Q2_K */
+
+static void q_q2_k(const float *x, uint8_t *y, int64_t nb)
+{
+    uint8_t L[DSRI_QK_K], Laux[16];
+    float weights[16], mins[16], scales[16];
+    const float q4scale = 15.f;
+
+    for (int64_t i = 0; i < nb; i++, x += DSRI_QK_K, y += 84) {
+        uint8_t *sc = y;
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
+            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        if (max_scale > 0) {
+            const float iscale = q4scale / max_scale;
+            for (int j = 0; j < 16; j++) sc[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            dsri_wr_u16(y + 80, dsri_fp32_to_fp16(max_scale / q4scale));
+        } else {
+            for (int j = 0; j < 16; j++) sc[j] = 0;
+            dsri_wr_u16(y + 80, dsri_fp32_to_fp16(0.f));
+        }
+        if (max_min > 0) {
+            const float iscale = q4scale / max_min;
+            for (int j = 0; j < 16; j++) sc[j] = (uint8_t)(sc[j] | (nearest_int(iscale * mins[j]) << 4));
+            dsri_wr_u16(y + 82, dsri_fp32_to_fp16(max_min / q4scale));
+        } else {
+            dsri_wr_u16(y + 82, dsri_fp32_to_fp16(0.f));
+        }
+        const float dd = dsri_rd_f16(y + 80), dmin = dsri_rd_f16(y + 82);
+        for (int j = 0; j < 16; j++) {
+            const float d = dd * (sc[j] & 0xF);
+            if (d == 0.0f)
+                continue;
+            const float dm = dmin * (sc[j] >> 4);
+            for (int ii = 0; ii < 16; ii++) {
+                const int l = nearest_int((x[16 * j + ii] + dm) / d);
+                L[16 * j + ii] = (uint8_t)imax(0, imin(3, l));
+            }
+        }
+        pack_2bit_planes(L, y + 16);
+    }
+}
+
+/* ------------------------------------------------------------------ Q3_K */
+
+static void q_q3_k(const float *x, uint8_t *y, int64_t nb)
+{
+    int8_t L[DSRI_QK_K];
+    uint8_t Lu[DSRI_QK_K];
+    float scales[16];
+
+    for (int64_t i = 0; i < nb; i++, x += DSRI_QK_K, y += 110) {
+        uint8_t *hmask = y, *qs = y + 32, *sc = y + 96;
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = make_q3_quants_rmse(16, 4, x + 16 * j, L + 16 * j);
+            const float s = fabsf(scales[j]);
+            if (s > amax) {
+                amax = s;
+                max_scale = scales[j];
+            }
+        }
+        memset(sc, 0, 12);
+        if (max_scale != 0.0f) {
+            const float iscale = -32.f / max_scale;
+            for (int j = 0; j < 16; j++) {
+                int l = nearest_int(iscale * scales[j]);
+                l = imax(-32, imin(31, l)) + 32;
+                if (j < 8)
+                    sc[j] = (uint8_t)(l & 0xF);
+                else
+                    sc[j - 8] = (uint8_t)(sc[j - 8] | ((l & 0xF) << 4));
+                l >>= 4;
+                sc[j % 4 + 8] = (uint8_t)(sc[j % 4 + 8] | (l << (2 * (j / 4))));
+            }
+            dsri_wr_u16(y + 108, dsri_fp32_to_fp16(1 / iscale));
+        } else {
+            dsri_wr_u16(y + 108, dsri_fp32_to_fp16(0.f));
+        }
+        const float d_all = dsri_rd_f16(y + 108);
+        for (int j = 0; j < 16; j++) {
+            const float d = d_all * dsri_scale_q3_k(j, sc);
+            if (d == 0.0f)
+                continue;
+            for (int ii = 0; ii < 16; ii++) {
+                const int l = nearest_int(x[16 * j + ii] / d);
+                L[16 * j + ii] = (int8_t)(imax(-4, imin(3, l)) + 4);
+            }
+        }
+        /* high bit of element j goes to hmask[j % 32], bit j / 32 */
+        memset(hmask, 0, 32);
+        for (int j = 0; j < DSRI_QK_K; j++) {
+            int l = L[j];
+            if (l > 3) {
+                hmask[j % 32] = (uint8_t)(hmask[j % 32] | (1u << (j / 32)));
+                l -= 4;
+            }
+            Lu[j] = (uint8_t)l;
+        }
+        pack_2bit_planes(Lu, qs);
+    }
+}
+
+/* ------------------------------------------------------------- Q4_K, Q5_K */
+
+/* pack 8 6-bit scales and mins into the 12-byte K_SCALE layout */
+static void pack_scale_min_k4(const uint8_t *ls, const uint8_t *lm, uint8_t *q)
+{
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            q[j] = ls[j];
+            q[j + 4] = lm[j];
+        } else {
+            q[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            q[j - 4] = (uint8_t)(q[j - 4] | ((ls[j] >> 4) << 6));
+            q[j] = (uint8_t)(q[j] | ((lm[j] >> 4) << 6));
+        }
+    }
+}
+
+/* shared by Q4_K (nmax 15) and Q5_K (nmax 31): fills d, dmin, scales and
+ * the final levels L[256] */
+static void quantize_k_scaled(const float *x, uint8_t *blk, uint8_t *L, int nmax, float rmin, int nstep)
+{
+    uint8_t Laux[32], ls[8], lm[8];
+    float weights[32], mins[8], scales[8];
+    float max_scale = 0, max_min = 0;
+
+    for (int j = 0; j < 8; j++) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, 0);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    for (int j = 0; j < 8; j++) {
+        ls[j] = (uint8_t)imin(63, (uint8_t)nearest_int(inv_scale * scales[j]));
+        lm[j] = (uint8_t)imin(63, (uint8_t)nearest_int(inv_min * mins[j]));
+    }
+    pack_scale_min_k4(ls, lm, blk + 4);
+    dsri_wr_u16(blk, dsri_fp32_to_fp16(max_scale / 63.f));
+    dsri_wr_u16(blk + 2, dsri_fp32_to_fp16(max_min / 63.f));
+
+    const float dd = dsri_rd_f16(blk), dmin = dsri_rd_f16(blk + 2);
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        dsri_scale_min_k4(j, blk + 4, &sc, &m);
+        const float d = dd * sc;
+        if (d == 0.0f)
+            continue;
+        const float dm = dmin * m;
+        for (int ii = 0; ii < 32; ii++) {
+            const int l = nearest_int((x[32 * j + ii] + dm) / d);
+            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, l));
+        }
+    }
+}
+
+static void q_q4_k(const float *x, uint8_t *y, int64_t nb)
+{
+    uint8_t L[DSRI_QK_K];
+    for (int64_t i = 0; i < nb; i++, x += DSRI_QK_K, y += 144) {
+        quantize_k_scaled(x, y, L, 15, -1.f, 20);
+        uint8_t *q = y + 16;
+        for (int j = 0; j < DSRI_QK_K; j += 64, q += 32)
+            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+
+static void q_q5_k(const float *x, uint8_t *y, int64_t nb)
+{
+    uint8_t L[DSRI_QK_K];
+    for (int64_t i = 0; i < nb; i++, x += DSRI_QK_K, y += 176) {
+        quantize_k_scaled(x, y, L, 31, -0.5f, 15);
+        uint8_t *qh = y + 16, *ql = y + 48;
+        memset(qh, 0, 32);
+        unsigned m1 = 1, m2 = 2;
+        for (int n = 0; n < DSRI_QK_K; n += 64, ql += 32, m1 <<= 2, m2 <<= 2) {
+            for (int j = 0; j < 32; j++) {
+                int l1 = L[n + j], l2 = L[n + j + 32];
+                if (l1 > 15) {
+                    l1 -= 16;
+                    qh[j] = (uint8_t)(qh[j] | m1);
+                }
+                if (l2 > 15) {
+                    l2 -= 16;
+                    qh[j] = (uint8_t)(qh[j] | m2);
+                }
+                ql[j] = (uint8_t)(l1 | (l2 << 4));
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ Q6_K */
+
+static void q_q6_k(const float *x, uint8_t *y, int64_t nb)
+{
+    int8_t L[DSRI_QK_K];
+    float scales[16];
+
+    for (int64_t i = 0; i < nb; i++, x += DSRI_QK_K, y += 210) {
+        float max_scale = 0, max_abs_scale = 0;
+        for (int ib = 0; ib < 16; ib++) {
+            const float scale = make_qx_quants_rmse1(16, 32, x + 16 * ib, L + 16 * ib);
+            scales[ib] = scale;
+            if (fabsf(scale) > max_abs_scale) {
+                max_abs_scale = fabsf(scale);
+                max_scale = scale;
+            }
+        }
+        if (max_abs_scale < GROUP_MAX_EPS) {
+            memset(y, 0, 210);
+            continue;
+        }
+        uint8_t *ql = y, *qh = y + 128, *sc = y + 192;
+        const float iscale = -128.f / max_scale;
+        dsri_wr_u16(y + 208, dsri_fp32_to_fp16(1 / iscale));
+        for (int ib = 0; ib < 16; ib++)
+            sc[ib] = (uint8_t)(imax(-128, imin(127, nearest_int(iscale * scales[ib]))) & 0xFF);
+        const float dd = dsri_rd_f16(y + 208);
+        for (int j = 0; j < 16; j++) {
+            const float d = dd * (int8_t)sc[j];
+            if (d == 0.0f)
+                continue;
+            for (int ii = 0; ii < 16; ii++) {
+                const int l = nearest_int(x[16 * j + ii] / d);
+                L[16 * j + ii] = (int8_t)(imax(-32, imin(31, l)) + 32);
+            }
+        }
+        for (int j = 0; j < DSRI_QK_K; j += 128, ql += 64, qh += 32) {
+            for (int l = 0; l < 32; l++) {
+                const int q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
+                const int q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+                ql[l] = (uint8_t)(q1 | (q3 << 4));
+                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                                  ((L[j + l + 96] >> 4) << 6));
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------- dispatcher */
+
+int dsri_quantize_row(uint32_t ggml_type, const float *src, void *dst, int64_t n)
+{
+    const dsri_type_traits *t = dsri_type_traits_get(ggml_type);
+    if (!t || n < 0 || n % t->block_size != 0 || (n > 0 && (!src || !dst)))
+        return -1;
+    uint8_t *y = (uint8_t *)dst;
+    const int64_t nb = n / t->block_size;
+    switch (ggml_type) {
+    case DSRI_TYPE_F32:
+        if (n > 0)
+            memcpy(y, src, (size_t)n * sizeof(float));
+        break;
+    case DSRI_TYPE_F16:
+        for (int64_t i = 0; i < n; i++) dsri_wr_u16(y + 2 * i, dsri_fp32_to_fp16(src[i]));
+        break;
+    case DSRI_TYPE_BF16:
+        for (int64_t i = 0; i < n; i++) dsri_wr_u16(y + 2 * i, dsri_fp32_to_bf16(src[i]));
+        break;
+    case DSRI_TYPE_Q4_0: q_q4_0(src, y, nb); break;
+    case DSRI_TYPE_Q4_1: q_q4_1(src, y, nb); break;
+    case DSRI_TYPE_Q5_0: q_q5_0(src, y, nb); break;
+    case DSRI_TYPE_Q5_1: q_q5_1(src, y, nb); break;
+    case DSRI_TYPE_Q8_0: q_q8_0(src, y, nb); break;
+    case DSRI_TYPE_Q2_K: q_q2_k(src, y, nb); break;
+    case DSRI_TYPE_Q3_K: q_q3_k(src, y, nb); break;
+    case DSRI_TYPE_Q4_K: q_q4_k(src, y, nb); break;
+    case DSRI_TYPE_Q5_K: q_q5_k(src, y, nb); break;
+    case DSRI_TYPE_Q6_K: q_q6_k(src, y, nb); break;
+    default: return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,104 @@
+/*
+ * libdsr1 - weight-type layer (internal).
+ *
+ * Bit-exact dequantization of the ggml tensor types used by GGUF files, plus
+ * reference (round-to-nearest) quantizers, fp16/bf16 conversions and a plain
+ * f32 dot product.
+ *
+ * Block layouts and formulas follow ggml's definitions (ggml-common.h,
+ * ggml-quants.c).  Blocks are read as little-endian byte layouts by offset,
+ * never through packed structs, so any source alignment is fine.
+ *
+ * Bit-exactness note: the dequantizers evaluate the same float expressions in
+ * the same order as ggml's reference C code (e.g. Q4_K: (d*sc)*q - dmin*m).
+ * Build this directory with floating-point contraction disabled
+ * (-ffp-contract=off, which is GCC's default in ISO -std=c11 mode) so the
+ * compiler does not fuse them into FMAs.
+ */
+#ifndef DSRI_QUANT_H
+#define DSRI_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ggml type ids (the numbers stored in GGUF tensor infos). */
+enum {
+    DSRI_TYPE_F32 = 0,
+    DSRI_TYPE_F16 = 1,
+    DSRI_TYPE_Q4_0 = 2,
+    DSRI_TYPE_Q4_1 = 3,
+    DSRI_TYPE_Q5_0 = 6,
+    DSRI_TYPE_Q5_1 = 7,
+    DSRI_TYPE_Q8_0 = 8,
+    DSRI_TYPE_Q2_K = 10,
+    DSRI_TYPE_Q3_K = 11,
+    DSRI_TYPE_Q4_K = 12,
+    DSRI_TYPE_Q5_K = 13,
+    DSRI_TYPE_Q6_K = 14,
+    DSRI_TYPE_IQ4_NL = 20,
+    DSRI_TYPE_IQ4_XS = 23,
+    DSRI_TYPE_BF16 = 30
+};
+
+/* Elements per block. */
+#define DSRI_QK4_0 32
+#define DSRI_QK4_1 32
+#define DSRI_QK5_0 32
+#define DSRI_QK5_1 32
+#define DSRI_QK8_0 32
+#define DSRI_QK4_NL 32
+#define DSRI_QK_K 256
+#define DSRI_K_SCALE_SIZE 12
+
+typedef struct dsri_type_traits {
+    const char *name;    /* ggml's name: "f32", "q4_0", "q4_K", "iq4_xs", ... */
+    uint32_t block_size; /* elements per block */
+    uint32_t type_size;  /* bytes per block */
+} dsri_type_traits;
+
+/* NULL when the id is unknown or not supported by this layer. */
+const dsri_type_traits *dsri_type_traits_get(uint32_t ggml_type);
+
+/* Bytes taken by a row of n elements; 0 when the type is unsupported, n < 0,
+ * or n is not a multiple of the block size. */
+size_t dsri_row_size(uint32_t ggml_type, int64_t n);
+
+/* Dequantize n elements (n a multiple of the block size) from src into dst.
+ * src needs no particular alignment.  Returns 0 on success, -1 for an
+ * unsupported type or a bad n (dst is then untouched). */
+int dsri_dequantize_row(uint32_t ggml_type, const void *src, float *dst, int64_t n);
+
+/* Reference quantizers, bit-compatible with ggml's quantize_row_*_ref (which
+ * is also what llama-quantize uses when no importance matrix is given).
+ * Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
+ * Q5_K, Q6_K.  dst must hold dsri_row_size(type, n) bytes.
+ * Returns 0 on success, -1 for an unsupported type or a bad n. */
+int dsri_quantize_row(uint32_t ggml_type, const float *src, void *dst, int64_t n);
+
+/* IEEE binary16 <-> binary32.  fp16->fp32 is exact (subnormals, +-inf; NaN
+ * stays NaN with its payload, quieted).  fp32->fp16 rounds to nearest even;
+ * overflow gives +-inf; NaN gives a quiet NaN keeping the payload's top bits
+ * (like x86 F16C / ggml's hardware path). */
+float dsri_fp16_to_fp32(uint16_t h);
+uint16_t dsri_fp32_to_fp16(float f);
+
+/* bfloat16 <-> binary32.  bf16->fp32 is exact (bits << 16).  fp32->bf16
+ * rounds to nearest even; NaN is kept and forced quiet (ggml's rule). */
+float dsri_bf16_to_fp32(uint16_t h);
+uint16_t dsri_fp32_to_bf16(float f);
+
+/* Reference dot product: a single sequential f32 accumulator,
+ * sum = ((a0*b0 + a1*b1) + a2*b2) + ...  No reassociation, no double; meant
+ * as the simple, predictable baseline that faster kernels are checked
+ * against (they will differ in the last bits).  n <= 0 gives 0. */
+float dsri_vec_dot_f32(const float *a, const float *b, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DSRI_QUANT_H */
