@@ -70,6 +70,13 @@ typedef struct dsri_backend_ops {
                       int64_t k_stride, const float *v_cache, int64_t v_stride, float *out,
                       int n_rows, const int32_t *pos, int n_head, int n_head_kv, int dk, int dv,
                       float scale);
+    /* y[t][i] = sum_o W[o][i] * x[t][o] for t < n_rows, i < W.n_in: the
+     * product with the transposed matrix (x rows are W.n_out wide, y rows
+     * W.n_in wide); MLA uses it to expand keys from the latent with the
+     * attn_k_b weights stored for the absorbed form. */
+    void (*matmul_t)(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows);
+    /* y += a * x elementwise over n values (weighting expert outputs) */
+    void (*add_scaled)(dsri_backend *be, float *y, const float *x, float a, int64_t n);
 } dsri_backend_ops;
 
 /* Registry: compiled-in backends, best first. */

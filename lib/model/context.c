@@ -108,7 +108,8 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     }
     ctx->cap_logits_rows = 1;
     ctx->pos = dsri_calloc((size_t)p.n_batch, sizeof *ctx->pos);
-    if (!ctx->pos) {
+    ctx->tokens = dsri_calloc((size_t)p.n_ctx, sizeof *ctx->tokens);
+    if (!ctx->pos || !ctx->tokens) {
         dsr1_context_free(ctx);
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: out of memory");
     }
@@ -130,6 +131,7 @@ void dsr1_context_free(dsr1_context *ctx)
     dsri_free(ctx->scratch);
     dsri_free(ctx->logits);
     dsri_free(ctx->pos);
+    dsri_free(ctx->tokens);
     dsri_free(ctx);
 }
 
@@ -199,6 +201,7 @@ dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tok
         st = ctx->model->arch->forward(ctx, tokens + done, ctx->pos, n, out, logits_all);
         if (st)
             return st;
+        memcpy(ctx->tokens + pos + done, tokens + done, (size_t)n * sizeof *tokens);
         ctx->n_past = pos + done + n;
         done += n;
     }

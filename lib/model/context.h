@@ -28,6 +28,10 @@ struct dsr1_context {
     int32_t cap_logits_rows;
     int32_t logits_first;  /* batch index of the first row held */
     int32_t last_n_tokens; /* tokens in the last eval */
+
+    /* The token at each cached position [0, n_past) (n_ctx entries), so the
+     * generation API can reuse the longest common prefix of a new prompt. */
+    dsr1_token *tokens;
 };
 
 static inline float *dsri_ctx_k(dsr1_context *ctx, int layer, int32_t pos)

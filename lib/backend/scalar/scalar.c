@@ -10,58 +10,98 @@
 #include "backend/backend.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/threadpool.h"
 #include "quant/quant.h"
 
+/* Below this many multiply-adds a matmul runs on the calling thread: waking
+ * workers costs more than it saves. */
+#define PARALLEL_MIN_MACS (1 << 18)
+
 struct dsri_backend {
-    float *row;    /* one dequantized weight row */
+    dsri_pool *pool;
+    int64_t max_row;
+    float *rows;   /* one dequantized weight row per thread */
     float *scores; /* attention scores of one query over the context */
 };
 
 static int scalar_available(void) { return 1; }
 
+static void scalar_destroy(dsri_backend *be)
+{
+    if (!be)
+        return;
+    dsri_pool_free(be->pool);
+    dsri_free(be->rows);
+    dsri_free(be->scores);
+    dsri_free(be);
+}
+
 static dsr1_status scalar_create(const dsri_backend_config *cfg, dsri_backend **out)
 {
-    /* single-threaded by design: the reference path; cfg->n_threads unused */
     dsri_backend *be = dsri_calloc(1, sizeof *be);
-    if (!be || !(be->row = dsri_calloc((size_t)cfg->max_row, sizeof(float))) ||
-        !(be->scores = dsri_calloc((size_t)cfg->n_ctx, sizeof(float)))) {
-        if (be)
-            dsri_free(be->row);
+    if (!be)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "scalar backend: out of memory");
+    dsr1_status st = dsri_pool_new(cfg->n_threads, &be->pool);
+    if (st) {
         dsri_free(be);
+        return st;
+    }
+    be->max_row = cfg->max_row;
+    be->rows = dsri_calloc((size_t)cfg->max_row * (size_t)dsri_pool_threads(be->pool), sizeof(float));
+    be->scores = dsri_calloc((size_t)cfg->n_ctx, sizeof(float));
+    if (!be->rows || !be->scores) {
+        scalar_destroy(be);
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "scalar backend: out of memory");
     }
     *out = be;
     return DSR1_OK;
 }
 
-static void scalar_destroy(dsri_backend *be)
-{
-    if (!be)
-        return;
-    dsri_free(be->row);
-    dsri_free(be->scores);
-    dsri_free(be);
-}
 
 static const void *row_ptr(const dsri_matrix *w, int64_t r)
 {
     return (const uint8_t *)w->data + (uint64_t)r * w->row_bytes;
 }
 
+typedef struct matmul_job {
+    dsri_backend *be;
+    const dsri_matrix *w;
+    const float *x;
+    float *y;
+    int n_rows;
+    int64_t chunk; /* output rows per task */
+} matmul_job;
+
+/* Output rows [i*chunk, (i+1)*chunk): each weight row is dequantized once and
+ * used for every row of x. Results do not depend on the thread count. */
+static void matmul_task(void *arg, int i, int thread)
+{
+    const matmul_job *j = arg;
+    const dsri_matrix *w = j->w;
+    float *scratch = j->be->rows + (int64_t)thread * j->be->max_row;
+    int64_t end = (int64_t)(i + 1) * j->chunk < w->n_out ? (int64_t)(i + 1) * j->chunk : w->n_out;
+    for (int64_t o = (int64_t)i * j->chunk; o < end; o++) {
+        const float *wr = scratch;
+        if (w->type == DSRI_TYPE_F32 && (uintptr_t)row_ptr(w, o) % sizeof(float) == 0)
+            wr = row_ptr(w, o);
+        else
+            dsri_dequantize_row(w->type, row_ptr(w, o), scratch, w->n_in);
+        for (int t = 0; t < j->n_rows; t++)
+            j->y[(int64_t)t * w->n_out + o] = dsri_vec_dot_f32(wr, j->x + (int64_t)t * w->n_in, w->n_in);
+    }
+}
+
 static void scalar_matmul(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
 {
-    /* Dequantize each weight row once and use it for every row of x. */
-    for (int64_t o = 0; o < w->n_out; o++) {
-        const float *wr;
-        if (w->type == 0) {
-            wr = row_ptr(w, o);
-        } else {
-            dsri_dequantize_row(w->type, row_ptr(w, o), be->row, w->n_in);
-            wr = be->row;
-        }
-        for (int t = 0; t < n_rows; t++)
-            y[(int64_t)t * w->n_out + o] = dsri_vec_dot_f32(wr, x + (int64_t)t * w->n_in, w->n_in);
+    matmul_job j = {be, w, x, y, n_rows, w->n_out};
+    int n_tasks = 1;
+    int threads = dsri_pool_threads(be->pool);
+    if (threads > 1 && w->n_in * w->n_out * n_rows >= PARALLEL_MIN_MACS) {
+        n_tasks = threads * 4 < w->n_out ? threads * 4 : (int)w->n_out;
+        j.chunk = (w->n_out + n_tasks - 1) / n_tasks;
+        n_tasks = (int)((w->n_out + j.chunk - 1) / j.chunk);
     }
+    dsri_pool_run(be->pool, matmul_task, &j, n_tasks);
 }
 
 static void scalar_get_row(dsri_backend *be, const dsri_matrix *w, int64_t row, float *out)
@@ -157,6 +197,36 @@ static void scalar_attention(dsri_backend *be, const float *q, int64_t q_stride,
     }
 }
 
+static void scalar_matmul_t(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
+{
+    /* Dequantize each weight row once; y accumulates row o scaled by x[t][o],
+     * in the order o = 0, 1, ... */
+    for (int t = 0; t < n_rows; t++)
+        memset(y + (int64_t)t * w->n_in, 0, (size_t)w->n_in * sizeof(float));
+    for (int64_t o = 0; o < w->n_out; o++) {
+        const float *wr;
+        if (w->type == 0) {
+            wr = row_ptr(w, o);
+        } else {
+            dsri_dequantize_row(w->type, row_ptr(w, o), be->rows, w->n_in);
+            wr = be->rows;
+        }
+        for (int t = 0; t < n_rows; t++) {
+            float xo = x[(int64_t)t * w->n_out + o];
+            float *yr = y + (int64_t)t * w->n_in;
+            for (int64_t i = 0; i < w->n_in; i++)
+                yr[i] += wr[i] * xo;
+        }
+    }
+}
+
+static void scalar_add_scaled(dsri_backend *be, float *y, const float *x, float a, int64_t n)
+{
+    (void)be;
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
 const dsri_backend_ops dsri_backend_scalar = {
     .name = "scalar",
     .available = scalar_available,
@@ -169,4 +239,6 @@ const dsri_backend_ops dsri_backend_scalar = {
     .silu_mul = scalar_silu_mul,
     .rope = scalar_rope,
     .attention = scalar_attention,
+    .matmul_t = scalar_matmul_t,
+    .add_scaled = scalar_add_scaled,
 };

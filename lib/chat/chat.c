@@ -1,0 +1,266 @@
+/*
+ * DeepSeek-R1 chat format: text and token forms. See chat.h.
+ */
+#include <string.h>
+
+#include "chat/chat.h"
+#include "core/alloc.h"
+#include "core/error.h"
+
+#define CHAT_FLAGS (DSR1_CHAT_ADD_GENERATION_PROMPT)
+
+enum marker { M_BOS, M_EOS, M_USER, M_ASSISTANT, M_THINK, M_COUNT };
+
+static const char *const marker_text[M_COUNT] = {
+    "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", /* <｜begin▁of▁sentence｜> */
+    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",   /* <｜end▁of▁sentence｜> */
+    "<\xef\xbd\x9cUser\xef\xbd\x9c>",                                      /* <｜User｜> */
+    "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>",                               /* <｜Assistant｜> */
+    "<think>",
+};
+
+typedef enum role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_INVALID } role;
+
+static role role_of(const char *r)
+{
+    if (strcmp(r, "system") == 0)
+        return ROLE_SYSTEM;
+    if (strcmp(r, "user") == 0)
+        return ROLE_USER;
+    if (strcmp(r, "assistant") == 0)
+        return ROLE_ASSISTANT;
+    return ROLE_INVALID;
+}
+
+dsr1_status dsri_chat_validate(const dsr1_chat_message *messages, int32_t n_messages, uint32_t flags,
+                               const char *fn)
+{
+    if (n_messages < 0)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: n_messages %d is negative", fn, n_messages);
+    if (!messages && n_messages)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: messages is NULL but n_messages is %d", fn, n_messages);
+    if (flags & ~CHAT_FLAGS)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: unknown flags 0x%x", fn, flags & ~CHAT_FLAGS);
+    for (int32_t i = 0; i < n_messages; i++) {
+        if (!messages[i].role)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: messages[%d].role is NULL", fn, i);
+        if (!messages[i].content)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: messages[%d].content is NULL", fn, i);
+        if (role_of(messages[i].role) == ROLE_INVALID)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                              "%s: messages[%d].role '%.64s' is not \"system\", \"user\" or \"assistant\"", fn, i,
+                              messages[i].role);
+    }
+    return DSR1_OK;
+}
+
+/* An assistant content without its reasoning. */
+static void answer_of(const char *content, const char **p, size_t *n)
+{
+    static const char end_think[] = "</think>";
+    const char *s = content, *last = NULL;
+    for (const char *q; (q = strstr(s, end_think)) != NULL; s = q + 1)
+        last = q;
+    if (last) {
+        content = last + sizeof end_think - 1;
+        while (*content == ' ' || *content == '\t' || *content == '\n' || *content == '\v' || *content == '\f' ||
+               *content == '\r')
+            content++;
+    }
+    *p = content;
+    *n = strlen(content);
+}
+
+/* Where the conversation goes: text or tokens. */
+typedef struct sink {
+    /* text form */
+    char *buf;
+    size_t cap, len;
+    /* token form (v != NULL) */
+    const dsri_vocab *v;
+    int32_t ids[M_COUNT];
+    dsri_tok_sink toks;
+} sink;
+
+static void put_bytes(sink *s, const char *p, size_t n)
+{
+    if (s->buf && s->len < s->cap)
+        memcpy(s->buf + s->len, p, n <= s->cap - s->len ? n : s->cap - s->len);
+    s->len += n;
+}
+
+static void put_marker(sink *s, enum marker m)
+{
+    if (s->v)
+        dsri_tok_sink_push(&s->toks, s->ids[m]);
+    else
+        put_bytes(s, marker_text[m], strlen(marker_text[m]));
+}
+
+static dsr1_status put_content(sink *s, const char *p, size_t n)
+{
+    if (!s->v) {
+        put_bytes(s, p, n);
+        return DSR1_OK;
+    }
+    return dsri_vocab_tokenize_sink(s->v, p, n, 0, &s->toks);
+}
+
+/* The contents of all system messages joined with "\n\n". Tokens are made
+ * from the joined text (a dsri_malloc'ed copy when there are several), as
+ * tokenizing the parts separately could split differently at the joins. */
+static dsr1_status put_system(sink *s, const dsr1_chat_message *m, int32_t n)
+{
+    int32_t count = 0, last = -1;
+    size_t total = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (role_of(m[i].role) == ROLE_SYSTEM) {
+            total += strlen(m[i].content) + (count ? 2 : 0);
+            count++;
+            last = i;
+        }
+    if (count == 0)
+        return DSR1_OK;
+    if (count == 1)
+        return put_content(s, m[last].content, total);
+    char *buf = s->v ? dsri_malloc(total + 1) : NULL;
+    if (s->v && !buf)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory for the system prompt");
+    size_t k = 0;
+    count = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (role_of(m[i].role) != ROLE_SYSTEM)
+            continue;
+        size_t l = strlen(m[i].content);
+        if (buf) {
+            if (count)
+                memcpy(buf + k, "\n\n", 2);
+            memcpy(buf + k + (count ? 2 : 0), m[i].content, l);
+        } else {
+            if (count)
+                put_bytes(s, "\n\n", 2);
+            put_bytes(s, m[i].content, l);
+        }
+        k += l + (count ? 2 : 0);
+        count++;
+    }
+    dsr1_status st = DSR1_OK;
+    if (buf) {
+        st = put_content(s, buf, k);
+        dsri_free(buf);
+    }
+    return st;
+}
+
+static dsr1_status build(sink *s, const dsr1_chat_message *m, int32_t n, uint32_t flags)
+{
+    put_marker(s, M_BOS);
+    dsr1_status st = put_system(s, m, n);
+    for (int32_t i = 0; i < n && st == DSR1_OK; i++) {
+        role r = role_of(m[i].role);
+        if (r == ROLE_USER) {
+            put_marker(s, M_USER);
+            st = put_content(s, m[i].content, strlen(m[i].content));
+        } else if (r == ROLE_ASSISTANT) {
+            const char *a;
+            size_t al;
+            answer_of(m[i].content, &a, &al);
+            put_marker(s, M_ASSISTANT);
+            st = put_content(s, a, al);
+            put_marker(s, M_EOS);
+        }
+    }
+    if (st == DSR1_OK && (flags & DSR1_CHAT_ADD_GENERATION_PROMPT)) {
+        put_marker(s, M_ASSISTANT);
+        put_marker(s, M_THINK);
+        st = put_content(s, "\n", 1);
+    }
+    return st;
+}
+
+size_t dsri_chat_format_text(const dsr1_chat_message *messages, int32_t n_messages, uint32_t flags, char *buf,
+                             size_t buf_size)
+{
+    sink s;
+    memset(&s, 0, sizeof s);
+    s.buf = buf;
+    s.cap = buf ? buf_size : 0;
+    (void)build(&s, messages, n_messages, flags); /* the text form allocates nothing and cannot fail */
+    return s.len;
+}
+
+dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, const dsr1_chat_message *messages, int32_t n_messages,
+                                     uint32_t flags, dsr1_token *tokens, int32_t capacity, int32_t *n_tokens)
+{
+    sink s;
+    memset(&s, 0, sizeof s);
+    s.v = v;
+    s.ids[M_USER] = v->special[DSR1_SPECIAL_USER];
+    s.ids[M_ASSISTANT] = v->special[DSR1_SPECIAL_ASSISTANT];
+    s.ids[M_THINK] = v->special[DSR1_SPECIAL_THINK_BEGIN];
+    s.ids[M_BOS] = dsri_vocab_find(v, marker_text[M_BOS], strlen(marker_text[M_BOS]));
+    s.ids[M_EOS] = dsri_vocab_find(v, marker_text[M_EOS], strlen(marker_text[M_EOS]));
+    for (int k = 0; k < M_COUNT; k++)
+        if (s.ids[k] < 0)
+            return dsri_error(DSR1_ERR_UNSUPPORTED,
+                              "dsr1_chat_tokenize: the vocabulary has no %s token (not an R1-family vocabulary)",
+                              marker_text[k]);
+    s.toks.tokens = tokens;
+    s.toks.capacity = capacity;
+    dsr1_status st = build(&s, messages, n_messages, flags);
+    if (st != DSR1_OK)
+        return st;
+    if (s.toks.count > INT32_MAX)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_tokenize: the conversation makes more than %d tokens",
+                          INT32_MAX);
+    *n_tokens = (int32_t)s.toks.count;
+    if (s.toks.count > capacity)
+        return dsri_error(DSR1_ERR_BUFFER_TOO_SMALL, "dsr1_chat_tokenize: %lld tokens do not fit in a capacity of %d",
+                          (long long)s.toks.count, capacity);
+    return DSR1_OK;
+}
+
+/* ---- public API ---- */
+
+dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_message *messages, int32_t n_messages,
+                             uint32_t flags, char *buf, size_t buf_size, size_t *n_bytes)
+{
+    const char *fn = "dsr1_chat_format";
+    if (!model)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: model is NULL", fn);
+    if (!n_bytes)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: n_bytes is NULL", fn);
+    if (!buf && buf_size)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: buf is NULL but buf_size is %zu", fn, buf_size);
+    dsr1_status st = dsri_chat_validate(messages, n_messages, flags, fn);
+    if (st != DSR1_OK)
+        return st;
+    size_t n = dsri_chat_format_text(messages, n_messages, flags, buf, buf_size);
+    *n_bytes = n;
+    if (n > buf_size)
+        return dsri_error(DSR1_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes needed, buffer has %zu", fn, n, buf_size);
+    if (n < buf_size)
+        buf[n] = '\0';
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_chat_tokenize(const dsr1_model *model, const dsr1_chat_message *messages, int32_t n_messages,
+                               uint32_t flags, dsr1_token *tokens, int32_t capacity, int32_t *n_tokens)
+{
+    const char *fn = "dsr1_chat_tokenize";
+    if (!model)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: model is NULL", fn);
+    const dsri_vocab *v = dsri_model_vocab(model);
+    if (!v)
+        return dsri_error(DSR1_ERR_STATE, "%s: the model has no vocabulary", fn);
+    if (!n_tokens)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: n_tokens is NULL", fn);
+    if (capacity < 0)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: capacity %d is negative", fn, capacity);
+    if (!tokens && capacity)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: tokens is NULL but capacity is %d", fn, capacity);
+    dsr1_status st = dsri_chat_validate(messages, n_messages, flags, fn);
+    if (st != DSR1_OK)
+        return st;
+    return dsri_chat_tokenize_vocab(v, messages, n_messages, flags, tokens, capacity, n_tokens);
+}

@@ -1,0 +1,447 @@
+/*
+ * Token sampling: logit bias -> penalties -> temperature -> top-k -> top-p ->
+ * min-p -> seeded random choice (or the argmax when temperature <= 0).
+ *
+ * Determinism. The same seed and logits give the same token on every
+ * platform and compiler:
+ * - the PRNG is our own (xoshiro256** seeded through splitmix64) and a
+ *   uniform double is made from its top 53 bits;
+ * - candidates are ordered by a strict total order (logit descending, then
+ *   token id ascending), so every selection below has one exact answer;
+ * - exp() is our own polynomial in double precision using only +, *, and
+ *   exact scaling by powers of two (the build disables FMA contraction), so
+ *   it does not depend on the platform's libm;
+ * - sums run in a fixed order over a deterministic candidate order.
+ *
+ * Cost. Nothing is allocated per call: the candidate array (n_vocab entries)
+ * and the penalty history are allocated by dsr1_sampler_new. top-k keeps a
+ * k-element heap over one pass (O(n log k)); top-p pops a max-heap only until
+ * the cumulative probability reaches p (O(n + m log n) for m kept tokens);
+ * min-p needs no ordering at all.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "dsr1.h"
+
+#pragma STDC FP_CONTRACT OFF
+
+typedef struct cand {
+    float logit; /* after bias, penalties and temperature */
+    int32_t id;
+    double p;    /* exp(logit - max), unnormalised */
+} cand;
+
+struct dsr1_sampler {
+    int32_t n_vocab;
+    dsr1_sampler_params params;
+    dsr1_logit_bias *bias;
+    int32_t n_bias;
+
+    cand *cand;     /* n_vocab */
+    int32_t *count; /* n_vocab occurrence counters, kept zero between calls */
+
+    dsr1_token *hist; /* ring of the last penalty_last_n accepted tokens */
+    int32_t hist_len;
+    int32_t hist_next;
+
+    uint64_t rng[4];
+};
+
+/* ---- PRNG: xoshiro256** seeded with splitmix64 ---- */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro_next(uint64_t s[4])
+{
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+static void seed_rng(uint64_t s[4], uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++)
+        s[i] = splitmix64(&x);
+}
+
+/* Uniform in [0, 1) from the top 53 bits. */
+static double uniform01(uint64_t s[4]) { return (double)(xoshiro_next(s) >> 11) * 0x1.0p-53; }
+
+/* ---- exp for x <= 0 without libm: exp(x) = 2^k * exp(r), |r| <= ln2/2 ---- */
+
+static double det_exp(double x)
+{
+    if (!(x > -745.0))
+        return 0.0;
+    if (x >= 0.0)
+        return 1.0; /* only called with x <= 0 */
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double inv_ln2 = 1.44269504088896338700e+00;
+    double kf = x * inv_ln2;
+    int k = (int)(kf - 0.5); /* round to nearest for negative kf */
+    double r = (x - (double)k * ln2_hi) - (double)k * ln2_lo;
+    /* Taylor series to degree 12: error below 1e-16 for |r| <= 0.35 */
+    double p = 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    return ldexp(p, k);
+}
+
+/* ---- the candidate order: higher logit first, then lower id ---- */
+
+static int better(const cand *a, const cand *b)
+{
+    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+}
+
+static void swap_cand(cand *a, cand *b)
+{
+    cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Heap where the root is the WORST element (for top-k selection). */
+static void sift_down_min(cand *h, int32_t n, int32_t i)
+{
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && better(&h[w], &h[l]))
+            w = l;
+        if (r < n && better(&h[w], &h[r]))
+            w = r;
+        if (w == i)
+            return;
+        swap_cand(&h[i], &h[w]);
+        i = w;
+    }
+}
+
+/* Heap where the root is the BEST element (for top-p extraction). */
+static void sift_down_max(cand *h, int32_t n, int32_t i)
+{
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, b = i;
+        if (l < n && better(&h[l], &h[b]))
+            b = l;
+        if (r < n && better(&h[r], &h[b]))
+            b = r;
+        if (b == i)
+            return;
+        swap_cand(&h[i], &h[b]);
+        i = b;
+    }
+}
+
+/* Move the k best of c[0..n) to c[0..k) (in heap order). */
+static void select_top_k(cand *c, int32_t n, int32_t k)
+{
+    for (int32_t i = k / 2 - 1; i >= 0; i--)
+        sift_down_min(c, k, i);
+    for (int32_t i = k; i < n; i++) {
+        if (better(&c[i], &c[0])) {
+            c[0] = c[i];
+            sift_down_min(c, k, 0);
+        }
+    }
+}
+
+/* ---- parameters ---- */
+
+void dsr1_sampler_params_default(dsr1_sampler_params *params, size_t struct_size)
+{
+    if (!params || struct_size < sizeof(size_t))
+        return;
+    dsr1_sampler_params d;
+    memset(&d, 0, sizeof d);
+    d.size = sizeof d;
+    d.temperature = 0.6f;
+    d.top_k = 0;
+    d.top_p = 0.95f;
+    d.min_p = 0.0f;
+    d.repeat_penalty = 1.0f;
+    d.frequency_penalty = 0.0f;
+    d.presence_penalty = 0.0f;
+    d.penalty_last_n = 64;
+    d.seed = 0;
+    size_t n = struct_size < sizeof d ? struct_size : sizeof d;
+    memset(params, 0, struct_size);
+    memcpy(params, &d, n);
+    params->size = n;
+}
+
+dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params *params, dsr1_sampler **out)
+{
+    if (!out)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_new: out is NULL");
+    *out = NULL;
+    if (n_vocab <= 0)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_new: n_vocab is %d", n_vocab);
+    dsr1_sampler_params p;
+    dsr1_sampler_params_default(&p, sizeof p);
+    if (params) {
+        if (params->size < sizeof(size_t) || params->size > 4096)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                              "dsr1_sampler_params.size is %zu: initialise params with dsr1_sampler_params_default()",
+                              params->size);
+        memcpy(&p, params, params->size < sizeof p ? params->size : sizeof p);
+        p.size = sizeof p;
+    }
+    if (isnan(p.temperature) || isnan(p.top_p) || isnan(p.min_p) || isnan(p.frequency_penalty) ||
+        isnan(p.presence_penalty) || !isfinite(p.repeat_penalty) || p.repeat_penalty <= 0.0f)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_sampler_new: parameters must be numbers and repeat_penalty > 0 (got %g)",
+                          (double)p.repeat_penalty);
+    if (p.top_k < 0 || p.penalty_last_n < 0 || p.n_logit_bias < 0 || (p.n_logit_bias > 0 && !p.logit_bias))
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_sampler_new: top_k, penalty_last_n and n_logit_bias must not be negative "
+                          "(and logit_bias must be set when n_logit_bias > 0)");
+    for (int32_t i = 0; i < p.n_logit_bias; i++) {
+        if (p.logit_bias[i].token < 0 || p.logit_bias[i].token >= n_vocab)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_new: logit_bias[%d] names token %d outside [0, %d)",
+                              i, p.logit_bias[i].token, n_vocab);
+        if (isnan(p.logit_bias[i].bias))
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_new: logit_bias[%d] is NaN", i);
+    }
+
+    dsr1_sampler *s = dsri_calloc(1, sizeof *s);
+    if (!s)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "dsr1_sampler_new: out of memory");
+    s->n_vocab = n_vocab;
+    s->params = p;
+    s->cand = dsri_malloc((size_t)n_vocab * sizeof *s->cand);
+    s->count = dsri_calloc((size_t)n_vocab, sizeof *s->count);
+    if (p.n_logit_bias > 0)
+        s->bias = dsri_malloc((size_t)p.n_logit_bias * sizeof *s->bias);
+    if (p.penalty_last_n > 0)
+        s->hist = dsri_malloc((size_t)p.penalty_last_n * sizeof *s->hist);
+    if (!s->cand || !s->count || (p.n_logit_bias > 0 && !s->bias) || (p.penalty_last_n > 0 && !s->hist)) {
+        dsr1_sampler_free(s);
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "dsr1_sampler_new: cannot allocate %d candidates", n_vocab);
+    }
+    if (p.n_logit_bias > 0)
+        memcpy(s->bias, p.logit_bias, (size_t)p.n_logit_bias * sizeof *s->bias);
+    s->n_bias = p.n_logit_bias;
+    s->params.logit_bias = NULL; /* the caller's array is not kept */
+    seed_rng(s->rng, p.seed);
+    *out = s;
+    return DSR1_OK;
+}
+
+void dsr1_sampler_free(dsr1_sampler *smp)
+{
+    if (!smp)
+        return;
+    dsri_free(smp->cand);
+    dsri_free(smp->count);
+    dsri_free(smp->bias);
+    dsri_free(smp->hist);
+    dsri_free(smp);
+}
+
+void dsr1_sampler_accept(dsr1_sampler *smp, dsr1_token token)
+{
+    if (!smp || smp->params.penalty_last_n <= 0 || token < 0 || token >= smp->n_vocab)
+        return;
+    smp->hist[smp->hist_next] = token;
+    smp->hist_next = (smp->hist_next + 1) % smp->params.penalty_last_n;
+    if (smp->hist_len < smp->params.penalty_last_n)
+        smp->hist_len++;
+}
+
+void dsr1_sampler_reset(dsr1_sampler *smp, uint64_t seed)
+{
+    if (!smp)
+        return;
+    smp->hist_len = 0;
+    smp->hist_next = 0;
+    smp->params.seed = seed;
+    seed_rng(smp->rng, seed);
+}
+
+/* Repetition / frequency / presence penalties over the history, applied once
+ * per distinct token (counts are cleared again as they are used). */
+static void apply_penalties(dsr1_sampler *s)
+{
+    const dsr1_sampler_params *p = &s->params;
+    if (s->hist_len == 0 ||
+        (p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f))
+        return;
+    for (int32_t i = 0; i < s->hist_len; i++)
+        s->count[s->hist[i]]++;
+    for (int32_t i = 0; i < s->hist_len; i++) {
+        dsr1_token t = s->hist[i];
+        int32_t c = s->count[t];
+        if (c == 0)
+            continue; /* already applied */
+        s->count[t] = 0;
+        float l = s->cand[t].logit;
+        if (l == -INFINITY)
+            continue;
+        l = l > 0.0f ? l / p->repeat_penalty : l * p->repeat_penalty;
+        l -= (float)c * p->frequency_penalty + p->presence_penalty;
+        s->cand[t].logit = l;
+    }
+}
+
+dsr1_status dsr1_sampler_sample(dsr1_sampler *smp, const float *logits, int32_t n_vocab, dsr1_token *out)
+{
+    if (out)
+        *out = -1;
+    if (!smp || !logits || !out)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_sample: NULL argument");
+    if (n_vocab != smp->n_vocab)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_sample: %d logits given, the sampler was made for %d",
+                          n_vocab, smp->n_vocab);
+    const dsr1_sampler_params *p = &smp->params;
+    cand *c = smp->cand;
+
+    /* 1. logit bias, 2. penalties (both on the raw logits, in id order) */
+    for (int32_t i = 0; i < n_vocab; i++) {
+        if (isnan(logits[i]))
+            return dsri_error(DSR1_ERR_NUMERIC, "dsr1_sampler_sample: logit of token %d is NaN", i);
+        c[i].logit = logits[i];
+        c[i].id = i;
+    }
+    for (int32_t i = 0; i < smp->n_bias; i++)
+        c[smp->bias[i].token].logit += smp->bias[i].bias;
+    apply_penalties(smp);
+
+    int32_t best = -1;
+    for (int32_t i = 0; i < n_vocab; i++) {
+        if (isnan(c[i].logit))
+            return dsri_error(DSR1_ERR_NUMERIC, "dsr1_sampler_sample: token %d is NaN after the logit bias", i);
+        if (c[i].logit != -INFINITY && (best < 0 || c[i].logit > c[best].logit))
+            best = i; /* strict '>' keeps the lowest id among ties */
+    }
+    if (best < 0)
+        return dsri_error(DSR1_ERR_NUMERIC, "dsr1_sampler_sample: every logit is -inf (nothing can be chosen)");
+    /* greedy; +inf dominates everything (the lowest such id is taken) */
+    if (!(p->temperature > 0.0f) || c[best].logit == INFINITY) {
+        *out = best;
+        return DSR1_OK;
+    }
+
+    /* 3. temperature; tokens at -inf (banned) leave the candidate list */
+    int32_t n = 0;
+    for (int32_t i = 0; i < n_vocab; i++) {
+        if (c[i].logit == -INFINITY)
+            continue;
+        float z = c[i].logit / p->temperature;
+        if (z == -INFINITY)
+            continue;
+        c[n].logit = z;
+        c[n].id = c[i].id;
+        n++;
+    }
+    if (n == 0) { /* every finite logit underflowed to -inf at this temperature */
+        *out = best;
+        return DSR1_OK;
+    }
+    float zmax = -INFINITY;
+    for (int32_t i = 0; i < n; i++)
+        if (c[i].logit > zmax)
+            zmax = c[i].logit;
+    if (zmax == INFINITY) { /* a tiny temperature overflowed: the argmax */
+        *out = best;
+        return DSR1_OK;
+    }
+
+    /* 4. top-k */
+    if (p->top_k > 0 && p->top_k < n) {
+        select_top_k(c, n, p->top_k);
+        n = p->top_k;
+    }
+
+    /* unnormalised probabilities and their sum, in candidate order */
+    double sum = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        c[i].p = det_exp((double)c[i].logit - (double)zmax);
+        sum += c[i].p;
+    }
+
+    /* 5. top-p: pop the best until the mass reaches top_p (at least one) */
+    cand *kept = c;
+    int32_t n_kept = n;
+    double kept_sum = sum;
+    if (p->top_p < 1.0f && n > 1) {
+        double target = (double)p->top_p * sum;
+        for (int32_t i = n / 2 - 1; i >= 0; i--)
+            sift_down_max(c, n, i);
+        int32_t heap_n = n;
+        double cum = 0.0;
+        /* popped elements collect at the end: c[heap_n..n) best last */
+        while (heap_n > 0) {
+            cum += c[0].p;
+            heap_n--;
+            swap_cand(&c[0], &c[heap_n]);
+            sift_down_max(c, heap_n, 0);
+            if (cum >= target)
+                break;
+        }
+        kept = c + heap_n;
+        n_kept = n - heap_n;
+        kept_sum = cum;
+    }
+
+    /* 6. min-p: keep p_i >= min_p * p_max (p_max is exp(0) = 1 unnormalised) */
+    if (p->min_p > 0.0f) {
+        double thr = (double)p->min_p;
+        int32_t m = 0;
+        kept_sum = 0.0;
+        for (int32_t i = 0; i < n_kept; i++) {
+            if (kept[i].p >= thr) {
+                kept[m++] = kept[i];
+                kept_sum += kept[i].p;
+            }
+        }
+        n_kept = m; /* the maximum (p = 1) always survives when min_p <= 1 */
+        if (n_kept == 0) {
+            *out = best;
+            return DSR1_OK;
+        }
+    }
+
+    /* 7. the seeded choice */
+    double u = uniform01(smp->rng) * kept_sum;
+    double cum = 0.0;
+    int32_t pick = -1;
+    for (int32_t i = 0; i < n_kept; i++) {
+        if (kept[i].p <= 0.0)
+            continue;
+        pick = i;
+        cum += kept[i].p;
+        if (cum > u)
+            break;
+    }
+    *out = pick >= 0 ? kept[pick].id : best;
+    return DSR1_OK;
+}
