@@ -425,6 +425,7 @@ def build_torch_model(cfg: Config, n_vocab: int):
             self.weight = nn.Parameter(torch.ones(d))
 
         def forward(self, x):
+            x = x.float()
             return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + cfg.eps) * self.weight
 
     class Block(nn.Module):
@@ -452,9 +453,9 @@ def build_torch_model(cfg: Config, n_vocab: int):
             rep = cfg.n_head // cfg.n_head_kv
             k = k.repeat_interleave(rep, dim=1)
             v = v.repeat_interleave(rep, dim=1)
-            s = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(hd))
+            s = (q @ k.transpose(-1, -2)).float() * (1.0 / math.sqrt(hd))
             s = s.masked_fill(causal_mask[:T, :T], float("-inf"))
-            a = torch.softmax(s, dim=-1) @ v
+            a = torch.softmax(s, dim=-1).to(v.dtype) @ v
             x = x + self.o(a.transpose(1, 2).reshape(B, T, -1))
             h = self.ffn_norm(x)
             return x + self.down(F.silu(self.gate(h)) * self.up(h))
@@ -606,7 +607,9 @@ class NumpyQwen2:
         for t in range(T - 1):
             pos = t - npad
             x = w["token_embd.weight"][toks[:, t]]
-            valid = (np.arange(t + 1)[None, :] >= npad[:, None])  # [B, t+1]
+            # keys of a row start at its first prompt token (pad rows attend
+            # to themselves only, so they stay finite and never leak)
+            valid = (np.arange(t + 1)[None, :] >= np.minimum(npad, t)[:, None])
             for L in range(self.n_layer):
                 p = f"blk.{L}."
                 h = self._norm(x, w[p + "attn_norm.weight"])
@@ -691,6 +694,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "dsr1-tiny.gguf"))
     ap.add_argument("--heldout", default=os.path.join(HERE, "heldout.txt"))
     ap.add_argument("--f16", action="store_true", help="store 2-D weights as F16")
+    ap.add_argument("--fp32", action="store_true", help="train without bf16 autocast")
     ap.add_argument("--eval-only", action="store_true", help="only evaluate --out")
     ap.add_argument("--eval-n", type=int, default=500)
     ap.add_argument("--time-limit", type=float, default=0,
@@ -791,7 +795,11 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         x, m = get_batch(args.batch)
-        logits = model(x[:, :-1])
+        # bf16 autocast: the matmuls run in bf16 (fp32 master weights, fp32
+        # norms/softmax/loss); ~50x faster than this CPU's fp32 BLAS here
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.fp32):
+            logits = model(x[:, :-1])
+        logits = logits.float()
         loss_all = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
         mm = m[:, 1:].reshape(-1)

@@ -12,10 +12,10 @@
 enum marker { M_BOS, M_EOS, M_USER, M_ASSISTANT, M_THINK, M_COUNT };
 
 static const char *const marker_text[M_COUNT] = {
-    "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", /* <｜begin▁of▁sentence｜> */
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",   /* <｜end▁of▁sentence｜> */
-    "<\xef\xbd\x9cUser\xef\xbd\x9c>",                                      /* <｜User｜> */
-    "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>",                               /* <｜Assistant｜> */
+    "<\357\275\234begin\342\226\201of\342\226\201sentence\357\275\234>", /* <｜begin▁of▁sentence｜> */
+    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>",   /* <｜end▁of▁sentence｜> */
+    "<\357\275\234User\357\275\234>",                                      /* <｜User｜> */
+    "<\357\275\234Assistant\357\275\234>",                               /* <｜Assistant｜> */
     "<think>",
 };
 

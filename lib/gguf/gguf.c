@@ -345,7 +345,7 @@ static dsr1_status parse_all(dsri_gguf *g, cursor *c)
     for (uint64_t i = 0; i < g->n_kv; i++)
         if ((st = parse_kv(g, c, i, &n_strings)) != DSR1_OK)
             return st;
-    if ((st = sort_names(&g->kv[0].key, sizeof(dsri_gguf_kv), g->n_kv, g->kv_sorted, "key")))
+    if (g->n_kv && (st = sort_names(&g->kv[0].key, sizeof(dsri_gguf_kv), g->n_kv, g->kv_sorted, "key")))
         return st;
     if (n_strings) {
         g->arr_strings = dsri_calloc((size_t)n_strings, sizeof *g->arr_strings);
@@ -367,8 +367,8 @@ static dsr1_status parse_all(dsri_gguf *g, cursor *c)
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if ((st = parse_tensor(g, c, i)) != DSR1_OK)
             return st;
-    if ((st = sort_names(&g->tensors[0].name, sizeof(dsri_gguf_tensor), g->n_tensors,
-                         g->tensor_sorted, "tensor")))
+    if (g->n_tensors && (st = sort_names(&g->tensors[0].name, sizeof(dsri_gguf_tensor), g->n_tensors,
+                                         g->tensor_sorted, "tensor")))
         return st;
 
     uint64_t data = ((uint64_t)c->pos + g->alignment - 1) / g->alignment * g->alignment;
@@ -458,12 +458,16 @@ static int64_t find_sorted(const uint64_t *sorted, uint64_t n, const void *base,
 
 const dsri_gguf_kv *dsri_gguf_find_kv(const dsri_gguf *g, const char *key)
 {
+    if (g->n_kv == 0)
+        return NULL;
     int64_t i = find_sorted(g->kv_sorted, g->n_kv, &g->kv[0].key, sizeof(dsri_gguf_kv), key);
     return i < 0 ? NULL : &g->kv[i];
 }
 
 const dsri_gguf_tensor *dsri_gguf_find_tensor(const dsri_gguf *g, const char *name)
 {
+    if (g->n_tensors == 0)
+        return NULL;
     int64_t i = find_sorted(g->tensor_sorted, g->n_tensors, &g->tensors[0].name,
                             sizeof(dsri_gguf_tensor), name);
     return i < 0 ? NULL : &g->tensors[i];

@@ -18,7 +18,7 @@
 
 /* Texts of end-of-turn tokens that end generation besides EOS. */
 static const char *const eog_texts[] = {
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", /* <｜end▁of▁sentence｜> */
+    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>", /* <｜end▁of▁sentence｜> */
     "<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>",
     "<end_of_turn>", "<|EOT|>", "<EOT>",
 };
@@ -26,8 +26,8 @@ static const char *const eog_texts[] = {
 /* Spellings of the role tokens, by dsr1_special (BOS/EOS/PAD come from ids). */
 static const char *const role_texts[DSRI_VOCAB_N_SPECIAL] = {
     NULL, NULL, NULL,
-    "<\xef\xbd\x9cUser\xef\xbd\x9c>",      /* <｜User｜> */
-    "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>", /* <｜Assistant｜> */
+    "<\357\275\234User\357\275\234>",      /* <｜User｜> */
+    "<\357\275\234Assistant\357\275\234>", /* <｜Assistant｜> */
     "<think>", "</think>",
 };
 

@@ -1,0 +1,311 @@
+/*
+ * Chat sessions: the messages of a conversation, formatted with the R1 chat
+ * format for each turn; the generation reuses the KV cache for the prefix
+ * that did not change (dsr1_generation_new compares with the tokens the
+ * context holds).
+ *
+ * Message 0 is the system prompt when one was given. An assistant reply is
+ * recorded as "<think>\n{reasoning}</think>{answer}" when it reasoned (the
+ * block is closed even when the model did not close it, so the chat format
+ * can drop it from later prompts), else as its answer.
+ */
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "generate/generation.h"
+
+typedef struct chat_msg {
+    const char *role; /* a string literal */
+    char *content;
+} chat_msg;
+
+typedef struct text_buf {
+    char *p;
+    size_t len, cap;
+} text_buf;
+
+struct dsr1_chat {
+    dsr1_context *ctx;
+    dsr1_sampler *smp;
+    const dsr1_model *model;
+    int has_system;
+    chat_msg *msgs;
+    int32_t n_msgs, cap_msgs;
+
+    dsr1_token *tokens; /* the formatted prompt */
+    int32_t cap_tokens;
+
+    /* the turn in progress */
+    dsr1_generation *active;
+    dsr1_event_fn user_fn;
+    void *user_data;
+    int hide_reasoning;
+    int reasoned;
+    int oom;
+    int recorded;
+    text_buf reasoning, answer;
+};
+
+static int buf_append(text_buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = dsri_realloc(b->p, cap);
+        if (!p)
+            return 0;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 1;
+}
+
+static dsr1_status push_msg(dsr1_chat *chat, const char *role, const char *content, size_t len)
+{
+    if (chat->n_msgs == chat->cap_msgs) {
+        int32_t cap = chat->cap_msgs ? chat->cap_msgs * 2 : 8;
+        chat_msg *m = dsri_realloc(chat->msgs, (size_t)cap * sizeof *m);
+        if (!m)
+            return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory");
+        chat->msgs = m;
+        chat->cap_msgs = cap;
+    }
+    char *copy = dsri_strndup(content, len);
+    if (!copy)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory");
+    chat->msgs[chat->n_msgs].role = role;
+    chat->msgs[chat->n_msgs].content = copy;
+    chat->n_msgs++;
+    return DSR1_OK;
+}
+
+static void pop_msg(dsr1_chat *chat)
+{
+    chat->n_msgs--;
+    dsri_free(chat->msgs[chat->n_msgs].content);
+}
+
+dsr1_status dsr1_chat_new(dsr1_context *ctx, dsr1_sampler *smp, const char *system_prompt, dsr1_chat **out)
+{
+    if (!out)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_new: out is NULL");
+    *out = NULL;
+    if (!ctx || !smp)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_new: ctx and smp are required");
+    dsr1_chat *chat = dsri_calloc(1, sizeof *chat);
+    if (!chat)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory");
+    chat->ctx = ctx;
+    chat->smp = smp;
+    chat->model = dsr1_context_model(ctx);
+    if (system_prompt && *system_prompt) {
+        dsr1_status st = push_msg(chat, "system", system_prompt, strlen(system_prompt));
+        if (st) {
+            dsr1_chat_free(chat);
+            return st;
+        }
+        chat->has_system = 1;
+    }
+    *out = chat;
+    return DSR1_OK;
+}
+
+static void detach_active(dsr1_chat *chat)
+{
+    if (chat->active) {
+        dsri_generation_set_owner(chat->active, NULL, NULL);
+        chat->active = NULL;
+    }
+}
+
+void dsr1_chat_free(dsr1_chat *chat)
+{
+    if (!chat)
+        return;
+    detach_active(chat);
+    for (int32_t i = 0; i < chat->n_msgs; i++)
+        dsri_free(chat->msgs[i].content);
+    dsri_free(chat->msgs);
+    dsri_free(chat->tokens);
+    dsri_free(chat->reasoning.p);
+    dsri_free(chat->answer.p);
+    dsri_free(chat);
+}
+
+void dsr1_chat_reset(dsr1_chat *chat)
+{
+    if (!chat)
+        return;
+    detach_active(chat); /* a turn in progress is not recorded */
+    while (chat->n_msgs > chat->has_system)
+        pop_msg(chat);
+}
+
+int32_t dsr1_chat_n_messages(const dsr1_chat *chat) { return chat ? chat->n_msgs : 0; }
+
+dsr1_status dsr1_chat_message_at(const dsr1_chat *chat, int32_t index, dsr1_chat_message *out)
+{
+    if (!chat || !out)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_message_at: NULL argument");
+    if (index < 0 || index >= chat->n_msgs)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_message_at: index %d outside [0, %d)", index,
+                          chat->n_msgs);
+    out->role = chat->msgs[index].role;
+    out->content = chat->msgs[index].content;
+    return DSR1_OK;
+}
+
+/* Collect the reply, then pass the event on to the host. */
+static int on_event(const dsr1_event *ev, void *user_data)
+{
+    dsr1_chat *chat = user_data;
+    switch (ev->type) {
+    case DSR1_EVENT_REASONING_BEGIN:
+        chat->reasoned = 1;
+        break;
+    case DSR1_EVENT_REASONING_TEXT:
+        if (!buf_append(&chat->reasoning, ev->text, ev->text_len))
+            chat->oom = 1;
+        if (chat->hide_reasoning)
+            return 0; /* recorded, not shown */
+        break;
+    case DSR1_EVENT_ANSWER_TEXT:
+        if (!buf_append(&chat->answer, ev->text, ev->text_len))
+            chat->oom = 1;
+        break;
+    default:
+        break;
+    }
+    return chat->user_fn ? chat->user_fn(ev, chat->user_data) : 0;
+}
+
+/* Record the reply (once), and forget the generation when it is freed. */
+static void on_generation_end(void *owner, dsr1_generation *gen, int freeing)
+{
+    dsr1_chat *chat = owner;
+    if (!chat)
+        return;
+    if (chat->active != gen)
+        return;
+    if (!chat->recorded) {
+        chat->recorded = 1;
+        dsr1_generation_stats stats;
+        stats.size = sizeof stats;
+        dsr1_generation_get_stats(gen, &stats);
+        if (stats.n_generated == 0) {
+            pop_msg(chat); /* nothing was answered: as if not asked */
+        } else {
+            text_buf content = {NULL, 0, 0};
+            int ok = 1;
+            if (chat->reasoned) {
+                int opened = dsri_generation_prompt_opened_reasoning(gen);
+                ok = buf_append(&content, opened ? "<think>\n" : "<think>", opened ? 8 : 7) &&
+                     buf_append(&content, chat->reasoning.p ? chat->reasoning.p : "", chat->reasoning.len) &&
+                     buf_append(&content, "</think>", 8);
+            }
+            ok = ok && buf_append(&content, chat->answer.p ? chat->answer.p : "", chat->answer.len);
+            if (!ok || chat->oom || push_msg(chat, "assistant", content.p ? content.p : "", content.len) != DSR1_OK)
+                pop_msg(chat); /* out of memory: drop the whole turn */
+            dsri_free(content.p);
+        }
+        chat->reasoning.len = chat->answer.len = 0;
+        chat->reasoned = 0;
+    }
+    if (freeing)
+        chat->active = NULL;
+}
+
+dsr1_status dsr1_chat_begin(dsr1_chat *chat, const char *user_message, const dsr1_generate_params *params,
+                            dsr1_generation **out)
+{
+    if (!out)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_begin: out is NULL");
+    *out = NULL;
+    if (!chat || !user_message)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_begin: NULL argument");
+    if (chat->active)
+        return dsri_error(DSR1_ERR_STATE, "dsr1_chat_begin: a turn is in progress (free its generation first)");
+    dsr1_generate_params p;
+    dsr1_generate_params_default(&p, sizeof p);
+    if (params) {
+        if (params->size < sizeof(size_t) || params->size > 4096)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                              "dsr1_generate_params.size is %zu: initialise params with dsr1_generate_params_default()",
+                              params->size);
+        memcpy(&p, params, params->size < sizeof p ? params->size : sizeof p);
+        p.size = sizeof p;
+    }
+    dsr1_status st = push_msg(chat, "user", user_message, strlen(user_message));
+    if (st)
+        return st;
+
+    /* format the conversation */
+    dsr1_chat_message *view = dsri_malloc((size_t)chat->n_msgs * sizeof *view);
+    if (!view) {
+        pop_msg(chat);
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory");
+    }
+    for (int32_t i = 0; i < chat->n_msgs; i++) {
+        view[i].role = chat->msgs[i].role;
+        view[i].content = chat->msgs[i].content;
+    }
+    int32_t n = 0;
+    for (;;) {
+        st = dsr1_chat_tokenize(chat->model, view, chat->n_msgs, DSR1_CHAT_ADD_GENERATION_PROMPT, chat->tokens,
+                                chat->cap_tokens, &n);
+        if (st != DSR1_ERR_BUFFER_TOO_SMALL)
+            break;
+        dsr1_token *t = dsri_realloc(chat->tokens, (size_t)n * sizeof *t);
+        if (!t) {
+            st = dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: cannot hold a prompt of %d tokens", n);
+            break;
+        }
+        chat->tokens = t;
+        chat->cap_tokens = n;
+    }
+    dsri_free(view);
+    if (st) {
+        pop_msg(chat);
+        return st;
+    }
+
+    chat->user_fn = p.on_event;
+    chat->user_data = p.user_data;
+    chat->hide_reasoning = p.hide_reasoning != 0;
+    chat->reasoned = 0;
+    chat->oom = 0;
+    chat->recorded = 0;
+    chat->reasoning.len = chat->answer.len = 0;
+    p.on_event = on_event;
+    p.user_data = chat;
+    p.hide_reasoning = 0; /* the chat records the reasoning; it filters the events itself */
+    dsr1_generation *gen;
+    st = dsr1_generation_new(chat->ctx, chat->smp, chat->tokens, n, &p, &gen);
+    if (st) {
+        pop_msg(chat);
+        return st;
+    }
+    dsri_generation_set_owner(gen, chat, on_generation_end);
+    chat->active = gen;
+    *out = gen;
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_chat_ask(dsr1_chat *chat, const char *user_message, const dsr1_generate_params *params,
+                          dsr1_stop_reason *stop_reason)
+{
+    if (stop_reason)
+        *stop_reason = DSR1_STOP_NONE;
+    dsr1_generation *gen;
+    dsr1_status st = dsr1_chat_begin(chat, user_message, params, &gen);
+    if (st)
+        return st;
+    st = dsr1_generation_run(gen, stop_reason);
+    dsr1_generation_free(gen);
+    return st;
+}

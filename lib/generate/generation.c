@@ -1,0 +1,468 @@
+/*
+ * The generation loop: prompt evaluation with KV prefix reuse, one sampled
+ * token per step, the thinking budget, stop conditions and timing. Text
+ * handling (markers, stop strings, UTF-8) is the splitter's (think_split.c).
+ *
+ * A sampled token is evaluated at the start of the next step, so the last
+ * token (EOS, or the one that hit a limit) is never evaluated needlessly.
+ */
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "generate/generation.h"
+#include "generate/think_split.h"
+#include "model/context.h"
+
+#define DETECT_TAIL_TOKENS 8
+
+struct dsr1_generation {
+    dsr1_context *ctx;
+    dsr1_sampler *smp;
+    const dsr1_model *model;
+    dsr1_token *prompt;
+    int32_t n_prompt;
+    int32_t max_new_tokens;
+    int32_t think_budget;
+    int32_t budget_action;
+    int prompt_opened;
+
+    dsri_split *split;
+    atomic_int cancel;
+    int started;
+    int finished;
+    int budget_used;
+    dsr1_stop_reason reason;
+
+    dsr1_token pending; /* sampled, not yet evaluated */
+    int has_pending;
+    dsr1_token think_begin, think_end;
+    dsr1_token *inject; /* "\n</think>\n\n" */
+    int32_t n_inject;
+    dsr1_token *batch;  /* pending + inject */
+
+    char *piece;
+    size_t piece_cap;
+
+    int32_t n_generated;
+    int32_t n_prompt_eval;
+    double prompt_seconds;
+    double generate_seconds;
+
+    void *owner;
+    dsri_gen_owner_fn owner_fn;
+    int owner_told;
+};
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_size)
+{
+    if (!params || struct_size < sizeof(size_t))
+        return;
+    dsr1_generate_params d;
+    memset(&d, 0, sizeof d);
+    d.size = sizeof d;
+    d.max_new_tokens = 0;
+    d.think_budget = -1;
+    d.think_budget_action = DSR1_BUDGET_CLOSE;
+    d.starts_in_reasoning = -1;
+    size_t n = struct_size < sizeof d ? struct_size : sizeof d;
+    memset(params, 0, struct_size);
+    memcpy(params, &d, n);
+    params->size = n;
+}
+
+/* The bytes of one token (flags: DSR1_PIECE_*) into gen->piece. */
+static dsr1_status token_piece(dsr1_generation *gen, dsr1_token t, uint32_t flags, size_t *len)
+{
+    for (;;) {
+        size_t need = 0;
+        dsr1_status st = dsr1_token_to_piece(gen->model, t, gen->piece, gen->piece_cap, &need, flags);
+        if (st == DSR1_OK) {
+            *len = need;
+            return DSR1_OK;
+        }
+        if (st != DSR1_ERR_BUFFER_TOO_SMALL)
+            return st;
+        char *p = dsri_realloc(gen->piece, need + 16);
+        if (!p)
+            return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
+        gen->piece = p;
+        gen->piece_cap = need + 16;
+    }
+}
+
+/* Does the prompt end with "<think>" (and optional whitespace)? */
+static dsr1_status detect_opened(dsr1_generation *gen, int *opened)
+{
+    char tail[256];
+    size_t n = 0;
+    int32_t first = gen->n_prompt > DETECT_TAIL_TOKENS ? gen->n_prompt - DETECT_TAIL_TOKENS : 0;
+    for (int32_t i = first; i < gen->n_prompt; i++) {
+        size_t len;
+        dsr1_status st = token_piece(gen, gen->prompt[i], DSR1_PIECE_RENDER_CONTROL, &len);
+        if (st)
+            return st;
+        if (len > sizeof tail) { /* only the end matters */
+            memcpy(tail, gen->piece + len - sizeof tail, sizeof tail);
+            n = sizeof tail;
+            continue;
+        }
+        if (n + len > sizeof tail) {
+            size_t drop = n + len - sizeof tail;
+            memmove(tail, tail + drop, n - drop);
+            n -= drop;
+        }
+        memcpy(tail + n, gen->piece, len);
+        n += len;
+    }
+    while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r' || tail[n - 1] == ' ' || tail[n - 1] == '\t'))
+        n--;
+    *opened = n >= 7 && memcmp(tail + n - 7, "<think>", 7) == 0;
+    return DSR1_OK;
+}
+
+static dsr1_status tokenize_append(const dsr1_model *model, const char *text, dsr1_token *out, int32_t cap,
+                                   int32_t *n)
+{
+    int32_t got = 0;
+    dsr1_status st = dsr1_tokenize(model, text, strlen(text), out + *n, cap - *n, &got, 0);
+    if (st)
+        return st;
+    *n += got;
+    return DSR1_OK;
+}
+
+/* The tokens of "\n</think>\n\n" (</think> as its special token if any). */
+static dsr1_status build_inject(dsr1_generation *gen)
+{
+    enum { CAP = 64 };
+    gen->inject = dsri_malloc(CAP * sizeof *gen->inject);
+    gen->batch = dsri_malloc((CAP + 1) * sizeof *gen->batch);
+    if (!gen->inject || !gen->batch)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
+    int32_t n = 0;
+    dsr1_status st = tokenize_append(gen->model, "\n", gen->inject, CAP, &n);
+    if (!st) {
+        if (gen->think_end >= 0)
+            gen->inject[n++] = gen->think_end;
+        else
+            st = tokenize_append(gen->model, "</think>", gen->inject, CAP, &n);
+    }
+    if (!st)
+        st = tokenize_append(gen->model, "\n\n", gen->inject, CAP, &n);
+    gen->n_inject = n;
+    return st;
+}
+
+dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1_token *prompt, int32_t n_prompt,
+                                const dsr1_generate_params *params, dsr1_generation **out)
+{
+    if (!out)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_new: out is NULL");
+    *out = NULL;
+    if (!ctx || !smp)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_new: ctx and smp are required");
+    if (!prompt || n_prompt <= 0)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_new: the prompt needs at least one token");
+    dsr1_generate_params p;
+    dsr1_generate_params_default(&p, sizeof p);
+    if (params) {
+        if (params->size < sizeof(size_t) || params->size > 4096)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                              "dsr1_generate_params.size is %zu: initialise params with dsr1_generate_params_default()",
+                              params->size);
+        memcpy(&p, params, params->size < sizeof p ? params->size : sizeof p);
+    }
+    if (p.max_new_tokens < 0 || p.think_budget < -1 ||
+        (p.think_budget_action != DSR1_BUDGET_CLOSE && p.think_budget_action != DSR1_BUDGET_STOP) ||
+        p.starts_in_reasoning < -1 || p.starts_in_reasoning > 1 || p.n_stop_strings < 0 ||
+        (p.n_stop_strings > 0 && !p.stop_strings))
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_generation_new: invalid parameters (max_new_tokens %d, think_budget %d, action %d, "
+                          "starts_in_reasoning %d, n_stop_strings %d)",
+                          p.max_new_tokens, p.think_budget, p.think_budget_action, p.starts_in_reasoning,
+                          p.n_stop_strings);
+    const dsr1_model *model = ctx->model;
+    int32_t n_vocab = model->hp.n_vocab;
+    for (int32_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= n_vocab)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_new: prompt token %d at index %d is outside [0, %d)",
+                              prompt[i], i, n_vocab);
+
+    dsr1_generation *gen = dsri_calloc(1, sizeof *gen);
+    if (!gen)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
+    atomic_init(&gen->cancel, 0);
+    gen->ctx = ctx;
+    gen->smp = smp;
+    gen->model = model;
+    gen->max_new_tokens = p.max_new_tokens;
+    gen->think_budget = p.think_budget;
+    gen->budget_action = p.think_budget_action;
+    gen->think_begin = dsr1_token_special(model, DSR1_SPECIAL_THINK_BEGIN);
+    gen->think_end = dsr1_token_special(model, DSR1_SPECIAL_THINK_END);
+    gen->n_prompt = n_prompt;
+    gen->prompt = dsri_malloc((size_t)n_prompt * sizeof *gen->prompt);
+    gen->piece_cap = 64;
+    gen->piece = dsri_malloc(gen->piece_cap);
+    dsr1_status st = DSR1_OK;
+    if (!gen->prompt || !gen->piece)
+        st = dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
+    if (!st) {
+        memcpy(gen->prompt, prompt, (size_t)n_prompt * sizeof *prompt);
+        if (p.starts_in_reasoning >= 0)
+            gen->prompt_opened = p.starts_in_reasoning;
+        else
+            st = detect_opened(gen, &gen->prompt_opened);
+    }
+    if (!st)
+        st = build_inject(gen);
+    if (!st) {
+        dsri_split_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.starts_in_reasoning = gen->prompt_opened;
+        cfg.hide_reasoning = p.hide_reasoning;
+        cfg.stop_strings = p.stop_strings;
+        cfg.n_stop_strings = p.n_stop_strings;
+        cfg.on_event = p.on_event;
+        cfg.user_data = p.user_data;
+        st = dsri_split_new(&cfg, &gen->split);
+    }
+    if (st) {
+        dsr1_generation_free(gen);
+        return st;
+    }
+    *out = gen;
+    return DSR1_OK;
+}
+
+void dsr1_generation_free(dsr1_generation *gen)
+{
+    if (!gen)
+        return;
+    if (gen->owner_fn)
+        gen->owner_fn(gen->owner, gen, 1);
+    dsri_split_free(gen->split);
+    dsri_free(gen->prompt);
+    dsri_free(gen->inject);
+    dsri_free(gen->batch);
+    dsri_free(gen->piece);
+    dsri_free(gen);
+}
+
+void dsri_generation_set_owner(dsr1_generation *gen, void *owner, dsri_gen_owner_fn fn)
+{
+    gen->owner = owner;
+    gen->owner_fn = fn;
+}
+
+int dsri_generation_prompt_opened_reasoning(const dsr1_generation *gen) { return gen->prompt_opened; }
+
+void dsr1_generation_cancel(dsr1_generation *gen)
+{
+    if (gen)
+        atomic_store(&gen->cancel, 1);
+}
+
+static dsr1_status finish(dsr1_generation *gen, dsr1_stop_reason reason, const dsr1_token *extra, int32_t n_extra,
+                          dsr1_stop_reason *stop_reason)
+{
+    gen->finished = 1;
+    gen->reason = reason;
+    dsr1_status st = dsri_split_finish(gen->split, reason, extra, n_extra);
+    if (stop_reason)
+        *stop_reason = reason;
+    if (gen->owner_fn && !gen->owner_told) {
+        gen->owner_told = 1;
+        gen->owner_fn(gen->owner, gen, 0);
+    }
+    return st;
+}
+
+/* An error ends the generation without a DONE event. */
+static dsr1_status fail(dsr1_generation *gen, dsr1_status st)
+{
+    gen->finished = 1;
+    gen->reason = DSR1_STOP_NONE;
+    return st;
+}
+
+/* Evaluate the prompt from the first position where it differs from what
+ * the context holds (at least its last token, for fresh logits). */
+static dsr1_status eval_prompt(dsr1_generation *gen)
+{
+    dsr1_context *ctx = gen->ctx;
+    if (gen->n_prompt > ctx->n_ctx)
+        return dsri_error(DSR1_ERR_CONTEXT_FULL, "generation: the prompt of %d tokens does not fit in the context of %d",
+                          gen->n_prompt, ctx->n_ctx);
+    int32_t common = 0;
+    while (common < ctx->n_past && common < gen->n_prompt && ctx->tokens[common] == gen->prompt[common])
+        common++;
+    if (common >= gen->n_prompt)
+        common = gen->n_prompt - 1;
+    dsr1_status st = dsr1_eval(ctx, gen->prompt + common, gen->n_prompt - common, common, 0);
+    if (st)
+        return st;
+    gen->n_prompt_eval = gen->n_prompt - common;
+    return DSR1_OK;
+}
+
+static dsr1_status push_token(dsr1_generation *gen, dsr1_token t, int forced)
+{
+    if (t == gen->think_begin && t >= 0)
+        return dsri_split_push(gen->split, t, DSRI_SPLIT_THINK_BEGIN, NULL, 0, forced);
+    if (t == gen->think_end && t >= 0)
+        return dsri_split_push(gen->split, t, DSRI_SPLIT_THINK_END, NULL, 0, forced);
+    size_t len;
+    dsr1_status st = token_piece(gen, t, 0, &len);
+    if (st)
+        return st;
+    return dsri_split_push(gen->split, t, DSRI_SPLIT_TEXT, gen->piece, len, forced);
+}
+
+/* The body of one step after the prompt is evaluated. */
+static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_stop_reason *stop_reason)
+{
+    dsr1_context *ctx = gen->ctx;
+    dsr1_status st;
+    int inject = 0;
+    if (gen->think_budget >= 0 && !gen->budget_used && dsri_split_in_reasoning(gen->split) &&
+        dsri_split_n_reasoning(gen->split) >= gen->think_budget) {
+        if (gen->budget_action == DSR1_BUDGET_STOP)
+            return finish(gen, DSR1_STOP_BUDGET, NULL, 0, stop_reason);
+        inject = 1;
+    }
+    int32_t nb = 0;
+    if (gen->has_pending)
+        gen->batch[nb++] = gen->pending;
+    if (inject) {
+        memcpy(gen->batch + nb, gen->inject, (size_t)gen->n_inject * sizeof *gen->inject);
+        nb += gen->n_inject;
+    }
+    if (nb > 0) {
+        if (nb > ctx->n_ctx - ctx->n_past)
+            return finish(gen, DSR1_STOP_CONTEXT_FULL, NULL, 0, stop_reason);
+        if ((st = dsr1_eval(ctx, gen->batch, nb, ctx->n_past, 0)))
+            return fail(gen, st);
+        gen->has_pending = 0;
+    }
+    if (inject) {
+        gen->budget_used = 1;
+        for (int32_t i = 0; i < gen->n_inject; i++)
+            if ((st = push_token(gen, gen->inject[i], 1)))
+                return fail(gen, st);
+        if (dsri_split_cancel_requested(gen->split))
+            return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
+    }
+
+    const float *logits = dsr1_logits(ctx, -1);
+    if (!logits)
+        return fail(gen, DSR1_ERR_INTERNAL);
+    dsr1_token t;
+    if ((st = dsr1_sampler_sample(gen->smp, logits, gen->model->hp.n_vocab, &t)))
+        return fail(gen, st);
+    dsr1_sampler_accept(gen->smp, t);
+    gen->n_generated++;
+    if (token)
+        *token = t;
+    if (dsr1_token_is_eog(gen->model, t))
+        return finish(gen, DSR1_STOP_EOS, &t, 1, stop_reason);
+    if ((st = push_token(gen, t, 0)))
+        return fail(gen, st);
+    if (dsri_split_stop_matched(gen->split))
+        return finish(gen, DSR1_STOP_STRING, NULL, 0, stop_reason);
+    if (dsri_split_cancel_requested(gen->split))
+        return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
+    if (gen->max_new_tokens > 0 && gen->n_generated >= gen->max_new_tokens)
+        return finish(gen, DSR1_STOP_LENGTH, NULL, 0, stop_reason);
+    gen->pending = t;
+    gen->has_pending = 1;
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_generation_step(dsr1_generation *gen, dsr1_token *token, dsr1_stop_reason *stop_reason)
+{
+    if (token)
+        *token = -1;
+    if (stop_reason)
+        *stop_reason = DSR1_STOP_NONE;
+    if (!gen)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_step: gen is NULL");
+    if (gen->finished)
+        return dsri_error(DSR1_ERR_STATE, "dsr1_generation_step: the generation has finished");
+    if (atomic_load(&gen->cancel))
+        return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
+    double t0 = now_seconds();
+    if (!gen->started) {
+        gen->started = 1;
+        dsr1_status st = eval_prompt(gen);
+        if (st)
+            return fail(gen, st);
+        double t1 = now_seconds();
+        gen->prompt_seconds += t1 - t0;
+        t0 = t1;
+    }
+    dsr1_status st = step_tokens(gen, token, stop_reason);
+    gen->generate_seconds += now_seconds() - t0;
+    return st;
+}
+
+dsr1_status dsr1_generation_run(dsr1_generation *gen, dsr1_stop_reason *stop_reason)
+{
+    if (stop_reason)
+        *stop_reason = DSR1_STOP_NONE;
+    if (!gen)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_run: gen is NULL");
+    dsr1_stop_reason r = DSR1_STOP_NONE;
+    while (r == DSR1_STOP_NONE) {
+        dsr1_status st = dsr1_generation_step(gen, NULL, &r);
+        if (st)
+            return st;
+    }
+    if (stop_reason)
+        *stop_reason = r;
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_generation_get_stats(const dsr1_generation *gen, dsr1_generation_stats *stats)
+{
+    if (!gen || !stats)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_get_stats: NULL argument");
+    if (stats->size < sizeof(size_t) || stats->size > 4096)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_generation_stats.size is %zu: set it to sizeof(dsr1_generation_stats)", stats->size);
+    dsr1_generation_stats s;
+    memset(&s, 0, sizeof s);
+    s.n_prompt_eval = gen->n_prompt_eval;
+    s.n_generated = gen->n_generated;
+    s.n_reasoning = dsri_split_n_reasoning(gen->split);
+    s.prompt_seconds = gen->prompt_seconds;
+    s.generate_seconds = gen->generate_seconds;
+    size_t n = stats->size < sizeof s ? stats->size : sizeof s;
+    s.size = n;
+    memcpy(stats, &s, n);
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_generate(dsr1_context *ctx, dsr1_sampler *smp, const dsr1_token *prompt, int32_t n_prompt,
+                          const dsr1_generate_params *params, dsr1_stop_reason *stop_reason)
+{
+    if (stop_reason)
+        *stop_reason = DSR1_STOP_NONE;
+    dsr1_generation *gen;
+    dsr1_status st = dsr1_generation_new(ctx, smp, prompt, n_prompt, params, &gen);
+    if (st)
+        return st;
+    st = dsr1_generation_run(gen, stop_reason);
+    dsr1_generation_free(gen);
+    return st;
+}

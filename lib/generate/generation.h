@@ -1,0 +1,15 @@
+/* Generation internals shared with chat sessions. */
+#ifndef DSRI_GENERATION_H
+#define DSRI_GENERATION_H
+
+#include "dsr1.h"
+
+/* Called once when the generation finishes (freeing = 0), and again from
+ * dsr1_generation_free (freeing = 1) unless detached before. */
+typedef void (*dsri_gen_owner_fn)(void *owner, dsr1_generation *gen, int freeing);
+
+void dsri_generation_set_owner(dsr1_generation *gen, void *owner, dsri_gen_owner_fn fn);
+/* Whether the prompt opened the reasoning block (as given or detected). */
+int dsri_generation_prompt_opened_reasoning(const dsr1_generation *gen);
+
+#endif

@@ -1,0 +1,745 @@
+/*
+ * DeepSeek-V3 / DeepSeek-R1 (GGUF architecture "deepseek2", as llama.cpp's
+ * converter writes it; DeepSeek-V2 files load too).
+ *
+ * Against the DeepSeek-V3 technical report (arXiv 2412.19437), section 2.1:
+ *
+ * Multi-head latent attention (eq. 1-11), per layer and token with input
+ * h = RMSNorm(x):
+ *   c_Q  = RMSNorm(W_DQ h)                      attn_q_a, attn_q_a_norm
+ *   [q_C ; q_R] = W_UQ c_Q per head             attn_q_b (nope | rope dims)
+ *                 (files without q_lora_rank: attn_q h)
+ *   [c_KV ; k_R] = W_DKV h                      attn_kv_a_mqa (kv_lora | rope)
+ *   c_KV = RMSNorm(c_KV)                        attn_kv_a_norm
+ *   q_R, k_R rotated (RoPE on adjacent pairs, YaRN frequencies); k_R is one
+ *   vector shared by all heads.
+ *   k_C = W_UK c_KV, v = W_UV c_KV per head     attn_k_b / attn_v_b
+ *                                               (older files: attn_kv_b)
+ *   o = softmax(([q_C ; q_R] . [k_C ; k_R]) * s) v, out = W_O o
+ * The cache keeps only the normed c_KV and the rotated k_R of each position
+ * (kv_lora_rank + rope_dim floats per layer), never per-head keys/values.
+ * Two equal ways to compute the attention:
+ *   absorbed     q_C . (W_UK c) = (W_UK^T q_C) . c: queries are moved into
+ *                the latent space, attention runs directly over the cache as
+ *                one shared key/value head, and W_UV is applied to the
+ *                latent result. Used for decoding and long contexts.
+ *   decompressed k_C and v are expanded from the cached latents for every
+ *                position, then ordinary multi-head attention. Used for
+ *                prompt batches whose positions all fit within n_batch
+ *                (its buffers are sized by n_batch).
+ * The softmax scale s is m^2 / sqrt(nope + rope) with the YaRN magnitude
+ * m = 1 + yarn_log_multiplier * ln(factor) (yarn_log_multiplier is
+ * 0.1 * mscale_all_dim); the rotation itself keeps unit magnitude (llama.cpp
+ * cancels its attn_factor there, HF's _mscale is 1 when mscale ==
+ * mscale_all_dim).
+ *
+ * DeepSeekMoE (eq. 12-16): the first leading_dense_block_count layers have a
+ * dense SwiGLU feed-forward; the others have n_expert_shared always-on
+ * experts (one matrix of n_ff_exp * shared rows) plus routed experts chosen
+ * by moe_router.c. Only the chosen experts' rows of the mapped file are read.
+ *
+ * Multi-token prediction (section 2.2): files with nextn_predict_layers > 0
+ * hold one more block, blk.{n_layer}, with nextn.{eh_proj, enorm, hnorm,
+ * shared_head_norm} (optionally nextn.embed_tokens / shared_head_head, else
+ * the main embedding / output are shared). block_count counts it, so the
+ * main model has block_count - nextn_predict_layers layers. Plain decoding
+ * ignores it; dsri_deepseek2_mtp() runs it as a draft head.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "model/context.h"
+#include "model/deepseek2.h"
+#include "model/model.h"
+#include "model/moe_router.h"
+
+/* ------------------------------------------------------------------------ */
+/* Hyper-parameters                                                           */
+/* ------------------------------------------------------------------------ */
+
+#define ROPE_NONE 0
+#define ROPE_LINEAR 1
+#define ROPE_YARN 2
+
+typedef struct rope_cfg {
+    int type;
+    float beta_fast, beta_slow;
+} rope_cfg;
+
+static dsr1_status read_rope_type(const dsr1_model *m, int *type)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
+    dsri_str s;
+    int r = dsri_gguf_get_str(m->gguf, key, &s);
+    *type = ROPE_NONE;
+    if (r == -1)
+        return DSR1_OK;
+    if (r != 0)
+        return dsri_error(DSR1_ERR_FORMAT, "model: key '%s' is not a string", key);
+    if (dsri_str_eq(s, "none"))
+        *type = ROPE_NONE;
+    else if (dsri_str_eq(s, "linear"))
+        *type = ROPE_LINEAR;
+    else if (dsri_str_eq(s, "yarn"))
+        *type = ROPE_YARN;
+    else
+        return dsri_error(DSR1_ERR_UNSUPPORTED, "model: key '%s' is '%.*s' (none, linear and yarn are supported)",
+                          key, (int)(s.len > 64 ? 64 : s.len), s.ptr);
+    return DSR1_OK;
+}
+
+static dsr1_status load_hparams(dsr1_model *m, rope_cfg *rc)
+{
+    dsri_hparams *hp = &m->hp;
+    const dsri_gguf_tensor *embd = dsri_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!embd)
+        return dsri_error(DSR1_ERR_FORMAT, "model: required tensor 'token_embd.weight' is missing");
+    if (embd->ne[1] < 1 || embd->ne[1] > INT32_MAX)
+        return dsri_error(DSR1_ERR_FORMAT, "model: tensor 'token_embd.weight' has %lld rows", (long long)embd->ne[1]);
+    hp->n_vocab = (int32_t)embd->ne[1];
+    hp->n_ctx_train = 4096;
+    hp->rms_eps = 1e-6f;
+    hp->rope_theta = 10000.0f;
+    hp->expert_weights_scale = 1.0f;
+    hp->expert_gating = 1; /* softmax when the key is absent (DeepSeek-V2 files) */
+    hp->n_expert_groups = 1;
+    hp->n_group_used = 1;
+    hp->yarn_factor = 1.0f;
+    rc->beta_fast = 32.0f;
+    rc->beta_slow = 1.0f;
+
+    int32_t n_block = 0, key_len = 0, val_len = 0, key_len_mla = 0, val_len_mla = 0;
+    dsr1_status st;
+    if ((st = dsri_hp_int(m, "context_length", 0, 1, INT32_MAX, &hp->n_ctx_train)) ||
+        (st = dsri_hp_int(m, "embedding_length", 1, 1, 1 << 20, &hp->n_embd)) ||
+        (st = dsri_hp_int(m, "block_count", 1, 1, 4096, &n_block)) ||
+        (st = dsri_hp_int(m, "nextn_predict_layers", 0, 0, 16, &hp->n_nextn_layers)) ||
+        (st = dsri_hp_int(m, "feed_forward_length", 1, 1, 1 << 24, &hp->n_ff)) ||
+        (st = dsri_hp_int(m, "attention.head_count", 1, 1, 1 << 16, &hp->n_head)) ||
+        (st = dsri_hp_int(m, "attention.q_lora_rank", 0, 0, 1 << 20, &hp->q_lora_rank)) ||
+        (st = dsri_hp_int(m, "attention.kv_lora_rank", 1, 1, 1 << 20, &hp->kv_lora_rank)) ||
+        (st = dsri_hp_int(m, "attention.key_length", 1, 2, 1 << 20, &key_len)) ||
+        (st = dsri_hp_int(m, "attention.value_length", 1, 1, 1 << 20, &val_len)) ||
+        (st = dsri_hp_int(m, "attention.key_length_mla", 0, 2, 1 << 20, &key_len_mla)) ||
+        (st = dsri_hp_int(m, "attention.value_length_mla", 0, 1, 1 << 20, &val_len_mla)) ||
+        (st = dsri_hp_int(m, "rope.dimension_count", 1, 2, 1 << 16, &hp->rope_dim)) ||
+        (st = dsri_hp_float(m, "rope.freq_base", 0, &hp->rope_theta)) ||
+        (st = dsri_hp_float(m, "attention.layer_norm_rms_epsilon", 0, &hp->rms_eps)) ||
+        (st = dsri_hp_int(m, "leading_dense_block_count", 0, 0, 4096, &hp->n_leading_dense)) ||
+        (st = dsri_hp_int(m, "expert_count", 1, 1, 1 << 16, &hp->n_expert)) ||
+        (st = dsri_hp_int(m, "expert_used_count", 1, 1, 1 << 16, &hp->n_expert_used)) ||
+        (st = dsri_hp_int(m, "expert_shared_count", 1, 0, 1 << 10, &hp->n_expert_shared)) ||
+        (st = dsri_hp_int(m, "expert_feed_forward_length", 1, 1, 1 << 24, &hp->n_ff_expert)) ||
+        (st = dsri_hp_float(m, "expert_weights_scale", 0, &hp->expert_weights_scale)) ||
+        (st = dsri_hp_int(m, "expert_weights_norm", 0, 0, 1, &hp->expert_weights_norm)) ||
+        (st = dsri_hp_int(m, "expert_gating_func", 0, 0, 2, &hp->expert_gating)) ||
+        (st = dsri_hp_int(m, "expert_group_count", 0, 1, 1 << 16, &hp->n_expert_groups)) ||
+        (st = dsri_hp_int(m, "expert_group_used_count", 0, 1, 1 << 16, &hp->n_group_used)) ||
+        (st = read_rope_type(m, &rc->type)) ||
+        (st = dsri_hp_float(m, "rope.scaling.factor", 0, &hp->yarn_factor)) ||
+        (st = dsri_hp_int(m, "rope.scaling.original_context_length", 0, 1, INT32_MAX, &hp->yarn_orig_ctx)) ||
+        (st = dsri_hp_float(m, "rope.scaling.yarn_log_multiplier", 0, &hp->yarn_log_mul)) ||
+        (st = dsri_hp_float(m, "rope.scaling.yarn_beta_fast", 0, &rc->beta_fast)) ||
+        (st = dsri_hp_float(m, "rope.scaling.yarn_beta_slow", 0, &rc->beta_slow)))
+        return st;
+
+    char pfx[40];
+    snprintf(pfx, sizeof pfx, "%s.", m->arch_name);
+    if (hp->n_nextn_layers >= n_block)
+        return dsri_error(DSR1_ERR_FORMAT, "model: key '%snextn_predict_layers' (%d) leaves no main layer of %d blocks",
+                          pfx, hp->n_nextn_layers, n_block);
+    hp->n_layer = n_block - hp->n_nextn_layers;
+    if (hp->expert_gating == 0)
+        hp->expert_gating = 1;
+    if (hp->expert_weights_scale == 0.0f) /* llama.cpp: 0 means no scaling */
+        hp->expert_weights_scale = 1.0f;
+    if (hp->n_leading_dense > hp->n_layer)
+        return dsri_error(DSR1_ERR_FORMAT, "model: key '%sleading_dense_block_count' (%d) exceeds the %d layers", pfx,
+                          hp->n_leading_dense, hp->n_layer);
+    if (!(hp->rope_theta > 0.0f) || !(hp->rms_eps >= 0.0f))
+        return dsri_error(DSR1_ERR_FORMAT, "model: '%srope.freq_base' must be > 0 and the rms epsilon >= 0", pfx);
+
+    /* Head sizes. Files written since llama.cpp's MLA support (2025) store
+     * the absorbed view in key_length/value_length (kv_lora + rope, kv_lora)
+     * and the per-head sizes in the *_mla keys; older files store the
+     * per-head sizes directly. */
+    if (key_len_mla > 0 || val_len_mla > 0) {
+        if (key_len_mla == 0 || val_len_mla == 0)
+            return dsri_error(DSR1_ERR_FORMAT, "model: keys '%sattention.key_length_mla' and "
+                              "'%sattention.value_length_mla' must both be present", pfx, pfx);
+        if (key_len != hp->kv_lora_rank + hp->rope_dim || val_len != hp->kv_lora_rank)
+            return dsri_error(DSR1_ERR_FORMAT,
+                              "model: key '%sattention.key_length' (%d) / 'value_length' (%d) should be "
+                              "kv_lora_rank + rope (%d) / kv_lora_rank (%d) in an MLA file", pfx, key_len, val_len,
+                              hp->kv_lora_rank + hp->rope_dim, hp->kv_lora_rank);
+        hp->head_dim_k = key_len_mla;
+        hp->head_dim_v = val_len_mla;
+    } else {
+        hp->head_dim_k = key_len;
+        hp->head_dim_v = val_len;
+    }
+    if (hp->rope_dim % 2 != 0 || hp->rope_dim >= hp->head_dim_k)
+        return dsri_error(DSR1_ERR_FORMAT, "model: key '%srope.dimension_count' (%d) must be even and below the key "
+                          "length %d", pfx, hp->rope_dim, hp->head_dim_k);
+    hp->qk_nope_dim = hp->head_dim_k - hp->rope_dim;
+    hp->n_head_kv = 1; /* the latent cache is one key/value "head" shared by all */
+
+    if (hp->n_expert_used > hp->n_expert)
+        return dsri_error(DSR1_ERR_FORMAT, "model: key '%sexpert_used_count' (%d) exceeds 'expert_count' (%d)", pfx,
+                          hp->n_expert_used, hp->n_expert);
+    dsri_router_config rcfg = {hp->n_expert, hp->n_expert_used, hp->n_expert_groups, hp->n_group_used,
+                               hp->expert_gating, hp->expert_weights_norm, hp->expert_weights_scale};
+    if (dsri_router_check(&rcfg) != 0)
+        return dsri_error(DSR1_ERR_FORMAT,
+                          "model: keys '%sexpert_count' %d, 'expert_used_count' %d, 'expert_group_count' %d, "
+                          "'expert_group_used_count' %d, 'expert_gating_func' %d do not form a valid router",
+                          pfx, hp->n_expert, hp->n_expert_used, hp->n_expert_groups, hp->n_group_used,
+                          hp->expert_gating);
+
+    if (rc->type == ROPE_NONE) {
+        hp->yarn_factor = 1.0f;
+    } else if (!(hp->yarn_factor > 0.0f)) {
+        return dsri_error(DSR1_ERR_FORMAT, "model: key '%srope.scaling.factor' must be > 0", pfx);
+    }
+    if (rc->type == ROPE_YARN && hp->yarn_orig_ctx == 0)
+        hp->yarn_orig_ctx = hp->n_ctx_train;
+    if (!(hp->yarn_log_mul >= 0.0f))
+        return dsri_error(DSR1_ERR_FORMAT, "model: key '%srope.scaling.yarn_log_multiplier' must be >= 0", pfx);
+    return DSR1_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* RoPE frequencies (YaRN) and the softmax scale                              */
+/* ------------------------------------------------------------------------ */
+
+/* ggml_rope_yarn_corr_dim: the dimension whose wavelength fits n_rot times
+ * into the original context. Float arithmetic as in ggml. */
+static float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base)
+{
+    return (float)n_dims * logf((float)n_ctx_orig / (n_rot * 2.0f * 3.14159265358979323846f)) / (2.0f * logf(base));
+}
+
+static dsr1_status init_rope(dsr1_model *m, const rope_cfg *rc)
+{
+    const dsri_hparams *hp = &m->hp;
+    const int half = hp->rope_dim / 2;
+    m->rope_freq = dsri_malloc((size_t)half * sizeof(float));
+    if (!m->rope_freq)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory");
+    const float freq_scale = 1.0f / hp->yarn_factor;
+    float lo = 0.0f, hi = 0.0f;
+    if (rc->type == ROPE_YARN) {
+        lo = floorf(yarn_corr_dim(hp->rope_dim, hp->yarn_orig_ctx, rc->beta_fast, hp->rope_theta));
+        hi = ceilf(yarn_corr_dim(hp->rope_dim, hp->yarn_orig_ctx, rc->beta_slow, hp->rope_theta));
+        lo = lo > 0.0f ? lo : 0.0f;
+        hi = hi < (float)(hp->rope_dim - 1) ? hi : (float)(hp->rope_dim - 1);
+    }
+    for (int i = 0; i < half; i++) {
+        double f = pow((double)hp->rope_theta, -2.0 * i / hp->rope_dim);
+        if (rc->type == ROPE_LINEAR) {
+            f *= freq_scale;
+        } else if (rc->type == ROPE_YARN) {
+            /* ggml rope_yarn with ext_factor 1: the angle pos*f*((1-r)*fs + r)
+             * mixes interpolation (fs) and extrapolation (1) by the ramp r,
+             * 1 for the fast dims below lo, 0 above hi. */
+            float y = ((float)i - lo) / (hi - lo > 0.001f ? hi - lo : 0.001f);
+            float ramp = 1.0f - (y < 0.0f ? 0.0f : y > 1.0f ? 1.0f : y);
+            f *= (double)(freq_scale * (1.0f - ramp) + ramp);
+        }
+        m->rope_freq[i] = (float)f;
+    }
+    m->rope_mscale = 1.0f;
+    float mscale = 1.0f;
+    if (rc->type == ROPE_YARN && hp->yarn_log_mul > 0.0f)
+        mscale = 1.0f + hp->yarn_log_mul * logf(hp->yarn_factor);
+    m->attn_scale = mscale * mscale / sqrtf((float)hp->head_dim_k);
+    return DSR1_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Weights                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static dsr1_status bind_layer(dsr1_model *m, int l)
+{
+    const dsri_hparams *hp = &m->hp;
+    dsri_layer *L = &m->layers[l];
+    const int64_t d = hp->n_embd, H = hp->n_head, dk = hp->head_dim_k, dv = hp->head_dim_v;
+    const int64_t R = hp->kv_lora_rank, r = hp->rope_dim, nope = hp->qk_nope_dim;
+    dsr1_status st;
+    if ((st = dsri_bind_vector(m, &L->attn_norm, 1, d, "blk.%d.attn_norm.weight", l)))
+        return st;
+    if (hp->q_lora_rank > 0) {
+        if ((st = dsri_bind_matrix(m, &L->wq_a, 1, d, hp->q_lora_rank, "blk.%d.attn_q_a.weight", l)) ||
+            (st = dsri_bind_vector(m, &L->attn_q_a_norm, 1, hp->q_lora_rank, "blk.%d.attn_q_a_norm.weight", l)) ||
+            (st = dsri_bind_matrix(m, &L->wq_b, 1, hp->q_lora_rank, H * dk, "blk.%d.attn_q_b.weight", l)))
+            return st;
+    } else if ((st = dsri_bind_matrix(m, &L->wq, 1, d, H * dk, "blk.%d.attn_q.weight", l))) {
+        return st;
+    }
+    if ((st = dsri_bind_matrix(m, &L->wkv_a_mqa, 1, d, R + r, "blk.%d.attn_kv_a_mqa.weight", l)) ||
+        (st = dsri_bind_vector(m, &L->attn_kv_a_norm, 1, R, "blk.%d.attn_kv_a_norm.weight", l)))
+        return st;
+    /* per-head up-projections: split (attn_k_b [nope, R, H], attn_v_b
+     * [R, dv, H]) or, in older files, one attn_kv_b [R, H*(nope+dv)] */
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.attn_k_b.weight", l);
+    if (dsri_gguf_find_tensor(m->gguf, name)) {
+        if ((st = dsri_bind_experts(m, &L->wk_b, nope, R, H, "blk.%d.attn_k_b.weight", l)) ||
+            (st = dsri_bind_experts(m, &L->wv_b, R, dv, H, "blk.%d.attn_v_b.weight", l)))
+            return st;
+    } else {
+        snprintf(name, sizeof name, "blk.%d.attn_kv_b.weight", l);
+        if (!dsri_gguf_find_tensor(m->gguf, name))
+            return dsri_error(DSR1_ERR_FORMAT, "model: required tensors 'blk.%d.attn_k_b.weight' and "
+                              "'blk.%d.attn_v_b.weight' (or the older 'blk.%d.attn_kv_b.weight') are missing",
+                              l, l, l);
+        if ((st = dsri_bind_matrix(m, &L->wkv_b, 1, R, H * (nope + dv), "blk.%d.attn_kv_b.weight", l)))
+            return st;
+    }
+    if ((st = dsri_bind_matrix(m, &L->wo, 1, H * dv, d, "blk.%d.attn_output.weight", l)) ||
+        (st = dsri_bind_vector(m, &L->ffn_norm, 1, d, "blk.%d.ffn_norm.weight", l)))
+        return st;
+
+    if (l < hp->n_leading_dense) {
+        if ((st = dsri_bind_matrix(m, &L->ffn_gate, 1, d, hp->n_ff, "blk.%d.ffn_gate.weight", l)) ||
+            (st = dsri_bind_matrix(m, &L->ffn_up, 1, d, hp->n_ff, "blk.%d.ffn_up.weight", l)) ||
+            (st = dsri_bind_matrix(m, &L->ffn_down, 1, hp->n_ff, d, "blk.%d.ffn_down.weight", l)))
+            return st;
+        return DSR1_OK;
+    }
+    const int64_t ff = hp->n_ff_expert, E = hp->n_expert, ffs = ff * hp->n_expert_shared;
+    if ((st = dsri_bind_matrix(m, &L->ffn_gate_inp, 1, d, E, "blk.%d.ffn_gate_inp.weight", l)) ||
+        (st = dsri_bind_vector(m, &L->exp_probs_b, 0, E, "blk.%d.exp_probs_b.bias", l)) ||
+        (st = dsri_bind_experts(m, &L->ffn_gate_exps, d, ff, E, "blk.%d.ffn_gate_exps.weight", l)) ||
+        (st = dsri_bind_experts(m, &L->ffn_up_exps, d, ff, E, "blk.%d.ffn_up_exps.weight", l)) ||
+        (st = dsri_bind_experts(m, &L->ffn_down_exps, ff, d, E, "blk.%d.ffn_down_exps.weight", l)))
+        return st;
+    if (ffs > 0 &&
+        ((st = dsri_bind_matrix(m, &L->ffn_gate_shexp, 1, d, ffs, "blk.%d.ffn_gate_shexp.weight", l)) ||
+         (st = dsri_bind_matrix(m, &L->ffn_up_shexp, 1, d, ffs, "blk.%d.ffn_up_shexp.weight", l)) ||
+         (st = dsri_bind_matrix(m, &L->ffn_down_shexp, 1, ffs, d, "blk.%d.ffn_down_shexp.weight", l))))
+        return st;
+    return DSR1_OK;
+}
+
+static dsr1_status bind_nextn(dsr1_model *m, int l)
+{
+    const int64_t d = m->hp.n_embd;
+    dsri_layer *L = &m->layers[l];
+    dsr1_status st;
+    if ((st = dsri_bind_matrix(m, &L->nextn_eh_proj, 1, 2 * d, d, "blk.%d.nextn.eh_proj.weight", l)) ||
+        (st = dsri_bind_vector(m, &L->nextn_enorm, 1, d, "blk.%d.nextn.enorm.weight", l)) ||
+        (st = dsri_bind_vector(m, &L->nextn_hnorm, 1, d, "blk.%d.nextn.hnorm.weight", l)) ||
+        (st = dsri_bind_vector(m, &L->nextn_shared_head_norm, 1, d, "blk.%d.nextn.shared_head_norm.weight", l)) ||
+        (st = dsri_bind_matrix(m, &L->nextn_embed_tokens, 0, d, m->hp.n_vocab, "blk.%d.nextn.embed_tokens.weight", l)) ||
+        (st = dsri_bind_matrix(m, &L->nextn_shared_head_head, 0, d, m->hp.n_vocab,
+                               "blk.%d.nextn.shared_head_head.weight", l)))
+        return st;
+    if (!L->nextn_embed_tokens.data)
+        L->nextn_embed_tokens = m->tok_embd;
+    if (!L->nextn_shared_head_head.data)
+        L->nextn_shared_head_head = m->output;
+    return DSR1_OK;
+}
+
+static dsr1_status ds2_load(dsr1_model *m)
+{
+    rope_cfg rc;
+    dsr1_status st = load_hparams(m, &rc);
+    if (st)
+        return st;
+    dsri_hparams *hp = &m->hp;
+    const int64_t d = hp->n_embd;
+    if ((st = dsri_bind_matrix(m, &m->tok_embd, 1, d, hp->n_vocab, "token_embd.weight", 0)) ||
+        (st = dsri_bind_vector(m, &m->output_norm, 1, d, "output_norm.weight", 0)) ||
+        (st = dsri_bind_matrix(m, &m->output, 0, d, hp->n_vocab, "output.weight", 0)))
+        return st;
+    if (!m->output.data)
+        m->output = m->tok_embd;
+
+    /* The MTP block is optional: files that declare it but were converted
+     * without its tensors run as plain models. */
+    if (hp->n_nextn_layers > 0) {
+        char name[96];
+        snprintf(name, sizeof name, "blk.%d.nextn.eh_proj.weight", hp->n_layer);
+        if (!dsri_gguf_find_tensor(m->gguf, name)) {
+            dsri_log(&m->log, DSR1_LOG_WARN, "model: %d multi-token-prediction layer(s) declared but '%s' is "
+                     "missing; running without them", hp->n_nextn_layers, name);
+            hp->n_nextn_layers = 0;
+        }
+    }
+    const int n_all = hp->n_layer + hp->n_nextn_layers;
+    m->layers = dsri_calloc((size_t)n_all, sizeof *m->layers);
+    if (!m->layers)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory");
+    for (int l = 0; l < n_all; l++)
+        if ((st = bind_layer(m, l)) || (l >= hp->n_layer && (st = bind_nextn(m, l))))
+            return st;
+
+    /* the cache: normed latent c_KV then the rotated shared key k_R */
+    m->kv_k_width = (int64_t)hp->kv_lora_rank + hp->rope_dim;
+    m->kv_v_width = 0;
+    return init_rope(m, &rc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scratch layout                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ds2_scratch {
+    float *x;      /* residual stream, n x d */
+    float *h;      /* normed input / sublayer output, n x d */
+    float *qa;     /* n x q_lora */
+    float *q;      /* queries, n x H*dk ([nope | rope] per head) */
+    float *kva;    /* n x (R + r): latent then rope key */
+    float *qabs;   /* absorbed queries, n x H*(R + r) */
+    float *latt;   /* attention over the latent, n x H*R */
+    float *att;    /* attention output, n x H*dv */
+    float *tin;    /* per-head gather, kcap x max(R, nope, dv) */
+    float *tout;   /* per-head product, kcap x max(R, nope, dv) */
+    float *lat;    /* cached latents gathered, kcap x R */
+    float *kdec;   /* decompressed keys, kcap x H*dk */
+    float *vdec;   /* decompressed values, kcap x H*dv */
+    float *gate;   /* n x ffmax */
+    float *up;     /* n x ffmax */
+    float *moe;    /* routed + shared expert output, n x d */
+    float *xs;     /* rows routed to one expert, n x d */
+    float *rlog;   /* router logits, n x E */
+    float *rw;     /* chosen weights, n x n_used */
+    int32_t *rid;  /* chosen experts, n x n_used */
+    int32_t *rows; /* token rows of one expert, n */
+    float *roww;   /* their weights, n */
+    float *rwork;  /* router work */
+    float *eh;     /* MTP input [enorm(e) | hnorm(h)], n x 2d */
+    float *end;
+} ds2_scratch;
+
+static int64_t ffmax(const dsri_hparams *hp)
+{
+    int64_t a = hp->n_ff, b = (int64_t)hp->n_ff_expert * (hp->n_expert_shared > 1 ? hp->n_expert_shared : 1);
+    return a > b ? a : b;
+}
+
+static int64_t headmax(const dsri_hparams *hp)
+{
+    int64_t a = hp->kv_lora_rank, b = hp->qk_nope_dim, c = hp->head_dim_v;
+    return a > b ? (a > c ? a : c) : (b > c ? b : c);
+}
+
+/* Lay the buffers out from base (NULL: just count). n rows, kcap keys. */
+static int64_t layout(const dsr1_model *m, float *base, int64_t n, int64_t kcap, ds2_scratch *s)
+{
+    const dsri_hparams *hp = &m->hp;
+    const int64_t d = hp->n_embd, H = hp->n_head, R = hp->kv_lora_rank, r = hp->rope_dim;
+    dsri_router_config rc = {hp->n_expert, hp->n_expert_used, hp->n_expert_groups, hp->n_group_used,
+                             hp->expert_gating, hp->expert_weights_norm, hp->expert_weights_scale};
+    int64_t off = 0;
+#define TAKE(field, count)                                                                                   \
+    do {                                                                                                     \
+        s->field = base ? (void *)(base + off) : NULL;                                                       \
+        off += (count);                                                                                      \
+    } while (0)
+    TAKE(x, n * d);
+    TAKE(h, n * d);
+    TAKE(qa, n * hp->q_lora_rank);
+    TAKE(q, n * H * hp->head_dim_k);
+    TAKE(kva, n * (R + r));
+    TAKE(qabs, n * H * (R + r));
+    TAKE(latt, n * H * R);
+    TAKE(att, n * H * hp->head_dim_v);
+    TAKE(tin, kcap * headmax(hp));
+    TAKE(tout, kcap * headmax(hp));
+    TAKE(lat, kcap * R);
+    TAKE(kdec, kcap * H * hp->head_dim_k);
+    TAKE(vdec, kcap * H * hp->head_dim_v);
+    TAKE(gate, n * ffmax(hp));
+    TAKE(up, n * ffmax(hp));
+    TAKE(moe, n * d);
+    TAKE(xs, n * d);
+    TAKE(rlog, n * hp->n_expert);
+    TAKE(rw, n * hp->n_expert_used);
+    TAKE(rid, n * hp->n_expert_used); /* int32_t: same size as float */
+    TAKE(rows, n);
+    TAKE(roww, n);
+    TAKE(rwork, dsri_router_work_floats(&rc));
+    TAKE(eh, n * 2 * d);
+#undef TAKE
+    s->end = base ? base + off : NULL;
+    return off;
+}
+
+static int64_t ds2_scratch_floats(const dsr1_model *m, int n_batch, int n_ctx)
+{
+    (void)n_ctx;
+    ds2_scratch s;
+    return layout(m, NULL, n_batch, n_batch, &s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward pass                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Rows [first, first + count) of a matrix as a matrix of their own. */
+static dsri_matrix rows_of(const dsri_matrix *w, int64_t first, int64_t count)
+{
+    dsri_matrix v = *w;
+    v.data = (const uint8_t *)w->data + (uint64_t)first * w->row_bytes;
+    v.n_out = count;
+    return v;
+}
+
+/* Copy `width` floats of n rows: dst row t at dst + t*dst_stride. */
+static void copy_rows(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t width, int64_t n)
+{
+    for (int64_t t = 0; t < n; t++)
+        memcpy(dst + t * dst_stride, src + t * src_stride, (size_t)width * sizeof(float));
+}
+
+/* Multi-head latent attention of layer l for the normed input s->h (n rows);
+ * leaves W_O o in s->h. */
+static void mla_attention(dsr1_context *ctx, int l, const int32_t *pos, int n, ds2_scratch *s)
+{
+    const dsr1_model *m = ctx->model;
+    const dsri_hparams *hp = &m->hp;
+    const dsri_layer *L = &m->layers[l];
+    const dsri_backend_ops *op = ctx->ops;
+    dsri_backend *be = ctx->be;
+    const int H = hp->n_head, dk = hp->head_dim_k, dv = hp->head_dim_v, r = hp->rope_dim;
+    const int64_t R = hp->kv_lora_rank, nope = hp->qk_nope_dim, kw = R + r;
+    const int split = L->wk_b.data != NULL;
+
+    /* queries: c_Q = RMSNorm(W_DQ h), q = W_UQ c_Q */
+    if (hp->q_lora_rank > 0) {
+        op->matmul(be, &L->wq_a, s->h, s->qa, n);
+        op->rmsnorm(be, s->qa, L->attn_q_a_norm, s->qa, hp->q_lora_rank, n, hp->rms_eps);
+        op->matmul(be, &L->wq_b, s->qa, s->q, n);
+    } else {
+        op->matmul(be, &L->wq, s->h, s->q, n);
+    }
+    /* latent and shared rope key: [c_KV | k_R] = W_DKV h */
+    op->matmul(be, &L->wkv_a_mqa, s->h, s->kva, n);
+    op->rope(be, s->q + nope, n, (int64_t)H * dk, H, dk, r, pos, m->rope_freq, m->rope_mscale, 0);
+    op->rope(be, s->kva + R, n, kw, 1, r, r, pos, m->rope_freq, m->rope_mscale, 0);
+    for (int t = 0; t < n; t++) {
+        float *row = s->kva + t * kw;
+        op->rmsnorm(be, row, L->attn_kv_a_norm, row, (int)R, 1, hp->rms_eps);
+        memcpy(dsri_ctx_k(ctx, l, pos[t]), row, (size_t)kw * sizeof(float));
+    }
+    const float *cache = dsri_ctx_k(ctx, l, 0);
+    const int64_t n_keys = (int64_t)pos[n - 1] + 1;
+
+    if (n > 1 && n_keys <= ctx->n_batch) {
+        /* decompressed: k_C = W_UK c, v = W_UV c for every cached position */
+        copy_rows(s->lat, R, cache, kw, R, n_keys);
+        for (int hh = 0; hh < H; hh++) {
+            if (split) {
+                dsri_matrix kb = rows_of(&L->wk_b, hh * R, R); /* [R rows of nope] */
+                op->matmul_t(be, &kb, s->lat, s->tout, (int)n_keys);
+            } else {
+                dsri_matrix kb = rows_of(&L->wkv_b, hh * (nope + dv), nope); /* [nope rows of R] */
+                op->matmul(be, &kb, s->lat, s->tout, (int)n_keys);
+            }
+            copy_rows(s->kdec + (int64_t)hh * dk, (int64_t)H * dk, s->tout, nope, nope, n_keys);
+            copy_rows(s->kdec + (int64_t)hh * dk + nope, (int64_t)H * dk, cache + R, kw, r, n_keys);
+            dsri_matrix vb = split ? rows_of(&L->wv_b, (int64_t)hh * dv, dv)
+                                   : rows_of(&L->wkv_b, hh * (nope + dv) + nope, dv);
+            op->matmul(be, &vb, s->lat, s->tout, (int)n_keys);
+            copy_rows(s->vdec + (int64_t)hh * dv, (int64_t)H * dv, s->tout, dv, dv, n_keys);
+        }
+        op->attention(be, s->q, (int64_t)H * dk, s->kdec, (int64_t)H * dk, s->vdec, (int64_t)H * dv, s->att, n,
+                      pos, H, H, dk, dv, m->attn_scale);
+    } else {
+        /* absorbed: q_lat = W_UK^T q_C per head, attention over [c | k_R]
+         * as one shared head, then v = W_UV (attention-weighted c) */
+        for (int hh = 0; hh < H; hh++) {
+            copy_rows(s->tin, nope, s->q + (int64_t)hh * dk, (int64_t)H * dk, nope, n);
+            if (split) {
+                dsri_matrix kb = rows_of(&L->wk_b, hh * R, R);
+                op->matmul(be, &kb, s->tin, s->tout, n);
+            } else {
+                dsri_matrix kb = rows_of(&L->wkv_b, hh * (nope + dv), nope);
+                op->matmul_t(be, &kb, s->tin, s->tout, n);
+            }
+            copy_rows(s->qabs + hh * kw, H * kw, s->tout, R, R, n);
+            copy_rows(s->qabs + hh * kw + R, H * kw, s->q + (int64_t)hh * dk + nope, (int64_t)H * dk, r, n);
+        }
+        op->attention(be, s->qabs, H * kw, cache, kw, cache, kw, s->latt, n, pos, H, 1, (int)kw, (int)R,
+                      m->attn_scale);
+        for (int hh = 0; hh < H; hh++) {
+            copy_rows(s->tin, R, s->latt + hh * R, H * R, R, n);
+            dsri_matrix vb = split ? rows_of(&L->wv_b, (int64_t)hh * dv, dv)
+                                   : rows_of(&L->wkv_b, hh * (nope + dv) + nope, dv);
+            op->matmul(be, &vb, s->tin, s->tout, n);
+            copy_rows(s->att + (int64_t)hh * dv, (int64_t)H * dv, s->tout, dv, dv, n);
+        }
+    }
+    op->matmul(be, &L->wo, s->att, s->h, n);
+}
+
+/* SwiGLU feed-forward down(silu(gate x) * up x) of n rows of in into out. */
+static void swiglu(dsr1_context *ctx, const dsri_matrix *gate, const dsri_matrix *up, const dsri_matrix *down,
+                   const float *in, float *out, int n, ds2_scratch *s)
+{
+    const dsri_backend_ops *op = ctx->ops;
+    op->matmul(ctx->be, gate, in, s->gate, n);
+    op->matmul(ctx->be, up, in, s->up, n);
+    op->silu_mul(ctx->be, s->gate, s->up, (int64_t)n * gate->n_out);
+    op->matmul(ctx->be, down, s->gate, out, n);
+}
+
+/* Routed and shared experts of layer l for the normed input s->h; leaves the
+ * sum in s->h. */
+static void moe_ffn(dsr1_context *ctx, int l, int n, ds2_scratch *s)
+{
+    const dsr1_model *m = ctx->model;
+    const dsri_hparams *hp = &m->hp;
+    const dsri_layer *L = &m->layers[l];
+    const dsri_backend_ops *op = ctx->ops;
+    dsri_backend *be = ctx->be;
+    const int64_t d = hp->n_embd, ff = hp->n_ff_expert;
+    const int E = hp->n_expert, K = hp->n_expert_used;
+    const dsri_router_config rc = {E, K, hp->n_expert_groups, hp->n_group_used,
+                                   hp->expert_gating, hp->expert_weights_norm, hp->expert_weights_scale};
+
+    /* router: f32 logits from the f32 activations, then the choice */
+    op->matmul(be, &L->ffn_gate_inp, s->h, s->rlog, n);
+    for (int t = 0; t < n; t++)
+        dsri_router_route(&rc, s->rlog + (int64_t)t * E, L->exp_probs_b, s->rwork, s->rid + (int64_t)t * K,
+                          s->rw + (int64_t)t * K);
+
+    /* each expert once over the rows that chose it, in expert order, so a
+     * row's sum has the same order whatever the batch */
+    memset(s->moe, 0, (size_t)(n * d) * sizeof(float));
+    for (int e = 0; e < E; e++) {
+        int cnt = 0;
+        for (int t = 0; t < n; t++)
+            for (int k = 0; k < K; k++)
+                if (s->rid[(int64_t)t * K + k] == e) {
+                    s->rows[cnt] = t;
+                    s->roww[cnt] = s->rw[(int64_t)t * K + k];
+                    memcpy(s->xs + cnt * d, s->h + t * d, (size_t)d * sizeof(float));
+                    cnt++;
+                }
+        if (cnt == 0)
+            continue;
+        dsri_matrix g = rows_of(&L->ffn_gate_exps, e * ff, ff);
+        dsri_matrix u = rows_of(&L->ffn_up_exps, e * ff, ff);
+        dsri_matrix dn = rows_of(&L->ffn_down_exps, e * d, d);
+        swiglu(ctx, &g, &u, &dn, s->xs, s->xs, cnt, s);
+        for (int j = 0; j < cnt; j++)
+            op->add_scaled(be, s->moe + s->rows[j] * d, s->xs + j * d, s->roww[j], d);
+    }
+    if (L->ffn_gate_shexp.data) {
+        swiglu(ctx, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp, s->h, s->h, n, s);
+        op->add(be, s->moe, s->h, n * d);
+    }
+    memcpy(s->h, s->moe, (size_t)(n * d) * sizeof(float));
+}
+
+/* One transformer block on the residual stream s->x. */
+static void block(dsr1_context *ctx, int l, const int32_t *pos, int n, ds2_scratch *s)
+{
+    const dsr1_model *m = ctx->model;
+    const dsri_hparams *hp = &m->hp;
+    const dsri_layer *L = &m->layers[l];
+    const dsri_backend_ops *op = ctx->ops;
+    const int64_t d = hp->n_embd;
+
+    op->rmsnorm(ctx->be, s->x, L->attn_norm, s->h, (int)d, n, hp->rms_eps);
+    mla_attention(ctx, l, pos, n, s);
+    op->add(ctx->be, s->x, s->h, n * d);
+
+    op->rmsnorm(ctx->be, s->x, L->ffn_norm, s->h, (int)d, n, hp->rms_eps);
+    if (l < hp->n_leading_dense)
+        swiglu(ctx, &L->ffn_gate, &L->ffn_up, &L->ffn_down, s->h, s->h, n, s);
+    else
+        moe_ffn(ctx, l, n, s);
+    op->add(ctx->be, s->x, s->h, n * d);
+}
+
+static dsr1_status ds2_forward(dsr1_context *ctx, const dsr1_token *tokens, const int32_t *pos, int n,
+                               float *logits, int logits_all)
+{
+    const dsr1_model *m = ctx->model;
+    const dsri_hparams *hp = &m->hp;
+    const dsri_backend_ops *op = ctx->ops;
+    const int64_t d = hp->n_embd;
+    ds2_scratch s;
+    layout(m, ctx->scratch, n, ctx->n_batch, &s);
+
+    for (int t = 0; t < n; t++)
+        op->get_row(ctx->be, &m->tok_embd, tokens[t], s.x + t * d);
+    for (int l = 0; l < hp->n_layer; l++)
+        block(ctx, l, pos, n, &s);
+    /* s.x now holds the final hidden states (dsri_deepseek2_mtp reads them) */
+
+    if (!logits)
+        return DSR1_OK;
+    int first = logits_all ? 0 : n - 1;
+    int rows = n - first;
+    op->rmsnorm(ctx->be, s.x + first * d, m->output_norm, s.h, (int)d, rows, hp->rms_eps);
+    op->matmul(ctx->be, &m->output, s.h, logits, rows);
+    return DSR1_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Multi-token prediction                                                     */
+/* ------------------------------------------------------------------------ */
+
+int dsri_deepseek2_has_mtp(const dsr1_model *m)
+{
+    return m && m->arch == &dsri_arch_deepseek2 && m->hp.n_nextn_layers > 0;
+}
+
+const float *dsri_deepseek2_hidden(const dsr1_context *ctx)
+{
+    return ctx->scratch; /* s.x is laid out first */
+}
+
+dsr1_status dsri_deepseek2_mtp(dsr1_context *ctx, const float *hidden, const dsr1_token *next_tokens,
+                               const int32_t *pos, int n, float *logits)
+{
+    const dsr1_model *m = ctx->model;
+    if (!dsri_deepseek2_has_mtp(m))
+        return dsri_error(DSR1_ERR_UNSUPPORTED, "deepseek2 MTP: the model has no multi-token-prediction block");
+    if (n < 1 || n > ctx->n_batch)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "deepseek2 MTP: %d rows (1..n_batch=%d)", n, ctx->n_batch);
+    for (int t = 0; t < n; t++)
+        if (pos[t] < 0 || pos[t] >= ctx->n_ctx || (t > 0 && pos[t] != pos[t - 1] + 1) || next_tokens[t] < 0 ||
+            next_tokens[t] >= m->hp.n_vocab)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "deepseek2 MTP: row %d (position %d, token %d) is invalid",
+                              t, pos[t], next_tokens[t]);
+    const dsri_hparams *hp = &m->hp;
+    const dsri_backend_ops *op = ctx->ops;
+    dsri_backend *be = ctx->be;
+    const int64_t d = hp->n_embd;
+    const int l = hp->n_layer;
+    const dsri_layer *L = &m->layers[l];
+    ds2_scratch s;
+    layout(m, ctx->scratch, n, ctx->n_batch, &s);
+
+    /* x = eh_proj [RMSNorm(Emb(t_{i+1})) ; RMSNorm(h_i)] (hidden may alias s.x) */
+    for (int t = 0; t < n; t++) {
+        float *e = s.eh + t * 2 * d;
+        op->get_row(be, &L->nextn_embed_tokens, next_tokens[t], e);
+        op->rmsnorm(be, e, L->nextn_enorm, e, (int)d, 1, hp->rms_eps);
+        op->rmsnorm(be, hidden + t * d, L->nextn_hnorm, e + d, (int)d, 1, hp->rms_eps);
+    }
+    op->matmul(be, &L->nextn_eh_proj, s.eh, s.x, n);
+    block(ctx, l, pos, n, &s);
+    op->rmsnorm(be, s.x, L->nextn_shared_head_norm, s.h, (int)d, n, hp->rms_eps);
+    op->matmul(be, &L->nextn_shared_head_head, s.h, logits, n);
+    return DSR1_OK;
+}
+
+const dsri_arch_ops dsri_arch_deepseek2 = {
+    .name = "deepseek2",
+    .load = ds2_load,
+    .scratch_floats = ds2_scratch_floats,
+    .forward = ds2_forward,
+};
