@@ -87,17 +87,50 @@ static void bench_text(const dsr1_model *m, const char *label, const char *text,
            best * 1e3, (double)len / 1e6 / best, n ? (double)len / n : 0.0);
 }
 
+/* The whole file, or NULL when it cannot be read. */
+static char *read_text_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n == cap) {
+            char *b = realloc(buf, cap = cap ? 2 * cap : 1 << 20);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = b;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s DATA_DIR [MB]\n", argv[0]);
+        fprintf(stderr, "usage: %s DATA_DIR [MB | TEXT_FILE]\n"
+                        "  TEXT_FILE: benchmark on that text instead of the generated mix\n"
+                        "  (to compare with another tokenizer on the same bytes)\n", argv[0]);
         return 2;
     }
-    double mb = argc > 2 ? atof(argv[2]) : 4.0;
-    if (!(mb > 0 && mb < 1024))
-        mb = 4.0;
     size_t len;
-    char *text = make_mixed((size_t)(mb * 1e6), &len);
+    char *text = argc > 2 ? read_text_file(argv[2], &len) : NULL;
+    if (!text) {
+        double mb = argc > 2 ? atof(argv[2]) : 4.0;
+        if (!(mb > 0 && mb < 1024))
+            mb = 4.0;
+        text = make_mixed((size_t)(mb * 1e6), &len);
+    }
     const size_t word = 1000000;
     char *w = malloc(word + 4);
     int32_t cap = (int32_t)(len + word + 16);

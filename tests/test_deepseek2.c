@@ -34,7 +34,7 @@ static int failures;
 
 static const char *data_dir;
 
-static float *read_floats(const char *path, size_t *n)
+static void *read_bytes(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -42,13 +42,20 @@ static float *read_floats(const char *path, size_t *n)
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
-    float *v = malloc((size_t)sz > 0 ? (size_t)sz : 1);
+    void *v = sz > 0 ? malloc((size_t)sz) : NULL;
     if (v && fread(v, 1, (size_t)sz, f) != (size_t)sz) {
         free(v);
         v = NULL;
     }
     fclose(f);
-    *n = (size_t)sz / sizeof(float);
+    *n = v ? (size_t)sz : 0;
+    return v;
+}
+
+static float *read_floats(const char *path, size_t *n)
+{
+    float *v = read_bytes(path, n);
+    *n /= sizeof(float);
     return v;
 }
 
@@ -385,6 +392,51 @@ done:
     dsr1_model_free(m);
 }
 
+/* ---- errors name the key or tensor ------------------------------------- */
+
+/* Load a copy of the file with the first occurrence of `from` replaced by
+ * `to` (same length); expect failure mentioning `want`. */
+static void expect_error(const unsigned char *buf, size_t size, const char *from, const char *to, const char *want)
+{
+    unsigned char *copy = malloc(size);
+    if (!copy)
+        return;
+    memcpy(copy, buf, size);
+    size_t lf = strlen(from);
+    int done = 0;
+    for (size_t i = 0; i + lf <= size && !done; i++)
+        if (memcmp(copy + i, from, lf) == 0) {
+            memcpy(copy + i, to, lf);
+            done = 1;
+        }
+    CHECK(done, "'%s' not found in the file", from);
+    dsr1_model *m = NULL;
+    dsr1_status st = dsr1_model_load_from_memory(copy, size, NULL, &m);
+    CHECK(st != DSR1_OK && strstr(dsr1_last_error(), want), "renaming '%s': status %d, message '%s'", from, st,
+          dsr1_last_error());
+    dsr1_model_free(m);
+    free(copy);
+}
+
+static void test_errors(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/%s.gguf", data_dir, name);
+    size_t size = 0;
+    unsigned char *buf = read_bytes(path, &size);
+    CHECK(buf != NULL, "cannot read %s", path);
+    if (!buf)
+        return;
+    expect_error(buf, size, "deepseek2.expert_count", "deepseek2.expert_counX", "deepseek2.expert_count");
+    expect_error(buf, size, "deepseek2.attention.kv_lora_rank", "deepseek2.attention.kv_lora_ranX",
+                 "deepseek2.attention.kv_lora_rank");
+    expect_error(buf, size, "blk.1.ffn_up_exps.weight", "blk.1.ffn_up_exps.weighX", "blk.1.ffn_up_exps.weight");
+    expect_error(buf, size, "blk.0.attn_k_b.weight", "blk.0.attn_k_X.weight", "blk.0.attn_k_b.weight");
+    expect_error(buf, size, "blk.2.nextn.enorm.weight", "blk.2.nextn.enorX.weight", "blk.2.nextn.enorm.weight");
+    printf("%s: load errors name the key / tensor\n", name);
+    free(buf);
+}
+
 /* ---- memory: only touched weights are paged in ------------------------- */
 
 static long rss_kib(void)
@@ -437,6 +489,7 @@ int main(int argc, char **argv)
     test_legacy_kv_b("deepseek2-f16");
     test_long("deepseek2-q4_k_m", 1100);
     test_mtp("deepseek2-f16");
+    test_errors("deepseek2-q4_k_m");
     test_rss("deepseek2-f16");
     if (failures)
         printf("%d failure(s)\n", failures);

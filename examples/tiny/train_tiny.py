@@ -686,7 +686,7 @@ def evaluate(gguf_path: str, heldout, batch=250, verbose=True):
 # ================================================================ training
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=2400)
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=1234)
@@ -733,12 +733,28 @@ def main():
 
     stream = training_stream(args.seed, exclude)
 
+    batch_rng = random.Random(args.seed + 3)
+    pending: list = []
+
+    def next_examples(n):
+        # length bucketing: draw 16 batches, sort by length, serve them in a
+        # shuffled order (less padding; deterministic)
+        if not pending:
+            pool = []
+            for _ in range(16 * n):
+                _, q, reasoning, ans = next(stream)
+                p = tok.encode(prompt_text(q))
+                c = tok.encode(completion_text(reasoning, ans))
+                pool.append((p, c))
+            pool.sort(key=lambda pc: len(pc[0]) + len(pc[1]))
+            chunks = [pool[i:i + n] for i in range(0, len(pool), n)]
+            batch_rng.shuffle(chunks)
+            pending.extend(chunks)
+        return pending.pop()
+
     def get_batch(n):
         seqs, masks = [], []
-        for _ in range(n):
-            _, q, reasoning, ans = next(stream)
-            p = tok.encode(prompt_text(q))
-            c = tok.encode(completion_text(reasoning, ans))
+        for p, c in next_examples(n):
             seqs.append(p + c)
             masks.append([0] * len(p) + [1] * len(c))
         T = max(len(s) for s in seqs)

@@ -336,7 +336,8 @@ static dsr1_status bind_nextn(dsr1_model *m, int l)
         (st = dsri_bind_vector(m, &L->nextn_enorm, 1, d, "blk.%d.nextn.enorm.weight", l)) ||
         (st = dsri_bind_vector(m, &L->nextn_hnorm, 1, d, "blk.%d.nextn.hnorm.weight", l)) ||
         (st = dsri_bind_vector(m, &L->nextn_shared_head_norm, 1, d, "blk.%d.nextn.shared_head_norm.weight", l)) ||
-        (st = dsri_bind_matrix(m, &L->nextn_embed_tokens, 0, d, m->hp.n_vocab, "blk.%d.nextn.embed_tokens.weight", l)) ||
+        (st = dsri_bind_matrix(m, &L->nextn_embed_tokens, 0, d, m->hp.n_vocab,
+                               "blk.%d.nextn.embed_tokens.weight", l)) ||
         (st = dsri_bind_matrix(m, &L->nextn_shared_head_head, 0, d, m->hp.n_vocab,
                                "blk.%d.nextn.shared_head_head.weight", l)))
         return st;

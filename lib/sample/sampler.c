@@ -15,9 +15,9 @@
  *
  * Cost. Nothing is allocated per call: the candidate array (n_vocab entries)
  * and the penalty history are allocated by dsr1_sampler_new. top-k keeps a
- * k-element heap over one pass (O(n log k)); top-p pops a max-heap only until
- * the cumulative probability reaches p (O(n + m log n) for m kept tokens);
- * min-p needs no ordering at all.
+ * k-element heap over one pass (O(n log k)); top-p partitions around pivots
+ * (quickselect) and sorts only the last few candidates at the boundary
+ * (expected O(n)); min-p needs no ordering at all.
  */
 #include <math.h>
 #include <string.h>
@@ -25,8 +25,6 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "dsr1.h"
-
-#pragma STDC FP_CONTRACT OFF
 
 typedef struct cand {
     float logit; /* after bias, penalties and temperature */
@@ -89,7 +87,7 @@ static double uniform01(uint64_t s[4]) { return (double)(xoshiro_next(s) >> 11) 
 
 static double det_exp(double x)
 {
-    if (!(x > -745.0))
+    if (!(x > -708.0)) /* below 2^-1021: negligible next to the maximum's 1 */
         return 0.0;
     if (x >= 0.0)
         return 1.0; /* only called with x <= 0 */
@@ -112,7 +110,11 @@ static double det_exp(double x)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    return ldexp(p, k);
+    /* times 2^k, k in [-1022, 0]: build the power of two from its bits */
+    uint64_t bits = (uint64_t)(k + 1023) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
 
 /* ---- the candidate order: higher logit first, then lower id ---- */
@@ -145,20 +147,63 @@ static void sift_down_min(cand *h, int32_t n, int32_t i)
     }
 }
 
-/* Heap where the root is the BEST element (for top-p extraction). */
-static void sift_down_max(cand *h, int32_t n, int32_t i)
+/* top-p: reorder c[0..n) so that c[0..m) is the smallest set of best
+ * candidates whose mass reaches target (> 0); returns m >= 1 and its mass.
+ * Quickselect-style: partition around a pivot, keep the better side whole
+ * when it does not reach the target, else narrow into it; expected O(n),
+ * and only the last few candidates are sorted. */
+static int32_t top_p_prefix(cand *c, int32_t n, double target, double *mass_out)
 {
-    for (;;) {
-        int32_t l = 2 * i + 1, r = l + 1, b = i;
-        if (l < n && better(&h[l], &h[b]))
-            b = l;
-        if (r < n && better(&h[r], &h[b]))
-            b = r;
-        if (b == i)
-            return;
-        swap_cand(&h[i], &h[b]);
-        i = b;
+    int32_t lo = 0, hi = n;
+    double acc = 0.0; /* mass of c[0..lo), all kept */
+    while (hi - lo > 16) {
+        int32_t mid = lo + (hi - lo) / 2, last = hi - 1;
+        /* median of three as the pivot, moved to c[last] */
+        if (better(&c[mid], &c[lo]))
+            swap_cand(&c[mid], &c[lo]);
+        if (better(&c[last], &c[lo]))
+            swap_cand(&c[last], &c[lo]);
+        if (better(&c[mid], &c[last]))
+            swap_cand(&c[mid], &c[last]);
+        cand pivot = c[last];
+        int32_t store = lo;
+        double mass = 0.0;
+        for (int32_t i = lo; i < last; i++) {
+            if (better(&c[i], &pivot)) {
+                swap_cand(&c[i], &c[store]);
+                mass += c[store].p;
+                store++;
+            }
+        }
+        swap_cand(&c[store], &c[last]);
+        if (acc + mass >= target) {
+            hi = store; /* the prefix ends among the better ones */
+        } else {
+            acc += mass + c[store].p;
+            lo = store + 1;
+            if (acc >= target) {
+                *mass_out = acc;
+                return lo;
+            }
+        }
     }
+    /* insertion sort of the few left, then accumulate in order */
+    for (int32_t i = lo + 1; i < hi; i++) {
+        cand x = c[i];
+        int32_t j = i;
+        for (; j > lo && better(&x, &c[j - 1]); j--)
+            c[j] = c[j - 1];
+        c[j] = x;
+    }
+    for (int32_t i = lo; i < hi; i++) {
+        acc += c[i].p;
+        if (acc >= target) {
+            *mass_out = acc;
+            return i + 1;
+        }
+    }
+    *mass_out = acc; /* rounding: keep all that was narrowed to */
+    return hi > 0 ? hi : 1;
 }
 
 /* Move the k best of c[0..n) to c[0..k) (in heap order). */
@@ -388,28 +433,23 @@ dsr1_status dsr1_sampler_sample(dsr1_sampler *smp, const float *logits, int32_t 
         sum += c[i].p;
     }
 
-    /* 5. top-p: pop the best until the mass reaches top_p (at least one) */
+    /* 5. top-p: the fewest best candidates reaching top_p of the mass */
     cand *kept = c;
     int32_t n_kept = n;
     double kept_sum = sum;
     if (p->top_p < 1.0f && n > 1) {
         double target = (double)p->top_p * sum;
-        for (int32_t i = n / 2 - 1; i >= 0; i--)
-            sift_down_max(c, n, i);
-        int32_t heap_n = n;
-        double cum = 0.0;
-        /* popped elements collect at the end: c[heap_n..n) best last */
-        while (heap_n > 0) {
-            cum += c[0].p;
-            heap_n--;
-            swap_cand(&c[0], &c[heap_n]);
-            sift_down_max(c, heap_n, 0);
-            if (cum >= target)
-                break;
+        if (target > 0.0) {
+            n_kept = top_p_prefix(c, n, target, &kept_sum);
+        } else { /* top_p <= 0: only the best */
+            int32_t b = 0;
+            for (int32_t i = 1; i < n; i++)
+                if (better(&c[i], &c[b]))
+                    b = i;
+            swap_cand(&c[0], &c[b]);
+            n_kept = 1;
+            kept_sum = c[0].p;
         }
-        kept = c + heap_n;
-        n_kept = n - heap_n;
-        kept_sum = cum;
     }
 
     /* 6. min-p: keep p_i >= min_p * p_max (p_max is exp(0) = 1 unnormalised) */

@@ -1,0 +1,1191 @@
+"""Python bindings of libdsr1 (ctypes; no compiled extension).
+
+Run DeepSeek-R1 and its distilled models from Python through the library's C
+API (include/dsr1.h). A thin, safe layer:
+
+* every non-OK status raises :class:`DSR1Error` (``.status``, ``.message``);
+* handles are freed by ``close()``, ``with`` blocks or garbage collection, and
+  closing an object first closes what borrows it (a Model closes its
+  Contexts, a Context its Generations and Chats), so a use after free is an
+  exception, never a crash;
+* callbacks never let a Python exception escape into C: the exception cancels
+  the operation and is re-raised once the C call has returned.
+
+Example::
+
+    import dsr1
+
+    with dsr1.Model.load("DeepSeek-R1-Distill-Qwen-1.5B-Q8_0.gguf") as model:
+        ctx = dsr1.Context(model, n_ctx=4096)
+        smp = dsr1.Sampler(model)              # R1's defaults: T 0.6, top-p 0.95
+        prompt = model.chat_tokenize([{"role": "user", "content": "2+2?"}])
+        out = dsr1.generate(ctx, smp, prompt, max_new_tokens=512,
+                            on_event=lambda ev: print(ev.text, end="", flush=True))
+        print(out.answer, out.stop_reason)
+
+The shared library is looked up lazily (``$DSR1_LIBRARY``, then the system
+library path, then ``build/`` of this source tree); see :func:`load_library`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import traceback
+import weakref
+from collections.abc import Mapping
+from ctypes import POINTER, byref, c_char_p, c_float, c_int32, c_size_t, sizeof
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Union
+
+from . import _capi
+from ._capi import ABI_VERSION, LibraryError, find_library, load_library
+
+try:  # optional: logits as numpy arrays, numpy inputs without copies
+    import numpy as _np
+except ImportError:  # pragma: no cover - depends on the environment
+    _np = None
+
+__all__ = [
+    "ABI_VERSION", "BudgetAction", "Chat", "ChatMessage", "Completion", "Context", "DSR1Error",
+    "Decoder", "Event", "EventType", "Generation", "GenerationStats", "LibraryError", "LogLevel",
+    "Model", "Sampler", "Special", "Status", "StopReason", "TensorInfo", "TokenAttr", "Type",
+    "abi_version", "backend_available", "backends", "find_library", "generate", "load_library",
+    "status_string", "stream", "type_name", "version",
+]
+
+# ---------------------------------------------------------------------------
+# Enums
+# ---------------------------------------------------------------------------
+
+
+class Status(IntEnum):
+    OK = 0
+    ERR_INVALID_ARGUMENT = 1
+    ERR_IO = 2
+    ERR_FORMAT = 3
+    ERR_UNSUPPORTED = 4
+    ERR_OUT_OF_MEMORY = 5
+    ERR_BUFFER_TOO_SMALL = 6
+    ERR_CONTEXT_FULL = 7
+    ERR_NUMERIC = 8
+    ERR_CANCELLED = 9
+    ERR_STATE = 10
+    ERR_INTERNAL = 11
+
+
+class LogLevel(IntEnum):
+    ERROR = 0
+    WARN = 1
+    INFO = 2
+    DEBUG = 3
+
+
+class Type(IntEnum):
+    """Tensor weight types (numbered as in GGUF / ggml)."""
+    F32 = 0
+    F16 = 1
+    Q4_0 = 2
+    Q4_1 = 3
+    Q5_0 = 6
+    Q5_1 = 7
+    Q8_0 = 8
+    Q2_K = 10
+    Q3_K = 11
+    Q4_K = 12
+    Q5_K = 13
+    Q6_K = 14
+    IQ4_NL = 20
+    IQ4_XS = 23
+    BF16 = 30
+
+
+class Special(IntEnum):
+    BOS = 0
+    EOS = 1
+    PAD = 2
+    USER = 3
+    ASSISTANT = 4
+    THINK_BEGIN = 5
+    THINK_END = 6
+
+
+class TokenAttr(IntEnum):
+    UNDEFINED = 0
+    NORMAL = 1
+    UNKNOWN = 2
+    CONTROL = 3
+    USER_DEFINED = 4
+    UNUSED = 5
+    BYTE = 6
+
+
+class EventType(IntEnum):
+    REASONING_BEGIN = 0
+    REASONING_TEXT = 1
+    REASONING_END = 2
+    ANSWER_TEXT = 3
+    DONE = 4
+
+
+class StopReason(IntEnum):
+    NONE = 0
+    EOS = 1
+    LENGTH = 2
+    STRING = 3
+    CANCELLED = 4
+    BUDGET = 5
+    CONTEXT_FULL = 6
+
+
+class BudgetAction(IntEnum):
+    CLOSE = 0
+    STOP = 1
+
+
+def _enum(cls, value):
+    """value as cls when it is a known member, else the plain int."""
+    try:
+        return cls(value)
+    except ValueError:
+        return int(value)
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+def _lib() -> _capi.Library:
+    return _capi.lib()
+
+
+def _str(b: Optional[bytes]) -> str:
+    return b.decode("utf-8", errors="replace") if b is not None else ""
+
+
+class DSR1Error(Exception):
+    """A libdsr1 call failed.
+
+    ``status`` is the :class:`Status` (a plain int for codes this binding does
+    not know), ``message`` the library's dsr1_last_error() text.
+    """
+
+    def __init__(self, status: int, message: str = ""):
+        self.status = _enum(Status, status)
+        self.message = message
+        name = self.status.name if isinstance(self.status, Status) else f"status {status}"
+        super().__init__(f"{name}: {message}" if message else name)
+
+    @classmethod
+    def _last(cls, status: int) -> "DSR1Error":
+        return cls(status, _str(_lib().last_error()))
+
+
+def _check(status: int) -> None:
+    if status != Status.OK:
+        raise DSR1Error._last(status)
+
+
+# ---------------------------------------------------------------------------
+# Library-level functions
+# ---------------------------------------------------------------------------
+
+
+def version() -> str:
+    """The "MAJOR.MINOR.PATCH" of the loaded library."""
+    return _str(_lib().version())
+
+
+def abi_version() -> int:
+    return _lib().abi_version()
+
+
+def status_string(status: int) -> str:
+    return _str(_lib().status_string(int(status)))
+
+
+def type_name(type_id: int) -> str:
+    """"q4_K", "f16", ...; "unknown" for ids the library does not know."""
+    return _str(_lib().type_name(int(type_id)))
+
+
+def backends() -> list:
+    """Names of the compute backends compiled in, best first."""
+    lib = _lib()
+    return [_str(lib.backend_name(i)) for i in range(lib.backend_count())]
+
+
+def backend_available(name: str) -> bool:
+    return bool(_lib().backend_available(name.encode()))
+
+
+# ---------------------------------------------------------------------------
+# Buffer protocols
+# ---------------------------------------------------------------------------
+
+_MAX_RETRIES = 8
+
+
+def _read_bytes(call, guess: int = 256) -> bytes:
+    """Run call(buf, buf_size, byref(n)) with a growing buffer until it fits.
+
+    Whatever a function counts in its reported need (with or without the NUL),
+    need + 1 bytes are enough, so one retry suffices.
+    """
+    n = c_size_t(0)
+    size = max(int(guess), 1)
+    for _ in range(_MAX_RETRIES):
+        buf = ctypes.create_string_buffer(size)
+        st = call(buf, size, byref(n))
+        if st == Status.OK:
+            return buf.raw[: n.value]
+        if st != Status.ERR_BUFFER_TOO_SMALL:
+            raise DSR1Error._last(st)
+        size = n.value + 1 if n.value + 1 > size else size * 2
+    raise DSR1Error(Status.ERR_INTERNAL, "the needed buffer size kept growing")
+
+
+def _read_tokens(call, guess: int) -> list:
+    """Run call(tokens, capacity, byref(n)) with a growing array until it fits."""
+    n = c_int32(0)
+    cap = max(int(guess), 1)
+    for _ in range(_MAX_RETRIES):
+        arr = (c_int32 * cap)()
+        st = call(arr, cap, byref(n))
+        if st == Status.OK:
+            return arr[: n.value]
+        if st != Status.ERR_BUFFER_TOO_SMALL:
+            raise DSR1Error._last(st)
+        cap = n.value if n.value > cap else cap * 2
+    raise DSR1Error(Status.ERR_INTERNAL, "the needed token count kept growing")
+
+
+_I32_MIN, _I32_MAX = -(2 ** 31), 2 ** 31 - 1
+_TokenSeq = Union[Sequence[int], "object"]  # list, tuple, array, numpy array
+
+
+def _tokens_in(tokens):
+    """(pointer, count, keepalive) for a token sequence (or one token)."""
+    if _np is not None and isinstance(tokens, _np.ndarray):
+        a = _np.ascontiguousarray(tokens, dtype=_np.int32).reshape(-1)
+        return a.ctypes.data_as(POINTER(c_int32)), int(a.size), a
+    if isinstance(tokens, int):
+        tokens = (tokens,)
+    tokens = [int(t) for t in tokens]
+    for t in tokens:
+        if not _I32_MIN <= t <= _I32_MAX:
+            raise ValueError(f"token {t} does not fit in int32")
+    arr = (c_int32 * len(tokens))(*tokens)
+    return arr, len(tokens), arr
+
+
+def _floats_in(values):
+    """(pointer, count, keepalive) for float32 values (list, array, numpy)."""
+    if _np is not None and isinstance(values, _np.ndarray):
+        a = _np.ascontiguousarray(values, dtype=_np.float32).reshape(-1)
+        return a.ctypes.data_as(POINTER(c_float)), int(a.size), a
+    if isinstance(values, _FloatPtr):
+        return values._ptr, values._n, values
+    try:
+        mv = memoryview(values)
+    except TypeError:
+        mv = None
+    if mv is not None and mv.format == "f" and mv.c_contiguous and not mv.readonly:
+        arr = (c_float * (mv.nbytes // 4)).from_buffer(values)  # array('f'): no copy
+        return arr, len(arr), (arr, values)
+    values = list(values)
+    arr = (c_float * len(values))(*values)
+    return arr, len(values), arr
+
+
+class _FloatPtr:
+    """Internal: logits straight from the library (no copy), for Sampler."""
+
+    def __init__(self, ptr, n):
+        self._ptr, self._n = ptr, n
+
+
+def _text_in(text) -> bytes:
+    if isinstance(text, str):
+        return text.encode("utf-8")
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text)
+    raise TypeError(f"expected str or bytes, not {type(text).__name__}")
+
+
+def _cstr_in(text, what: str) -> bytes:
+    b = _text_in(text)
+    if b"\0" in b:
+        raise ValueError(f"{what} contains a NUL character")
+    return b
+
+
+# ---------------------------------------------------------------------------
+# Handle lifetime
+# ---------------------------------------------------------------------------
+
+
+class _Handle:
+    """Owns one C handle. Objects that borrow it register as dependents and
+    are closed first when it closes."""
+
+    _kind = "object"
+
+    def __init__(self):
+        self._ptr = None
+        self._dependents = weakref.WeakSet()
+        self._capi = _lib()
+
+    def _adopt(self, dependent: "_Handle") -> None:
+        self._dependents.add(dependent)
+
+    @property
+    def _p(self):
+        if self._ptr is None:
+            raise ValueError(f"operation on a closed {type(self).__name__}")
+        return self._ptr
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def _free(self, ptr) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free the C object (and first everything that borrows it). Idempotent."""
+        deps = getattr(self, "_dependents", None)
+        if deps:
+            for d in list(deps):
+                d.close()
+        ptr, self._ptr = getattr(self, "_ptr", None), None
+        if ptr is not None:
+            self._free(ptr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing useful to do
+            pass
+
+
+# ---------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------
+
+
+class TensorInfo(NamedTuple):
+    name: str
+    type: Union[Type, int]
+    type_name: str
+    shape: tuple  # ne[0..n_dims): ne[0] is the contiguous dimension
+    n_bytes: int
+
+    @property
+    def n_dims(self) -> int:
+        return len(self.shape)
+
+
+class ChatMessage(NamedTuple):
+    role: str
+    content: str
+
+
+class Metadata(Mapping):
+    """The GGUF key/value pairs of a model, values rendered as text by the
+    library (numbers in decimal, arrays as "[a, b, ...]", long ones cut)."""
+
+    def __init__(self, model: "Model"):
+        self._model = model
+
+    def __getitem__(self, key: str) -> str:
+        if not isinstance(key, str) or "\0" in key:
+            raise KeyError(key)
+        m = self._model
+        lib, p = m._capi, m._p
+        kb = key.encode("utf-8")
+        try:
+            return _str(_read_bytes(lambda b, s, n: lib.model_meta_value(p, kb, b, s, n)))
+        except DSR1Error as e:
+            if e.status == Status.ERR_INVALID_ARGUMENT:
+                raise KeyError(key) from None
+            raise
+
+    def __iter__(self) -> Iterator[str]:
+        m = self._model
+        lib = m._capi
+        for i in range(len(self)):
+            p = m._p
+            yield _str(_read_bytes(lambda b, s, n: lib.model_meta_key(p, i, b, s, n), 64))
+
+    def __len__(self) -> int:
+        return int(self._model._capi.model_meta_count(self._model._p))
+
+    def __repr__(self) -> str:
+        return f"<dsr1.Metadata of {len(self)} keys>"
+
+
+def _messages_in(messages):
+    """(ctypes array, count, keepalive) for chat messages given as dicts,
+    (role, content) pairs, or objects with role and content attributes."""
+    items = []
+    for m in messages:
+        if isinstance(m, Mapping):
+            role, content = m["role"], m["content"]
+        elif isinstance(m, (tuple, list)):
+            role, content = m
+        else:
+            role, content = m.role, m.content
+        items.append((_cstr_in(role, "role"), _cstr_in(content, "message content")))
+    arr = (_capi.dsr1_chat_message * len(items))()
+    for i, (r, c) in enumerate(items):
+        arr[i].role = r
+        arr[i].content = c
+    return arr, len(items), (arr, items)
+
+
+class Model(_Handle):
+    """A loaded GGUF model (immutable; may be shared by threads).
+
+    ``log`` receives the library's log lines as ``log(level, message)`` for
+    levels up to ``log_level``; exceptions it raises are printed and ignored.
+    """
+
+    _kind = "model"
+
+    def __init__(self, path: Union[str, os.PathLike], *, vocab_only: bool = False,
+                 log: Optional[Callable[[LogLevel, str], None]] = None,
+                 log_level: Optional[int] = None, _data: Optional[bytes] = None):
+        super().__init__()
+        lib = self._capi
+        params, self._log_fn = self._params(vocab_only, log, log_level)
+        out = _capi.model_p()
+        if _data is None:
+            self.path = os.fspath(path)
+            st = lib.model_load(os.fsencode(path), byref(params), byref(out))
+        else:
+            self.path = None
+            # the library uses the buffer in place until dsr1_model_free()
+            self._buffer = ctypes.create_string_buffer(_data, len(_data))
+            st = lib.model_load_from_memory(self._buffer, len(_data), byref(params), byref(out))
+        _check(st)
+        self._ptr = out
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike], vocab_only: bool = False, **kw) -> "Model":
+        """Map and validate a GGUF file (see dsr1_model_load)."""
+        return cls(path, vocab_only=vocab_only, **kw)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, vocab_only: bool = False, **kw) -> "Model":
+        """Load from a bytes-like object (copied once into a buffer the Model owns)."""
+        return cls(None, vocab_only=vocab_only, _data=bytes(data), **kw)
+
+    @staticmethod
+    def _params(vocab_only, log, log_level):
+        lib = _lib()
+        p = _capi.dsr1_model_params()
+        lib.model_params_default(byref(p), sizeof(p))
+        p.vocab_only = 1 if vocab_only else 0
+        fn = None
+        if log is not None:
+            def tramp(level, message, _user_data):
+                try:
+                    log(_enum(LogLevel, level), _str(message))
+                except BaseException:  # never into C
+                    traceback.print_exc()
+            fn = _capi.dsr1_log_fn(tramp)
+            p.log_callback = fn
+            if log_level is not None:
+                p.log_level = int(log_level)
+        return p, fn  # fn must live as long as the model
+
+    def _free(self, ptr):
+        self._capi.model_free(ptr)
+
+    def __repr__(self):
+        if self.closed:
+            return "<dsr1.Model closed>"
+        return f"<dsr1.Model {self.arch} n_vocab={self.n_vocab} n_layer={self.n_layer}>"
+
+    # -- properties --------------------------------------------------------
+
+    @property
+    def arch(self) -> str:
+        return _str(self._capi.model_arch(self._p))
+
+    @property
+    def n_vocab(self) -> int:
+        return self._capi.model_n_vocab(self._p)
+
+    @property
+    def n_ctx_train(self) -> int:
+        return self._capi.model_n_ctx_train(self._p)
+
+    @property
+    def n_embd(self) -> int:
+        return self._capi.model_n_embd(self._p)
+
+    @property
+    def n_layer(self) -> int:
+        return self._capi.model_n_layer(self._p)
+
+    @property
+    def n_head(self) -> int:
+        return self._capi.model_n_head(self._p)
+
+    @property
+    def n_head_kv(self) -> int:
+        return self._capi.model_n_head_kv(self._p)
+
+    @property
+    def n_params(self) -> int:
+        return int(self._capi.model_n_params(self._p))
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self._capi.model_size_bytes(self._p))
+
+    @property
+    def metadata(self) -> Metadata:
+        return Metadata(self)
+
+    @property
+    def tensors(self) -> list:
+        lib, p = self._capi, self._p
+        out = []
+        for i in range(int(lib.model_tensor_count(p))):
+            info = _capi.dsr1_tensor_info()
+            info.size = sizeof(info)
+            _check(lib.model_tensor_info(p, i, byref(info)))
+            nd = min(int(info.n_dims), 4)
+            out.append(TensorInfo(_str(info.name), _enum(Type, info.type), type_name(info.type),
+                                  tuple(int(x) for x in info.ne[:nd]), int(info.n_bytes)))
+        return out
+
+    # -- tokenizer ---------------------------------------------------------
+
+    def tokenize(self, text: Union[str, bytes], add_bos: bool = False,
+                 parse_special: bool = False) -> list:
+        """Token ids of text. Without parse_special, special-token spellings
+        in the text are plain text (user input cannot inject control tokens)."""
+        data = _text_in(text)
+        flags = (_capi.TOKENIZE_ADD_BOS if add_bos else 0) | \
+                (_capi.TOKENIZE_PARSE_SPECIAL if parse_special else 0)
+        lib, p = self._capi, self._p
+        return _read_tokens(lambda t, cap, n: lib.tokenize(p, data, len(data), t, cap, n, flags),
+                            len(data) + 2)
+
+    def detokenize_bytes(self, tokens, render_control: bool = False) -> bytes:
+        ptr, count, _keep = _tokens_in(tokens)
+        flags = _capi.PIECE_RENDER_CONTROL if render_control else 0
+        lib, p = self._capi, self._p
+        return _read_bytes(lambda b, s, n: lib.detokenize(p, ptr, count, b, s, n, flags),
+                           count * 8 + 16)
+
+    def detokenize(self, tokens, render_control: bool = False) -> str:
+        """The text of tokens (invalid UTF-8 becomes U+FFFD)."""
+        return self.detokenize_bytes(tokens, render_control).decode("utf-8", errors="replace")
+
+    def token_to_piece(self, token: int, render_control: bool = False) -> bytes:
+        """The bytes of one token (possibly part of a UTF-8 character)."""
+        flags = _capi.PIECE_RENDER_CONTROL if render_control else 0
+        lib, p = self._capi, self._p
+        return _read_bytes(lambda b, s, n: lib.token_to_piece(p, int(token), b, s, n, flags), 32)
+
+    def decoder(self, render_control: bool = False) -> "Decoder":
+        return Decoder(self, render_control)
+
+    def special(self, which: int) -> Optional[int]:
+        """The id of a special token by role (Special), None when there is none."""
+        t = self._capi.token_special(self._p, int(which))
+        return None if t < 0 else int(t)
+
+    bos = property(lambda self: self.special(Special.BOS))
+    eos = property(lambda self: self.special(Special.EOS))
+    pad = property(lambda self: self.special(Special.PAD))
+    user = property(lambda self: self.special(Special.USER))
+    assistant = property(lambda self: self.special(Special.ASSISTANT))
+    think_begin = property(lambda self: self.special(Special.THINK_BEGIN))
+    think_end = property(lambda self: self.special(Special.THINK_END))
+
+    def token_attr(self, token: int) -> Union[TokenAttr, int]:
+        return _enum(TokenAttr, self._capi.token_get_attr(self._p, int(token)))
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._capi.token_is_eog(self._p, int(token)))
+
+    # -- chat format ---------------------------------------------------------
+
+    def chat_format(self, messages, add_generation_prompt: bool = True) -> str:
+        """The conversation in DeepSeek-R1's chat format, as text. messages:
+        dicts with "role"/"content", (role, content) pairs or ChatMessage."""
+        arr, count, _keep = _messages_in(messages)
+        flags = _capi.CHAT_ADD_GENERATION_PROMPT if add_generation_prompt else 0
+        lib, p = self._capi, self._p
+        data = _read_bytes(lambda b, s, n: lib.chat_format(p, arr, count, flags, b, s, n), 1024)
+        return data.decode("utf-8", errors="replace")
+
+    def chat_tokenize(self, messages, add_generation_prompt: bool = True) -> list:
+        """The same directly as tokens (markers as their ids, contents as plain text)."""
+        arr, count, keep = _messages_in(messages)
+        flags = _capi.CHAT_ADD_GENERATION_PROMPT if add_generation_prompt else 0
+        lib, p = self._capi, self._p
+        guess = sum(len(r) + len(c) for r, c in keep[1]) + 8 * count + 8
+        return _read_tokens(lambda t, cap, n: lib.chat_tokenize(p, arr, count, flags, t, cap, n), guess)
+
+
+class Decoder(_Handle):
+    """Streaming detokenizer: push tokens one at a time, get whole characters."""
+
+    _kind = "decoder"
+
+    def __init__(self, model: Model, render_control: bool = False):
+        super().__init__()
+        out = _capi.decoder_p()
+        flags = _capi.PIECE_RENDER_CONTROL if render_control else 0
+        _check(self._capi.decoder_new(model._p, flags, byref(out)))
+        self._ptr = out
+        self.model = model
+        model._adopt(self)
+
+    def _free(self, ptr):
+        self._capi.decoder_free(ptr)
+
+    def push(self, token: int) -> str:
+        lib, p = self._capi, self._p
+        return _str(_read_bytes(lambda b, s, n: lib.decoder_push(p, int(token), b, s, n), 64))
+
+    def flush(self) -> str:
+        lib, p = self._capi, self._p
+        return _str(_read_bytes(lambda b, s, n: lib.decoder_flush(p, b, s, n), 16))
+
+
+# ---------------------------------------------------------------------------
+# Contexts
+# ---------------------------------------------------------------------------
+
+
+class Context(_Handle):
+    """KV cache, scratch memory and logits for one model (one thread at a time).
+
+    n_ctx 0: min(4096, trained context); n_threads 0: all cores; n_batch 0:
+    512; backend None: $DSR1_BACKEND, else the best available.
+    """
+
+    _kind = "context"
+
+    def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0,
+                 backend: Optional[str] = None, n_batch: int = 0):
+        super().__init__()
+        lib = self._capi
+        p = _capi.dsr1_context_params()
+        lib.context_params_default(byref(p), sizeof(p))
+        p.n_ctx = int(n_ctx)
+        p.n_threads = int(n_threads)
+        p.n_batch = int(n_batch)
+        self._backend_name = _cstr_in(backend, "backend") if backend is not None else None
+        if self._backend_name is not None:
+            p.backend = self._backend_name
+        out = _capi.context_p()
+        _check(lib.context_new(model._p, byref(p), byref(out)))
+        self._ptr = out
+        self.model = model
+        self._n_vocab = model.n_vocab
+        model._adopt(self)
+
+    def _free(self, ptr):
+        self._capi.context_free(ptr)
+
+    def __repr__(self):
+        if self.closed:
+            return "<dsr1.Context closed>"
+        return f"<dsr1.Context n_ctx={self.n_ctx} n_past={self.n_past} backend={self.backend!r}>"
+
+    @property
+    def n_ctx(self) -> int:
+        return self._capi.context_n_ctx(self._p)
+
+    @property
+    def n_past(self) -> int:
+        """Positions held in the KV cache (the next position)."""
+        return self._capi.context_n_past(self._p)
+
+    @property
+    def backend(self) -> str:
+        return _str(self._capi.context_backend(self._p))
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return int(self._capi.context_kv_bytes_per_token(self._p))
+
+    def eval(self, tokens, pos: Optional[int] = None, logits_all: bool = False) -> None:
+        """Evaluate tokens at positions pos, pos+1, ... (pos None: n_past).
+        Cache entries at positions >= pos are dropped first."""
+        p = self._p
+        ptr, count, _keep = _tokens_in(tokens)
+        if pos is None:
+            pos = self._capi.context_n_past(p)
+        flags = _capi.EVAL_LOGITS_ALL if logits_all else 0
+        _check(self._capi.eval(p, ptr, count, int(pos), flags))
+
+    def _logits_ptr(self, i: int):
+        ptr = self._capi.logits(self._p, int(i))
+        if not ptr:
+            # dsr1_logits reports failure as NULL; the status is not returned
+            msg = _str(self._capi.last_error())
+            st = Status.ERR_STATE if "nothing has been evaluated" in msg else Status.ERR_INVALID_ARGUMENT
+            raise DSR1Error(st, msg)
+        return ptr
+
+    def logits(self, i: int = -1, as_numpy: Optional[bool] = None):
+        """A copy of the n_vocab logits of token i of the last eval (-1: the
+        last token; others need logits_all=True). A float32 numpy array when
+        numpy is available (or as_numpy=True), else a list of floats."""
+        ptr = self._logits_ptr(i)
+        n = self._n_vocab
+        if as_numpy is None:
+            as_numpy = _np is not None
+        if as_numpy:
+            if _np is None:
+                raise ImportError("numpy is not installed")
+            return _np.ctypeslib.as_array(ptr, shape=(n,)).copy()
+        return ptr[:n]
+
+    def truncate(self, pos: int) -> None:
+        """Drop cache entries at positions >= pos."""
+        _check(self._capi.context_truncate(self._p, int(pos)))
+
+    def reset(self) -> None:
+        """Empty the cache."""
+        self._capi.context_reset(self._p)
+
+
+# ---------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------
+
+_SAMPLER_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "frequency_penalty",
+                   "presence_penalty", "penalty_last_n", "seed")
+
+
+class Sampler(_Handle):
+    """Token chooser: logit bias, penalties, temperature, top-k, top-p, min-p,
+    then a seeded random choice (argmax when temperature <= 0).
+
+    Arguments left as None keep the library's defaults (DeepSeek's R1
+    recommendation: temperature 0.6, top-p 0.95). n_vocab may be a Model.
+    logit_bias: {token: bias} or (token, bias) pairs; -inf bans a token.
+    """
+
+    _kind = "sampler"
+
+    def __init__(self, n_vocab: Union[int, Model], *, temperature: Optional[float] = None,
+                 top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 min_p: Optional[float] = None, repeat_penalty: Optional[float] = None,
+                 frequency_penalty: Optional[float] = None, presence_penalty: Optional[float] = None,
+                 penalty_last_n: Optional[int] = None, seed: Optional[int] = None, logit_bias=None):
+        super().__init__()
+        if isinstance(n_vocab, Model):
+            n_vocab = n_vocab.n_vocab
+        self.n_vocab = int(n_vocab)
+        lib = self._capi
+        p = _capi.dsr1_sampler_params()
+        lib.sampler_params_default(byref(p), sizeof(p))
+        given = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                     repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                     presence_penalty=presence_penalty, penalty_last_n=penalty_last_n, seed=seed)
+        for k, v in given.items():
+            if v is not None:
+                setattr(p, k, v)
+        bias = None
+        if logit_bias:
+            pairs = list(logit_bias.items()) if isinstance(logit_bias, Mapping) else list(logit_bias)
+            bias = (_capi.dsr1_logit_bias * len(pairs))()
+            for i, (t, b) in enumerate(pairs):
+                bias[i].token = int(t)
+                bias[i].bias = float(b)
+            p.logit_bias = ctypes.cast(bias, POINTER(_capi.dsr1_logit_bias))
+            p.n_logit_bias = len(pairs)
+        #: the parameters in effect (defaults filled in)
+        self.params = {k: getattr(p, k) for k in _SAMPLER_FIELDS}
+        out = _capi.sampler_p()
+        _check(lib.sampler_new(self.n_vocab, byref(p), byref(out)))  # copies logit_bias
+        self._ptr = out
+
+    @classmethod
+    def greedy(cls, n_vocab: Union[int, Model], **kw) -> "Sampler":
+        """Always the most likely token (temperature 0)."""
+        return cls(n_vocab, temperature=0.0, **kw)
+
+    def _free(self, ptr):
+        self._capi.sampler_free(ptr)
+
+    def sample(self, logits) -> int:
+        """Choose a token from n_vocab logits (a list, array('f'), numpy
+        array...). Does not record it: call accept() with the token used."""
+        ptr, count, _keep = _floats_in(logits)
+        out = c_int32(-1)
+        _check(self._capi.sampler_sample(self._p, ptr, count, byref(out)))
+        return out.value
+
+    def sample_context(self, ctx: Context, i: int = -1) -> int:
+        """sample() on a context's logits without copying them."""
+        return self.sample(_FloatPtr(ctx._logits_ptr(i), ctx._n_vocab))
+
+    def accept(self, token: int) -> None:
+        """Record a token in the penalty history."""
+        self._capi.sampler_accept(self._p, int(token))
+
+    def reset(self, seed: int = 0) -> None:
+        """Forget the history and reseed."""
+        self._capi.sampler_reset(self._p, int(seed))
+
+
+# ---------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------
+
+
+class Event(NamedTuple):
+    """One generation event (see dsr1_event)."""
+    type: Union[EventType, int]
+    text: str
+    tokens: tuple
+    stop_reason: Union[StopReason, int]
+
+
+class Completion(NamedTuple):
+    """The result of generate() / Chat.ask_full()."""
+    reasoning: str
+    answer: str
+    stop_reason: Union[StopReason, int]
+    tokens: list  # the ids the events covered, in order
+
+
+@dataclass
+class GenerationStats:
+    n_prompt_eval: int
+    n_generated: int
+    n_reasoning: int
+    prompt_seconds: float
+    generate_seconds: float
+
+
+def _event_from_c(ev) -> Event:
+    text = ctypes.string_at(ev.text, ev.text_len) if ev.text and ev.text_len else b""
+    n = int(ev.n_tokens)
+    tokens = tuple(ev.tokens[:n]) if ev.tokens and n > 0 else ()
+    return Event(_enum(EventType, ev.type), text.decode("utf-8", errors="replace"), tokens,
+                 _enum(StopReason, ev.stop_reason))
+
+
+class _EventSink:
+    """The C callback. Collects the streams, forwards events to a Python
+    handler, and turns a handler exception into a cancel (return 1) plus a
+    deferred re-raise: no exception ever crosses into C."""
+
+    def __init__(self, on_event=None, queue: Optional[list] = None):
+        self.on_event = on_event
+        self.queue = queue
+        self.exc: Optional[BaseException] = None
+        self.reasoning: list = []
+        self.answer: list = []
+        self.tokens: list = []
+        self.stop_reason = None
+        self.c_fn = _capi.dsr1_event_fn(self._callback)
+
+    def _callback(self, ev_p, _user_data):
+        if self.exc is not None:
+            return 1
+        try:
+            ev = _event_from_c(ev_p.contents)
+            self.tokens.extend(ev.tokens)
+            if ev.type == EventType.REASONING_TEXT:
+                self.reasoning.append(ev.text)
+            elif ev.type == EventType.ANSWER_TEXT:
+                self.answer.append(ev.text)
+            elif ev.type == EventType.DONE:
+                self.stop_reason = ev.stop_reason
+            if self.queue is not None:
+                self.queue.append(ev)
+            if self.on_event is not None and self.on_event(ev):
+                return 1
+            return 0
+        except BaseException as e:  # noqa: B902 - KeyboardInterrupt too
+            self.exc = e
+            return 1
+
+    def reraise(self) -> None:
+        if self.exc is not None:
+            e, self.exc = self.exc, None
+            raise e
+
+    def completion(self, stop_reason) -> Completion:
+        return Completion("".join(self.reasoning), "".join(self.answer),
+                          _enum(StopReason, stop_reason), list(self.tokens))
+
+
+def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
+                     think_budget_action=None, hide_reasoning=None, stop_strings=None,
+                     starts_in_reasoning=None):
+    """(dsr1_generate_params, keepalive). None keeps the library's default."""
+    lib = _lib()
+    p = _capi.dsr1_generate_params()
+    lib.generate_params_default(byref(p), sizeof(p))
+    keep = [sink]
+    if max_new_tokens is not None:
+        p.max_new_tokens = int(max_new_tokens)
+    if think_budget is not None:
+        p.think_budget = int(think_budget)
+    if think_budget_action is not None:
+        p.think_budget_action = int(think_budget_action)
+    if hide_reasoning is not None:
+        p.hide_reasoning = 1 if hide_reasoning else 0
+    if starts_in_reasoning is not None:
+        p.starts_in_reasoning = int(starts_in_reasoning) if not isinstance(starts_in_reasoning, bool) \
+            else (1 if starts_in_reasoning else 0)
+    if stop_strings:
+        if isinstance(stop_strings, (str, bytes)):
+            stop_strings = [stop_strings]
+        enc = [_cstr_in(s, "stop string") for s in stop_strings]
+        arr = (c_char_p * len(enc))(*enc)
+        p.stop_strings = ctypes.cast(arr, POINTER(c_char_p))
+        p.n_stop_strings = len(enc)
+        keep += [enc, arr]
+    p.on_event = sink.c_fn
+    return p, keep
+
+
+def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Callable[[Event], object]] = None,
+             max_new_tokens: Optional[int] = None, think_budget: Optional[int] = None,
+             think_budget_action: Optional[int] = None, hide_reasoning: Optional[bool] = None,
+             stop_strings: Optional[Iterable[str]] = None,
+             starts_in_reasoning: Optional[bool] = None) -> Completion:
+    """Prompt tokens -> completion in one call (dsr1_generate).
+
+    on_event(Event) is called for every event; a truthy return cancels. An
+    exception it raises cancels generation and propagates from here. Options
+    left as None keep the library defaults (max_new_tokens 0: until EOS or the
+    context is full; think_budget -1: unlimited).
+    """
+    sink = _EventSink(on_event)
+    params, _keep = _generate_params(sink, max_new_tokens, think_budget, think_budget_action,
+                                     hide_reasoning, stop_strings, starts_in_reasoning)
+    ptr, count, _keep_prompt = _tokens_in(prompt)
+    stop = ctypes.c_int(0)
+    st = _lib().generate(ctx._p, sampler._p, ptr, count, byref(params), byref(stop))
+    sink.reraise()
+    _check(st)
+    return sink.completion(stop.value)
+
+
+class Generation(_Handle):
+    """A generation the caller steps (dsr1_generation_*).
+
+    Iterating yields the Events as they are produced::
+
+        for ev in dsr1.Generation(ctx, smp, prompt, max_new_tokens=64):
+            print(ev.type.name, ev.text)
+    """
+
+    _kind = "generation"
+
+    def __init__(self, ctx: Context, sampler: Sampler, prompt, *,
+                 on_event: Optional[Callable[[Event], object]] = None, **options):
+        super().__init__()
+        self._setup(on_event, options)
+        ptr, count, self._prompt = _tokens_in(prompt)
+        out = _capi.generation_p()
+        _check(self._capi.generation_new(ctx._p, sampler._p, ptr, count, byref(self._params),
+                                         byref(out)))
+        self._attach(out, ctx, sampler)
+
+    def _setup(self, on_event, options):
+        self._queue: list = []
+        self._sink = _EventSink(on_event, None)
+        self._params, self._keep = _generate_params(self._sink, **options)
+        self._stop = None
+
+    def _attach(self, out, ctx, sampler, chat=None):
+        self._ptr = out
+        # the generation borrows these: keep them alive, close with them
+        self.context, self.sampler, self.chat = ctx, sampler, chat
+        for owner in (ctx, sampler, chat):
+            if owner is not None:
+                owner._adopt(self)
+
+    @classmethod
+    def _from_chat(cls, chat: "Chat", text: bytes, on_event, options) -> "Generation":
+        self = cls.__new__(cls)
+        _Handle.__init__(self)
+        self._setup(on_event, options)
+        self._prompt = None
+        out = _capi.generation_p()
+        _check(self._capi.chat_begin(chat._p, text, byref(self._params), byref(out)))
+        self._attach(out, chat.context, chat.sampler, chat)
+        return self
+
+    def _free(self, ptr):
+        self._capi.generation_free(ptr)
+
+    @property
+    def done(self) -> bool:
+        return self._stop is not None
+
+    @property
+    def stop_reason(self) -> Union[StopReason, int]:
+        """StopReason.NONE while running."""
+        return StopReason.NONE if self._stop is None else self._stop
+
+    @property
+    def reasoning(self) -> str:
+        """The reasoning text so far."""
+        return "".join(self._sink.reasoning)
+
+    @property
+    def answer(self) -> str:
+        """The answer text so far."""
+        return "".join(self._sink.answer)
+
+    @property
+    def tokens(self) -> list:
+        return list(self._sink.tokens)
+
+    def step(self) -> Optional[int]:
+        """Produce one token (the first call also evaluates the prompt) and
+        deliver its events. Returns the token, or None when none was produced;
+        check .done. After the end it returns None without calling the library."""
+        if self._stop is not None:
+            return None
+        tok = c_int32(-1)
+        stop = ctypes.c_int(0)
+        st = self._capi.generation_step(self._p, byref(tok), byref(stop))
+        if st == Status.OK and stop.value != StopReason.NONE:
+            self._stop = _enum(StopReason, stop.value)
+        self._sink.reraise()
+        _check(st)
+        return tok.value if tok.value >= 0 else None
+
+    def run(self) -> Union[StopReason, int]:
+        """Step until done; returns the stop reason."""
+        if self._stop is None:
+            stop = ctypes.c_int(0)
+            st = self._capi.generation_run(self._p, byref(stop))
+            if st == Status.OK:
+                self._stop = _enum(StopReason, stop.value)
+            self._sink.reraise()
+            _check(st)
+        return self._stop
+
+    def cancel(self) -> None:
+        """Ask the generation to stop (any thread): the next step ends it."""
+        if self._ptr is not None:
+            self._capi.generation_cancel(self._ptr)
+
+    @property
+    def stats(self) -> GenerationStats:
+        s = _capi.dsr1_generation_stats()
+        s.size = sizeof(s)
+        _check(self._capi.generation_get_stats(self._p, byref(s)))
+        return GenerationStats(s.n_prompt_eval, s.n_generated, s.n_reasoning, s.prompt_seconds,
+                               s.generate_seconds)
+
+    def completion(self) -> Completion:
+        return self._sink.completion(self.stop_reason)
+
+    def __iter__(self) -> Iterator[Event]:
+        self._sink.queue = self._queue
+        try:
+            while True:
+                if self._queue:
+                    ev = self._queue.pop(0)
+                    yield ev
+                    continue
+                if self._stop is not None:
+                    return
+                self.step()
+        finally:
+            self._sink.queue = None
+            self._queue.clear()
+
+
+def stream(ctx: Context, sampler: Sampler, prompt, **options) -> Iterator[Event]:
+    """generate() as an iterator of Events (stepping a Generation)."""
+    with Generation(ctx, sampler, prompt, **options) as gen:
+        yield from gen
+
+
+# ---------------------------------------------------------------------------
+# Chat sessions
+# ---------------------------------------------------------------------------
+
+
+class Chat(_Handle):
+    """A conversation in R1's chat format that reuses the KV cache for the
+    unchanged prefix. Borrows the context and sampler."""
+
+    _kind = "chat"
+
+    def __init__(self, ctx: Context, sampler: Sampler, system_prompt: Optional[str] = None):
+        super().__init__()
+        sp = _cstr_in(system_prompt, "system prompt") if system_prompt is not None else None
+        out = _capi.chat_p()
+        _check(self._capi.chat_new(ctx._p, sampler._p, sp, byref(out)))
+        self._ptr = out
+        self.context, self.sampler = ctx, sampler
+        self.last_stop_reason: Union[StopReason, int] = StopReason.NONE
+        ctx._adopt(self)
+        sampler._adopt(self)
+
+    def _free(self, ptr):
+        self._capi.chat_free(ptr)
+
+    def ask_full(self, message: str, *, on_event=None, **options) -> Completion:
+        """Add a user message and answer it; the reply is recorded."""
+        sink = _EventSink(on_event)
+        params, _keep = _generate_params(sink, **options)
+        stop = ctypes.c_int(0)
+        st = self._capi.chat_ask(self._p, _cstr_in(message, "message"), byref(params), byref(stop))
+        if st == Status.OK:
+            self.last_stop_reason = _enum(StopReason, stop.value)
+        sink.reraise()
+        _check(st)
+        return sink.completion(stop.value)
+
+    def ask(self, message: str, *, on_event=None, **options) -> tuple:
+        """Add a user message and answer it: returns (reasoning, answer).
+        The stop reason is in .last_stop_reason."""
+        c = self.ask_full(message, on_event=on_event, **options)
+        return c.reasoning, c.answer
+
+    def begin(self, message: str, *, on_event=None, **options) -> Generation:
+        """The same as a Generation to step; the reply is recorded when it
+        finishes or is closed. Only one at a time."""
+        return Generation._from_chat(self, _cstr_in(message, "message"), on_event, options)
+
+    def reset(self) -> None:
+        """Forget the conversation (keeps the system prompt)."""
+        self._capi.chat_reset(self._p)
+
+    def __len__(self) -> int:
+        return int(self._capi.chat_n_messages(self._p))
+
+    @property
+    def messages(self) -> list:
+        lib, p = self._capi, self._p
+        out = []
+        for i in range(lib.chat_n_messages(p)):
+            m = _capi.dsr1_chat_message()
+            _check(lib.chat_message_at(p, i, byref(m)))
+            out.append(ChatMessage(_str(m.role), _str(m.content)))
+        return out
