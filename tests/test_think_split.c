@@ -446,11 +446,19 @@ static void test_stray_and_cancel(void)
     dsri_split *s = make(&r, 0, 0, NULL, 0);
     g_next_id = 1;
     text(s, "a");
-    special(s, DSRI_SPLIT_THINK_END); /* not in a block: dropped */
+    special(s, DSRI_SPLIT_THINK_END); /* not in a block: text */
     text(s, "b");
+    special(s, DSRI_SPLIT_THINK_BEGIN); /* opens the block */
+    text(s, "r");
+    special(s, DSRI_SPLIT_THINK_BEGIN); /* inside it: text */
+    special(s, DSRI_SPLIT_THINK_END);
+    special(s, DSRI_SPLIT_THINK_BEGIN); /* after it: text */
     finish(s, DSR1_STOP_EOS);
-    CHECK(strcmp(r.answer, "ab") == 0 && strcmp(r.types, "AAD") == 0, "'%s' %s", r.answer, r.types);
-    CHECK(r.n_tokens == 4 && r.tokens[1] == SPECIAL_END, "stray marker token delivered with the next event");
+    CHECK(strcmp(r.answer, "a</think>b<think>") == 0 && strcmp(r.reasoning, "r<think>") == 0, "'%s' '%s'", r.answer,
+          r.reasoning);
+    CHECK(strcmp(r.types, "AAABRREAD") == 0, "events %s", r.types);
+    static const dsr1_token want[] = {1, SPECIAL_END, 2, SPECIAL_BEGIN, 3, SPECIAL_BEGIN, SPECIAL_END, SPECIAL_BEGIN, EOS};
+    CHECK(r.n_tokens == 9 && memcmp(r.tokens, want, sizeof want) == 0, "tokens of stray markers");
     dsri_split_free(s);
 
     s = make(&r, 0, 0, NULL, 0);

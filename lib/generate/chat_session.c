@@ -117,8 +117,9 @@ dsr1_status dsr1_chat_new(dsr1_context *ctx, dsr1_sampler *smp, const char *syst
 
 static void detach_active(dsr1_chat *chat)
 {
-    if (chat->active) {
+    if (chat->active) { /* it goes on alone, reporting to the host directly */
         dsri_generation_set_owner(chat->active, NULL, NULL);
+        dsri_generation_set_event_fn(chat->active, chat->user_fn, chat->user_data);
         chat->active = NULL;
     }
 }

@@ -265,6 +265,11 @@ void dsri_generation_set_owner(dsr1_generation *gen, void *owner, dsri_gen_owner
     gen->owner_fn = fn;
 }
 
+void dsri_generation_set_event_fn(dsr1_generation *gen, dsr1_event_fn fn, void *user_data)
+{
+    dsri_split_set_callback(gen->split, fn, user_data);
+}
+
 int dsri_generation_prompt_opened_reasoning(const dsr1_generation *gen) { return gen->prompt_opened; }
 
 void dsr1_generation_cancel(dsr1_generation *gen)

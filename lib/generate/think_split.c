@@ -381,13 +381,21 @@ dsr1_status dsri_split_push(dsri_split *s, dsr1_token token, dsri_split_kind kin
             return st;
         if (s->stop_matched)
             return enqueue(s, token);
-        if ((st = enqueue(s, token)))
-            return st;
-        if (kind == DSRI_SPLIT_THINK_BEGIN && !s->in_reasoning && !s->block_opened)
+        if (kind == DSRI_SPLIT_THINK_BEGIN && !s->in_reasoning && !s->block_opened) {
+            if ((st = enqueue(s, token)))
+                return st;
             open_block(s);
-        else if (kind == DSRI_SPLIT_THINK_END && s->in_reasoning)
+            return DSR1_OK;
+        }
+        if (kind == DSRI_SPLIT_THINK_END && s->in_reasoning) {
+            if ((st = enqueue(s, token)))
+                return st;
             close_block(s);
-        return DSR1_OK;
+            return DSR1_OK;
+        }
+        /* not a marker where it stands: it is its spelling, as text */
+        piece = kind == DSRI_SPLIT_THINK_BEGIN ? THINK_BEGIN : THINK_END;
+        len = strlen(piece);
     }
     if (len > 0) {
         if (!grow((void **)&s->pend, &s->pend_cap, s->pend_len + len, 1))
@@ -418,6 +426,12 @@ dsr1_status dsri_split_finish(dsri_split *s, dsr1_stop_reason reason, const dsr1
     s->finished = 1;
     deliver(s, DSR1_EVENT_DONE, NULL, 0, 1, 0, reason);
     return st;
+}
+
+void dsri_split_set_callback(dsri_split *s, dsr1_event_fn on_event, void *user_data)
+{
+    s->on_event = on_event;
+    s->user_data = user_data;
 }
 
 int dsri_split_in_reasoning(const dsri_split *s) { return s->in_reasoning; }

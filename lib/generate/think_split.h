@@ -11,8 +11,8 @@
  *   number of tokens; text that might be the start of a marker is held back
  *   until it is decided. At most one reasoning block: "<think>" opens it only
  *   while no block has been opened; "</think>" closes it only while open.
- *   Otherwise a marker spelled in text is ordinary text, and a marker special
- *   token is dropped (it renders as nothing, like other control tokens).
+ *   Otherwise a marker is ordinary text, spelled as it is (special tokens
+ *   too: they are the boundary of the text before them, then their spelling).
  * - Text is kept verbatim: the concatenated REASONING_TEXT is exactly the
  *   generated text between the markers (so a "\n" the model writes after
  *   <think> and before </think> is included), the concatenated ANSWER_TEXT
@@ -64,6 +64,9 @@ dsr1_status dsri_split_push(dsri_split *s, dsr1_token token, dsri_split_kind kin
  * dropped), then DONE with the reason, covering the extra tokens (e.g. EOS)
  * and every token not yet delivered. Later calls do nothing. */
 dsr1_status dsri_split_finish(dsri_split *s, dsr1_stop_reason reason, const dsr1_token *extra, int32_t n_extra);
+
+/* Redirect the events (a chat session hands them back to the host). */
+void dsri_split_set_callback(dsri_split *s, dsr1_event_fn on_event, void *user_data);
 
 int dsri_split_in_reasoning(const dsri_split *s);   /* inside an open block now */
 int dsri_split_stop_matched(const dsri_split *s);   /* a stop string appeared */

@@ -11,6 +11,7 @@ import array
 import gc
 import math
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -123,6 +124,26 @@ def test_library_basics():
     # every function of dsr1.h is exported and declared
     assert not lib._missing, sorted(lib._missing)
     assert lib.has("generate") and lib.has("dsr1_chat_ask") and not lib.has("nonexistent")
+
+
+def _header():
+    text = (ROOT / "include" / "dsr1.h").read_text()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def test_bindings_mirror_header():
+    """Every function and struct field of dsr1.h is declared, in order."""
+    hdr = _header()
+    funcs = set(re.findall(r"DSR1_API[^;{]*?\b(dsr1_\w+)\s*\(", hdr))
+    assert funcs == set(dsr1._capi.PROTOTYPES), funcs ^ set(dsr1._capi.PROTOTYPES)
+    structs = re.findall(r"typedef struct (dsr1_\w+) \{(.*?)\} \1;", hdr, flags=re.S)
+    assert len(structs) >= 8
+    for name, body in structs:
+        fields = [re.search(r"(\w+)\s*(\[[^]]*\])?\s*$", decl.strip()).group(1)
+                  for decl in body.split(";") if decl.strip()]
+        ours = [f[0] for f in getattr(dsr1._capi, name)._fields_]
+        assert ours == fields, name
 
 
 def test_library_lookup_env():
@@ -288,14 +309,27 @@ def test_error_type():
 # ---------------------------------------------------------------------------
 
 
-def test_logits_batch_matches_reference(model):
-    toks, ref = reference("qwen2-q8_0")
-    with dsr1.Context(model, n_ctx=64, backend="scalar") as c:
+@pytest.mark.parametrize("name", ["qwen2-q8_0", "llama-q8_0", "deepseek2-q8_0"])
+def test_logits_batch_matches_reference(name):
+    toks, ref = reference(name)
+    with dsr1.Model.load(DATA / "models" / f"{name}.gguf") as m, \
+            dsr1.Context(m, n_ctx=64, backend="scalar") as c:
+        assert m.arch == name.split("-")[0]
         c.eval(toks, logits_all=True)
         assert c.n_past == len(toks)
         worst = max(max_diff(c.logits(i, as_numpy=False), ref[i]) for i in range(len(toks)))
         assert worst < TOLERANCE
         assert max_diff(c.logits(-1, as_numpy=False), ref[-1]) < TOLERANCE
+
+
+def test_generate_deepseek2():
+    """The MoE architecture through the whole generation path."""
+    with dsr1.Model.load(DATA / "models" / "deepseek2-q8_0.gguf") as m, \
+            dsr1.Context(m, n_ctx=128, backend="scalar") as c:
+        prompt = m.chat_tokenize([("user", "Hello")])
+        events = []
+        out = dsr1.generate(c, dsr1.Sampler.greedy(m), prompt, max_new_tokens=16, on_event=events.append)
+        check_stream(events, out, m, 16)
 
 
 def test_logits_step_matches_reference(model):

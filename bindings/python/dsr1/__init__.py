@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 import traceback
 import weakref
+from collections import deque
 from collections.abc import Mapping
 from ctypes import POINTER, byref, c_char_p, c_float, c_int32, c_size_t, sizeof
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Union
 
 from . import _capi
 from ._capi import ABI_VERSION, LibraryError, find_library, load_library
@@ -264,7 +264,6 @@ def _read_tokens(call, guess: int) -> list:
 
 
 _I32_MIN, _I32_MAX = -(2 ** 31), 2 ** 31 - 1
-_TokenSeq = Union[Sequence[int], "object"]  # list, tuple, array, numpy array
 
 
 def _tokens_in(tokens):
@@ -1011,7 +1010,7 @@ class Generation(_Handle):
         self._attach(out, ctx, sampler)
 
     def _setup(self, on_event, options):
-        self._queue: list = []
+        self._queue: deque = deque()
         self._sink = _EventSink(on_event, None)
         self._params, self._keep = _generate_params(self._sink, **options)
         self._stop = None
@@ -1108,7 +1107,7 @@ class Generation(_Handle):
         try:
             while True:
                 if self._queue:
-                    ev = self._queue.pop(0)
+                    ev = self._queue.popleft()
                     yield ev
                     continue
                 if self._stop is not None:
