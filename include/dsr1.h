@@ -35,7 +35,18 @@
  *   built against an older header keeps working with a newer library.
  * - Functions that fill a caller's buffer take its capacity and report the
  *   size needed; when the buffer is short they return
- *   DSR1_ERR_BUFFER_TOO_SMALL and store the needed size.
+ *   DSR1_ERR_BUFFER_TOO_SMALL and store the needed size. Token buffers need
+ *   exactly *n_tokens entries. Text buffers follow one rule everywhere:
+ *   *n_bytes is the length without the NUL, the buffer needs *n_bytes + 1
+ *   bytes, and on success the text is always NUL-terminated. Passing NULL
+ *   with size 0 asks for the size.
+ * - Pointers passed in are borrowed only for the duration of the call
+ *   (strings in parameter structs, stop strings, prompts and messages are
+ *   copied when they are needed later), with two exceptions: a model's log
+ *   callback and its user_data must stay valid until dsr1_model_free(), and
+ *   the buffer given to dsr1_model_load_from_memory() until then too.
+ * - Enums are C enums (int-sized on every supported platform); fields that
+ *   hold them in structs are declared with the enum type or int32_t.
  * - No function has variable arguments, every callback takes a
  *   void *user_data, and all structs are plain data: the API is usable from
  *   any FFI (see bindings/python).
@@ -264,7 +275,9 @@ DSR1_API dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int3
 
 /* Logits (n_vocab floats) of token i of the last dsr1_eval batch; i = -1 means
  * the last token. Without DSR1_EVAL_LOGITS_ALL only the last is available.
- * NULL when unavailable (see dsr1_last_error()). Valid until the next eval. */
+ * NULL in exactly three cases, all caller errors: ctx is NULL, nothing was
+ * evaluated since the context was created or reset, or row i was not kept
+ * (dsr1_last_error() says which). Valid until the next eval. */
 DSR1_API const float *dsr1_logits(dsr1_context *ctx, int32_t i);
 
 /* Drop cache entries at positions >= pos (edit, regenerate). */
@@ -367,7 +380,9 @@ DSR1_API dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_m
 
 /* The same directly as tokens: the markers become their special ids and
  * message contents are tokenized as plain text (no special parsing), so a
- * user cannot inject markers. */
+ * user cannot inject markers. A vocabulary without R1's marker tokens (a
+ * plain Qwen2 or Llama 3 one) gets DSR1_ERR_UNSUPPORTED; dsr1_chat_format
+ * still works for it. */
 DSR1_API dsr1_status dsr1_chat_tokenize(const dsr1_model *model, const dsr1_chat_message *messages,
                                         int32_t n_messages, uint32_t flags, dsr1_token *tokens,
                                         int32_t capacity, int32_t *n_tokens);
@@ -409,7 +424,10 @@ DSR1_API dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params
 DSR1_API void dsr1_sampler_free(dsr1_sampler *smp);
 /* Choose a token from n_vocab logits (not modified). NaN logits, or all
  * -inf, are DSR1_ERR_NUMERIC. Does not record the token: call
- * dsr1_sampler_accept() with the token actually used. */
+ * dsr1_sampler_accept() with the token actually used. Ties go to the lower
+ * token id; a +inf logit is chosen outright (the lowest such id). Never
+ * allocates. The generation API accepts the tokens it samples (not the
+ * prompt). */
 DSR1_API dsr1_status dsr1_sampler_sample(dsr1_sampler *smp, const float *logits, int32_t n_vocab,
                                          dsr1_token *out);
 /* Record a token in the penalty history (prompt tokens too, if wanted). */
@@ -443,7 +461,21 @@ typedef enum dsr1_stop_reason {
  * valid during the callback. tokens are the ids this event covers. The
  * concatenation of all REASONING_TEXT is exactly the text between <think>
  * and </think>; of all ANSWER_TEXT exactly the rest; the markers are in
- * neither. */
+ * neither.
+ * Details:
+ * - Text is verbatim: the "\n" the model writes before </think> is reasoning
+ *   and the "\n\n" after it is answer. When the prompt opened the block
+ *   (R1's "<think>\n"), that "\n" was in the prompt, so it is in neither, and
+ *   REASONING_BEGIN comes first with no tokens.
+ * - Markers count as special tokens or as text split over any tokens (text
+ *   that may start one is held back until decided). One block at most:
+ *   <think> opens it only before any block, </think> closes it only while
+ *   open; elsewhere a marker is plain text (special tokens too: spelled).
+ * - Bytes that can never form a UTF-8 character become U+FFFD.
+ * - Every generated and injected token is covered by exactly one event (a
+ *   token whose text spans two events goes with the later; tokens of hidden
+ *   reasoning or of discarded text go with the next event sent; EOS with
+ *   DONE). */
 typedef struct dsr1_event {
     size_t size;               /* sizeof(dsr1_event) */
     dsr1_event_type type;
@@ -466,15 +498,25 @@ typedef enum dsr1_budget_action {
 typedef struct dsr1_generate_params {
     size_t size;                 /* sizeof(dsr1_generate_params) */
     int32_t max_new_tokens;      /* 0: until EOS or the context is full */
-    int32_t think_budget;        /* reasoning tokens allowed; -1: unlimited */
+    int32_t think_budget;        /* reasoning tokens allowed; -1: unlimited. The step after the
+                                    N-th evaluates "\n</think>\n\n" with its pending token and
+                                    samples the next (its events carry the injected ids) */
     int32_t think_budget_action; /* dsr1_budget_action */
-    int32_t hide_reasoning;      /* generate the reasoning but send no REASONING_TEXT events */
-    const char *const *stop_strings; /* matched across token boundaries, never emitted */
+    int32_t hide_reasoning;      /* generate the reasoning but send no REASONING_TEXT events (the
+                                    hidden tokens are reported on the next event sent) */
+    const char *const *stop_strings; /* matched in the answer text (not the reasoning) across
+                                        token boundaries; neither the match nor anything after
+                                        it is emitted; copied */
     int32_t n_stop_strings;
     int32_t starts_in_reasoning; /* -1 (default): detect from the prompt's end (<think>\n);
                                     1: the prompt opened <think>; 0: it did not */
     dsr1_event_fn on_event;      /* may be NULL (use the step API's return values) */
     void *user_data;
+    int32_t speculative_mtp;     /* 1: draft one token ahead with the model's multi-token-
+                                    prediction head (deepseek2 files that have one) and verify
+                                    it in the same batch as the current token. The tokens are
+                                    exactly those of plain decoding; only the speed differs.
+                                    Ignored (0) for models without an MTP head. */
 } dsr1_generate_params;
 
 DSR1_API void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_size);
@@ -494,7 +536,9 @@ DSR1_API void dsr1_generation_free(dsr1_generation *gen);
 /* Produce exactly one token (the first call also evaluates the prompt) and
  * deliver its events. *token receives it (-1 when none); returns DSR1_OK
  * while running, and DSR1_OK with *stop_reason set once finished (later
- * calls return DSR1_ERR_STATE). Either out pointer may be NULL. */
+ * calls return DSR1_ERR_STATE). Either out pointer may be NULL. A callback
+ * that returns non-zero ends the generation in the same step. An error
+ * status (eval, sampling) also ends it, without a DONE event. */
 DSR1_API dsr1_status dsr1_generation_step(dsr1_generation *gen, dsr1_token *token,
                                           dsr1_stop_reason *stop_reason);
 /* Step until done; returns the reason in *stop_reason (may be NULL). */
@@ -511,6 +555,8 @@ typedef struct dsr1_generation_stats {
     int32_t n_reasoning;
     double prompt_seconds;
     double generate_seconds;
+    int32_t n_drafted;      /* speculative_mtp: tokens the MTP head proposed */
+    int32_t n_accepted;     /* of which the main model confirmed */
 } dsr1_generation_stats;
 DSR1_API dsr1_status dsr1_generation_get_stats(const dsr1_generation *gen, dsr1_generation_stats *stats);
 
@@ -525,7 +571,12 @@ DSR1_API dsr1_status dsr1_generate(dsr1_context *ctx, dsr1_sampler *smp, const d
 
 /* A conversation that keeps its messages, formats them with the R1 chat
  * format (earlier thoughts dropped) and reuses the KV cache for the prefix
- * that did not change. Borrows ctx and smp until dsr1_chat_free(). */
+ * that did not change. Borrows ctx and smp until dsr1_chat_free().
+ * Message 0 is the system prompt when one was given. A reply is recorded
+ * as "<think>\n{reasoning}</think>{answer}" (the block closed even when the
+ * model did not close it; hide_reasoning hides events only), or as the
+ * answer when there was no reasoning. A turn that generated no token (an
+ * error, or freed before its first step) is dropped with its question. */
 typedef struct dsr1_chat dsr1_chat;
 
 DSR1_API dsr1_status dsr1_chat_new(dsr1_context *ctx, dsr1_sampler *smp, const char *system_prompt,
@@ -536,7 +587,9 @@ DSR1_API void dsr1_chat_free(dsr1_chat *chat);
 DSR1_API dsr1_status dsr1_chat_ask(dsr1_chat *chat, const char *user_message,
                                    const dsr1_generate_params *params, dsr1_stop_reason *stop_reason);
 /* The same for hosts that own the loop: returns a generation to step; the
- * reply is recorded when it finishes or is freed. Only one at a time. */
+ * reply is recorded when it finishes or is freed. Only one at a time
+ * (DSR1_ERR_STATE otherwise). Freeing or resetting the chat first lets the
+ * generation go on alone (not recorded; events go to the host directly). */
 DSR1_API dsr1_status dsr1_chat_begin(dsr1_chat *chat, const char *user_message,
                                      const dsr1_generate_params *params, dsr1_generation **out);
 /* Forget the conversation (keeps the system prompt). */

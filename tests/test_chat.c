@@ -107,9 +107,10 @@ static void check_case(const dsr1_model *m, const chat_case *c)
     CHECK(dsr1_chat_format(m, c->msgs, c->n, c->flags, NULL, 0, &need) == DSR1_ERR_BUFFER_TOO_SMALL && need == n);
     CHECK(dsr1_chat_format(m, c->msgs, c->n, c->flags, buf, n - 1, &need) == DSR1_ERR_BUFFER_TOO_SMALL &&
           need == n);
+    CHECK(dsr1_chat_format(m, c->msgs, c->n, c->flags, buf, n, &need) == DSR1_ERR_BUFFER_TOO_SMALL && need == n);
     memset(buf, 'Z', sizeof buf);
-    CHECK(dsr1_chat_format(m, c->msgs, c->n, c->flags, buf, n, &need) == DSR1_OK && need == n && buf[n] == 'Z' &&
-          memcmp(buf, c->expect, n) == 0);
+    CHECK(dsr1_chat_format(m, c->msgs, c->n, c->flags, buf, n + 1, &need) == DSR1_OK && need == n &&
+          buf[n] == '\0' && buf[n + 1] == 'Z' && memcmp(buf, c->expect, n) == 0);
 
     /* the token form equals the text form tokenized with special parsing */
     dsr1_token want[1024], got[1024];

@@ -16,6 +16,9 @@
  * - chat sessions: recorded replies, and the second turn reuses the prefix.
  * Exits non-zero on any failure.
  */
+#if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
+#endif
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -802,9 +805,24 @@ static void test_chat(dsr1_model *m)
     printf("  chat: turn 1 evaluated %d prompt tokens, turn 2 %d of %d\n", st1.n_prompt_eval, st2.n_prompt_eval,
            n_full);
 
+    /* hidden reasoning: not sent, still recorded */
+    gp.hide_reasoning = 1;
+    gp.think_budget = 3;
+    memset(&r, 0, sizeof r);
+    CHECK(dsr1_chat_ask(chat, "Hidden", &gp, &why) == DSR1_OK, "ask hidden");
+    CHECK(r.r_len == 0 && r.n_done == 1, "hidden reasoning sent");
+    CHECK(dsr1_chat_message_at(chat, dsr1_chat_n_messages(chat) - 1, &msg) == DSR1_OK, "message");
+    CHECK(strncmp(msg.content, "<think>\n", 8) == 0 && strstr(msg.content, "</think>") &&
+              strlen(strstr(msg.content, "</think>") + 8) == r.a_len,
+          "hidden reasoning recorded: '%s'", msg.content);
+    gp.hide_reasoning = 0;
+    gp.think_budget = 4;
+    dsr1_chat_message_at(chat, 4, &msg);
+    int nm_before = dsr1_chat_n_messages(chat);
+
     /* dsr1_chat_ask; reset keeps the system prompt */
     CHECK(dsr1_chat_ask(chat, "Third", &gp, &why) == DSR1_OK && why != DSR1_STOP_NONE, "ask");
-    CHECK(dsr1_chat_n_messages(chat) == 7, "%d messages", dsr1_chat_n_messages(chat));
+    CHECK(dsr1_chat_n_messages(chat) == nm_before + 2, "%d messages", dsr1_chat_n_messages(chat));
     dsr1_chat_reset(chat);
     CHECK(dsr1_chat_n_messages(chat) == 1 && dsr1_chat_message_at(chat, 0, &msg) == DSR1_OK &&
               strcmp(msg.role, "system") == 0,

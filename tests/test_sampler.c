@@ -9,6 +9,9 @@
  * all -inf, top-k larger than the vocabulary, banning by bias) and the speed
  * on a 152k vocabulary. Exits non-zero on any failure.
  */
+#if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -21,4 +21,40 @@ int dsr1_cli_fail(const char *cmd, dsr1_status st);
 long dsr1_cli_parse_long(const char *cmd, const char *flag, const char *value, long lo, long hi);
 double dsr1_cli_parse_double(const char *cmd, const char *flag, const char *value, double lo, double hi);
 
+/* Shared by run and chat (defined in cmd_run.c). */
+typedef struct dsr1_cli_gen_opts {
+    const char *model_path;
+    int32_t n_ctx;
+    int32_t n_threads;
+    const char *backend;
+    int verbose;
+    dsr1_sampler_params sampler;
+    int seed_given;
+    int32_t think_budget; /* -1: unlimited */
+    int hide_thinking;
+} dsr1_cli_gen_opts;
+void dsr1_cli_gen_opts_init(dsr1_cli_gen_opts *o);
+/* Consume the option at argv[*i] (and its value) when it is one of the
+ * model / context / sampling / thinking options; 0 when it is not. */
+int dsr1_cli_gen_option(const char *cmd, dsr1_cli_gen_opts *o, int argc, char **argv, int *i);
+/* Load the model and make the context and sampler (prints errors). */
+int dsr1_cli_gen_open(const char *cmd, dsr1_cli_gen_opts *o, dsr1_model **model, dsr1_context **ctx,
+                      dsr1_sampler **smp);
+/* Streams events to stdout: reasoning dimmed on a terminal, between
+ * "<think>" / "</think>" lines otherwise; raw: the text exactly as generated. */
+typedef struct dsr1_cli_display {
+    int tty;
+    int raw;
+    int hide_thinking;
+    int in_reasoning;
+    int answer_started;
+    int last_newline;
+} dsr1_cli_display;
+void dsr1_cli_display_init(dsr1_cli_display *d, int raw, int hide_thinking);
+int dsr1_cli_display_event(const dsr1_event *ev, void *user_data);
+/* Ctrl-C handling: the first interrupt cancels the generation in progress. */
+void dsr1_cli_install_interrupt(void);
+int dsr1_cli_interrupted(int clear);
+void dsr1_cli_print_stats(const dsr1_generation *gen, dsr1_stop_reason why);
+
 #endif

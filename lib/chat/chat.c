@@ -237,10 +237,10 @@ dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_message *m
         return st;
     size_t n = dsri_chat_format_text(messages, n_messages, flags, buf, buf_size);
     *n_bytes = n;
-    if (n > buf_size)
-        return dsri_error(DSR1_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes needed, buffer has %zu", fn, n, buf_size);
-    if (n < buf_size)
-        buf[n] = '\0';
+    if (n >= buf_size)
+        return dsri_error(DSR1_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes needed (with the NUL), buffer has %zu", fn,
+                          n + 1, buf_size);
+    buf[n] = '\0';
     return DSR1_OK;
 }
 

@@ -38,9 +38,6 @@ struct dsr1_chat {
 
     /* the turn in progress */
     dsr1_generation *active;
-    dsr1_event_fn user_fn;
-    void *user_data;
-    int hide_reasoning;
     int reasoned;
     int oom;
     int recorded;
@@ -119,7 +116,7 @@ static void detach_active(dsr1_chat *chat)
 {
     if (chat->active) { /* it goes on alone, reporting to the host directly */
         dsri_generation_set_owner(chat->active, NULL, NULL);
-        dsri_generation_set_event_fn(chat->active, chat->user_fn, chat->user_data);
+        dsri_generation_set_tap(chat->active, NULL, NULL);
         chat->active = NULL;
     }
 }
@@ -161,8 +158,8 @@ dsr1_status dsr1_chat_message_at(const dsr1_chat *chat, int32_t index, dsr1_chat
     return DSR1_OK;
 }
 
-/* Collect the reply, then pass the event on to the host. */
-static int on_event(const dsr1_event *ev, void *user_data)
+/* Collect the reply (the host's callback gets the events directly). */
+static int record_event(const dsr1_event *ev, void *user_data)
 {
     dsr1_chat *chat = user_data;
     switch (ev->type) {
@@ -172,8 +169,6 @@ static int on_event(const dsr1_event *ev, void *user_data)
     case DSR1_EVENT_REASONING_TEXT:
         if (!buf_append(&chat->reasoning, ev->text, ev->text_len))
             chat->oom = 1;
-        if (chat->hide_reasoning)
-            return 0; /* recorded, not shown */
         break;
     case DSR1_EVENT_ANSWER_TEXT:
         if (!buf_append(&chat->answer, ev->text, ev->text_len))
@@ -182,7 +177,7 @@ static int on_event(const dsr1_event *ev, void *user_data)
     default:
         break;
     }
-    return chat->user_fn ? chat->user_fn(ev, chat->user_data) : 0;
+    return 0;
 }
 
 /* Record the reply (once), and forget the generation when it is freed. */
@@ -275,16 +270,10 @@ dsr1_status dsr1_chat_begin(dsr1_chat *chat, const char *user_message, const dsr
         return st;
     }
 
-    chat->user_fn = p.on_event;
-    chat->user_data = p.user_data;
-    chat->hide_reasoning = p.hide_reasoning != 0;
     chat->reasoned = 0;
     chat->oom = 0;
     chat->recorded = 0;
     chat->reasoning.len = chat->answer.len = 0;
-    p.on_event = on_event;
-    p.user_data = chat;
-    p.hide_reasoning = 0; /* the chat records the reasoning; it filters the events itself */
     dsr1_generation *gen;
     st = dsr1_generation_new(chat->ctx, chat->smp, chat->tokens, n, &p, &gen);
     if (st) {
@@ -292,6 +281,7 @@ dsr1_status dsr1_chat_begin(dsr1_chat *chat, const char *user_message, const dsr
         return st;
     }
     dsri_generation_set_owner(gen, chat, on_generation_end);
+    dsri_generation_set_tap(gen, record_event, chat);
     chat->active = gen;
     *out = gen;
     return DSR1_OK;

@@ -6,6 +6,9 @@
  * A sampled token is evaluated at the start of the next step, so the last
  * token (EOS, or the one that hit a limit) is never evaluated needlessly.
  */
+#if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
+#endif
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -265,9 +268,9 @@ void dsri_generation_set_owner(dsr1_generation *gen, void *owner, dsri_gen_owner
     gen->owner_fn = fn;
 }
 
-void dsri_generation_set_event_fn(dsr1_generation *gen, dsr1_event_fn fn, void *user_data)
+void dsri_generation_set_tap(dsr1_generation *gen, dsr1_event_fn fn, void *user_data)
 {
-    dsri_split_set_callback(gen->split, fn, user_data);
+    dsri_split_set_tap(gen->split, fn, user_data);
 }
 
 int dsri_generation_prompt_opened_reasoning(const dsr1_generation *gen) { return gen->prompt_opened; }

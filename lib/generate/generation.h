@@ -9,8 +9,8 @@
 typedef void (*dsri_gen_owner_fn)(void *owner, dsr1_generation *gen, int freeing);
 
 void dsri_generation_set_owner(dsr1_generation *gen, void *owner, dsri_gen_owner_fn fn);
-/* Send the events to another callback from now on. */
-void dsri_generation_set_event_fn(dsr1_generation *gen, dsr1_event_fn fn, void *user_data);
+/* See every event, hidden reasoning included (dsri_split_set_tap). */
+void dsri_generation_set_tap(dsr1_generation *gen, dsr1_event_fn fn, void *user_data);
 /* Whether the prompt opened the reasoning block (as given or detected). */
 int dsri_generation_prompt_opened_reasoning(const dsr1_generation *gen);
 

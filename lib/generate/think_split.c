@@ -21,6 +21,8 @@ struct dsri_split {
     int hide_reasoning;
     dsr1_event_fn on_event;
     void *user_data;
+    dsr1_event_fn tap; /* sees every event, hidden ones included */
+    void *tap_data;
     char **stops;
     size_t *stop_len;
     int32_t n_stops;
@@ -152,6 +154,8 @@ static void deliver(dsri_split *s, dsr1_event_type type, const char *text, size_
     ev.tokens = n ? ids : NULL;
     ev.n_tokens = (int32_t)n;
     ev.stop_reason = reason;
+    if (s->tap)
+        s->tap(&ev, s->tap_data);
     if (s->on_event && s->on_event(&ev, s->user_data) != 0)
         s->cancel = 1;
 }
@@ -187,8 +191,17 @@ static dsr1_status emit_text(dsri_split *s, size_t k, int final)
     if (s->out_len == 0)
         return DSR1_OK;
     if (s->in_reasoning) {
-        if (!s->hide_reasoning)
+        if (!s->hide_reasoning) {
             deliver(s, DSR1_EVENT_REASONING_TEXT, s->out, s->out_len, 0, 0, DSR1_STOP_NONE);
+        } else if (s->tap) { /* hidden: only the tap sees it, the tokens stay queued */
+            dsr1_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.size = sizeof ev;
+            ev.type = DSR1_EVENT_REASONING_TEXT;
+            ev.text = s->out;
+            ev.text_len = s->out_len;
+            s->tap(&ev, s->tap_data);
+        }
     } else {
         deliver(s, DSR1_EVENT_ANSWER_TEXT, s->out, s->out_len, 0, 0, DSR1_STOP_NONE);
     }
@@ -428,10 +441,10 @@ dsr1_status dsri_split_finish(dsri_split *s, dsr1_stop_reason reason, const dsr1
     return st;
 }
 
-void dsri_split_set_callback(dsri_split *s, dsr1_event_fn on_event, void *user_data)
+void dsri_split_set_tap(dsri_split *s, dsr1_event_fn tap, void *user_data)
 {
-    s->on_event = on_event;
-    s->user_data = user_data;
+    s->tap = tap;
+    s->tap_data = user_data;
 }
 
 int dsri_split_in_reasoning(const dsri_split *s) { return s->in_reasoning; }

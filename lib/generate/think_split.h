@@ -65,8 +65,9 @@ dsr1_status dsri_split_push(dsri_split *s, dsr1_token token, dsri_split_kind kin
  * and every token not yet delivered. Later calls do nothing. */
 dsr1_status dsri_split_finish(dsri_split *s, dsr1_stop_reason reason, const dsr1_token *extra, int32_t n_extra);
 
-/* Redirect the events (a chat session hands them back to the host). */
-void dsri_split_set_callback(dsri_split *s, dsr1_event_fn on_event, void *user_data);
+/* A second receiver of every event, hidden reasoning text included (without
+ * tokens); its return value is ignored. NULL removes it. */
+void dsri_split_set_tap(dsri_split *s, dsr1_event_fn tap, void *user_data);
 
 int dsri_split_in_reasoning(const dsri_split *s);   /* inside an open block now */
 int dsri_split_stop_matched(const dsri_split *s);   /* a stop string appeared */

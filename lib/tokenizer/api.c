@@ -2,10 +2,10 @@
  * Public tokenizer API (dsr1.h "Tokenizer"): argument validation around the
  * internal vocabulary functions.
  *
- * Buffer conventions: dsr1_token_to_piece and dsr1_detokenize succeed when
- * the bytes fit (buf_size >= *n_bytes) and add a NUL only when there is room
- * for it; the stream decoder always needs room for the NUL. A NULL buffer
- * with size 0 asks for the size (DSR1_ERR_BUFFER_TOO_SMALL unless it is 0).
+ * Buffer convention (the same for every text-returning call of the API):
+ * *n_bytes is the length without the NUL; the call succeeds when
+ * buf_size > *n_bytes and then always NUL-terminates. A NULL buffer with
+ * size 0 asks for the size (DSR1_ERR_BUFFER_TOO_SMALL).
  */
 #include <string.h>
 
@@ -44,13 +44,13 @@ static dsr1_status check_buf(const char *buf, size_t buf_size, const void *n_byt
     return DSR1_OK;
 }
 
-/* Finish a fill of n bytes: NUL when there is room, short-buffer report. */
+/* Finish a fill of n bytes: the NUL, or the short-buffer report. */
 static dsr1_status finish_fill(char *buf, size_t buf_size, size_t n, const char *fn)
 {
-    if (n > buf_size)
-        return dsri_error(DSR1_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes needed, buffer has %zu", fn, n, buf_size);
-    if (n < buf_size)
-        buf[n] = '\0';
+    if (n >= buf_size)
+        return dsri_error(DSR1_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes needed (with the NUL), buffer has %zu", fn,
+                          n + 1, buf_size);
+    buf[n] = '\0';
     return DSR1_OK;
 }
 

@@ -193,6 +193,7 @@ class dsr1_generate_params(Structure):
         ("starts_in_reasoning", c_int32),
         ("on_event", dsr1_event_fn),
         ("user_data", c_void_p),
+        ("speculative_mtp", c_int32),
     ]
 
 
@@ -204,6 +205,8 @@ class dsr1_generation_stats(Structure):
         ("n_reasoning", c_int32),
         ("prompt_seconds", c_double),
         ("generate_seconds", c_double),
+        ("n_drafted", c_int32),
+        ("n_accepted", c_int32),
     ]
 
 
