@@ -5,6 +5,14 @@
  *
  * A sampled token is evaluated at the start of the next step, so the last
  * token (EOS, or the one that hit a limit) is never evaluated needlessly.
+ *
+ * Speculative decoding with the MTP head (speculative_mtp, deepseek2 files
+ * that have one; see model/deepseek2.h): after sampling t the head drafts
+ * the token after it, and the next step evaluates [t, draft] as one batch.
+ * Its first row gives the next token exactly as plain decoding would; when
+ * that token is the draft, the second row's logits (the draft is in the
+ * cache) serve the step after, which then evaluates nothing. Otherwise the
+ * draft is dropped from the cache. A step still returns one token.
  */
 #if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
@@ -18,6 +26,7 @@
 #include "generate/generation.h"
 #include "generate/think_split.h"
 #include "model/context.h"
+#include "model/deepseek2.h"
 
 #define DETECT_TAIL_TOKENS 8
 
@@ -41,6 +50,12 @@ struct dsr1_generation {
 
     dsr1_token pending; /* sampled, not yet evaluated */
     int has_pending;
+    int mtp;            /* speculative decoding with the MTP head */
+    dsr1_token draft;   /* the MTP head's guess for the token after pending; -1: none */
+    int ready;          /* a draft was accepted: row 1 of the last eval holds the logits
+                           for the next token, and the draft is the last cached token */
+    int32_t ready_past; /* n_past then */
+    int32_t n_drafted, n_accepted;
     dsr1_token think_begin, think_end;
     dsr1_token *inject; /* "\n</think>\n\n" */
     int32_t n_inject;
@@ -188,12 +203,12 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     if (p.max_new_tokens < 0 || p.think_budget < -1 ||
         (p.think_budget_action != DSR1_BUDGET_CLOSE && p.think_budget_action != DSR1_BUDGET_STOP) ||
         p.starts_in_reasoning < -1 || p.starts_in_reasoning > 1 || p.n_stop_strings < 0 ||
-        (p.n_stop_strings > 0 && !p.stop_strings))
+        (p.n_stop_strings > 0 && !p.stop_strings) || p.speculative_mtp < 0 || p.speculative_mtp > 1)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
                           "dsr1_generation_new: invalid parameters (max_new_tokens %d, think_budget %d, action %d, "
-                          "starts_in_reasoning %d, n_stop_strings %d)",
+                          "starts_in_reasoning %d, n_stop_strings %d, speculative_mtp %d)",
                           p.max_new_tokens, p.think_budget, p.think_budget_action, p.starts_in_reasoning,
-                          p.n_stop_strings);
+                          p.n_stop_strings, p.speculative_mtp);
     const dsr1_model *model = ctx->model;
     int32_t n_vocab = model->hp.n_vocab;
     for (int32_t i = 0; i < n_prompt; i++)
@@ -211,6 +226,8 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     gen->max_new_tokens = p.max_new_tokens;
     gen->think_budget = p.think_budget;
     gen->budget_action = p.think_budget_action;
+    gen->mtp = p.speculative_mtp == 1 && dsri_deepseek2_has_mtp(model) && ctx->hidden;
+    gen->draft = -1;
     gen->think_begin = dsr1_token_special(model, DSR1_SPECIAL_THINK_BEGIN);
     gen->think_end = dsr1_token_special(model, DSR1_SPECIAL_THINK_END);
     gen->n_prompt = n_prompt;
@@ -248,10 +265,20 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     return DSR1_OK;
 }
 
+/* Ending with an accepted draft in the cache: take it out, so the context
+ * holds what plain decoding leaves (the last sampled token unevaluated). */
+static void drop_ready(dsr1_generation *gen)
+{
+    if (gen->ready && gen->ctx->n_past == gen->ready_past)
+        dsr1_context_truncate(gen->ctx, gen->ready_past - 1);
+    gen->ready = 0;
+}
+
 void dsr1_generation_free(dsr1_generation *gen)
 {
     if (!gen)
         return;
+    drop_ready(gen);
     if (gen->owner_fn)
         gen->owner_fn(gen->owner, gen, 1);
     dsri_split_free(gen->split);
@@ -286,6 +313,7 @@ static dsr1_status finish(dsr1_generation *gen, dsr1_stop_reason reason, const d
 {
     gen->finished = 1;
     gen->reason = reason;
+    drop_ready(gen);
     dsr1_status st = dsri_split_finish(gen->split, reason, extra, n_extra);
     if (stop_reason)
         *stop_reason = reason;
@@ -317,11 +345,33 @@ static dsr1_status eval_prompt(dsr1_generation *gen)
         common++;
     if (common >= gen->n_prompt)
         common = gen->n_prompt - 1;
-    dsr1_status st = dsr1_eval(ctx, gen->prompt + common, gen->n_prompt - common, common, 0);
+    const int32_t n = gen->n_prompt - common;
+    dsr1_status st;
+    if (!gen->mtp) {
+        st = dsr1_eval(ctx, gen->prompt + common, n, common, 0);
+    } else {
+        /* the chunks dsr1_eval would make, each followed by the MTP head
+         * over its rows while their hidden states are at hand */
+        st = DSR1_OK;
+        for (int32_t done = 0; !st && done < n;) {
+            int32_t c = n - done < ctx->n_batch ? n - done : ctx->n_batch;
+            st = dsr1_eval(ctx, gen->prompt + common + done, c, common + done, 0);
+            done += c;
+            if (!st && done < n)
+                st = dsri_deepseek2_mtp_draft(ctx, gen->prompt[common + done], NULL);
+        }
+    }
     if (st)
         return st;
-    gen->n_prompt_eval = gen->n_prompt - common;
+    gen->n_prompt_eval = n;
     return DSR1_OK;
+}
+
+/* The thinking budget is spent: the next step closes the reasoning. */
+static int budget_due(const dsr1_generation *gen)
+{
+    return gen->think_budget >= 0 && !gen->budget_used && dsri_split_in_reasoning(gen->split) &&
+           dsri_split_n_reasoning(gen->split) >= gen->think_budget;
 }
 
 static dsr1_status push_token(dsr1_generation *gen, dsr1_token t, int forced)
@@ -343,25 +393,45 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
     dsr1_context *ctx = gen->ctx;
     dsr1_status st;
     int inject = 0;
-    if (gen->think_budget >= 0 && !gen->budget_used && dsri_split_in_reasoning(gen->split) &&
-        dsri_split_n_reasoning(gen->split) >= gen->think_budget) {
+    if (budget_due(gen)) {
         if (gen->budget_action == DSR1_BUDGET_STOP)
             return finish(gen, DSR1_STOP_BUDGET, NULL, 0, stop_reason);
         inject = 1;
     }
+    if (inject && gen->ready) {
+        /* plain decoding evaluates the last token together with the
+         * injected ones: take the accepted draft back out and do the same */
+        gen->ready = 0;
+        gen->pending = ctx->tokens[ctx->n_past - 1];
+        gen->has_pending = 1;
+        dsr1_context_truncate(ctx, ctx->n_past - 1);
+    }
+    /* verify the draft in the same batch as the pending token */
+    int verify = gen->has_pending && gen->draft >= 0 && !inject && ctx->n_ctx - ctx->n_past >= 2;
+    dsr1_token draft = gen->draft;
+    gen->draft = -1;
     int32_t nb = 0;
     if (gen->has_pending)
         gen->batch[nb++] = gen->pending;
+    if (verify)
+        gen->batch[nb++] = draft;
     if (inject) {
         memcpy(gen->batch + nb, gen->inject, (size_t)gen->n_inject * sizeof *gen->inject);
         nb += gen->n_inject;
     }
-    if (nb > 0) {
-        if (nb > ctx->n_ctx - ctx->n_past)
-            return finish(gen, DSR1_STOP_CONTEXT_FULL, NULL, 0, stop_reason);
-        if ((st = dsr1_eval(ctx, gen->batch, nb, ctx->n_past, 0)))
-            return fail(gen, st);
-        gen->has_pending = 0;
+    const float *logits;
+    if (gen->ready) { /* the accepted draft's row: nothing to evaluate */
+        gen->ready = 0;
+        logits = dsr1_logits(ctx, 1);
+    } else {
+        if (nb > 0) {
+            if (nb > ctx->n_ctx - ctx->n_past)
+                return finish(gen, DSR1_STOP_CONTEXT_FULL, NULL, 0, stop_reason);
+            if ((st = dsr1_eval(ctx, gen->batch, nb, ctx->n_past, verify ? DSR1_EVAL_LOGITS_ALL : 0)))
+                return fail(gen, st);
+            gen->has_pending = 0;
+        }
+        logits = dsr1_logits(ctx, verify ? 0 : -1);
     }
     if (inject) {
         gen->budget_used = 1;
@@ -372,13 +442,22 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
             return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
     }
 
-    const float *logits = dsr1_logits(ctx, -1);
     if (!logits)
         return fail(gen, DSR1_ERR_INTERNAL);
     dsr1_token t;
     if ((st = dsr1_sampler_sample(gen->smp, logits, gen->model->hp.n_vocab, &t)))
         return fail(gen, st);
     dsr1_sampler_accept(gen->smp, t);
+    if (verify) {
+        gen->n_drafted++;
+        if (t == draft) {
+            gen->n_accepted++;
+            gen->ready = 1; /* t is in the cache already */
+            gen->ready_past = ctx->n_past;
+        } else if ((st = dsr1_context_truncate(ctx, ctx->n_past - 1))) {
+            return fail(gen, st);
+        }
+    }
     gen->n_generated++;
     if (token)
         *token = t;
@@ -392,8 +471,16 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
         return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
     if (gen->max_new_tokens > 0 && gen->n_generated >= gen->max_new_tokens)
         return finish(gen, DSR1_STOP_LENGTH, NULL, 0, stop_reason);
+    if (gen->ready)
+        return DSR1_OK;
     gen->pending = t;
     gen->has_pending = 1;
+    /* draft the token after t, unless the next step could not use it (it
+     * samples the last token, injects, or the context has no room for two) */
+    if (gen->mtp && !(gen->max_new_tokens > 0 && gen->n_generated + 1 >= gen->max_new_tokens) &&
+        !budget_due(gen) && ctx->n_ctx - ctx->n_past >= 2 &&
+        (st = dsri_deepseek2_mtp_draft(ctx, t, &gen->draft)))
+        return fail(gen, st);
     return DSR1_OK;
 }
 
@@ -455,6 +542,8 @@ dsr1_status dsr1_generation_get_stats(const dsr1_generation *gen, dsr1_generatio
     s.n_reasoning = dsri_split_n_reasoning(gen->split);
     s.prompt_seconds = gen->prompt_seconds;
     s.generate_seconds = gen->generate_seconds;
+    s.n_drafted = gen->n_drafted;
+    s.n_accepted = gen->n_accepted;
     size_t n = stats->size < sizeof s ? stats->size : sizeof s;
     s.size = n;
     memcpy(stats, &s, n);

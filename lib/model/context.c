@@ -109,7 +109,15 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     ctx->cap_logits_rows = 1;
     ctx->pos = dsri_calloc((size_t)p.n_batch, sizeof *ctx->pos);
     ctx->tokens = dsri_calloc((size_t)p.n_ctx, sizeof *ctx->tokens);
-    if (!ctx->pos || !ctx->tokens) {
+    if (model->hp.n_nextn_layers > 0) {
+        ctx->mtp_tokens = dsri_calloc((size_t)p.n_batch, sizeof *ctx->mtp_tokens);
+        if ((st = alloc_floats(&ctx->hidden, (int64_t)p.n_batch * model->hp.n_embd, "hidden states")) ||
+            (st = alloc_floats(&ctx->mtp_logits, model->hp.n_vocab, "draft logits"))) {
+            dsr1_context_free(ctx);
+            return st;
+        }
+    }
+    if (!ctx->pos || !ctx->tokens || (model->hp.n_nextn_layers > 0 && !ctx->mtp_tokens)) {
         dsr1_context_free(ctx);
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: out of memory");
     }
@@ -132,6 +140,9 @@ void dsr1_context_free(dsr1_context *ctx)
     dsri_free(ctx->logits);
     dsri_free(ctx->pos);
     dsri_free(ctx->tokens);
+    dsri_free(ctx->hidden);
+    dsri_free(ctx->mtp_tokens);
+    dsri_free(ctx->mtp_logits);
     dsri_free(ctx);
 }
 
@@ -163,6 +174,19 @@ static dsr1_status reserve_logits(dsr1_context *ctx, int32_t rows)
     return DSR1_OK;
 }
 
+/* The main cache is cut back to [0, pos) and, when first_new is given, the
+ * token *first_new goes at pos: drop the MTP entries that no longer match
+ * (entry i depends on the tokens up to i+1; see context.h). */
+static void mtp_rewind(dsr1_context *ctx, int32_t pos, const dsr1_token *first_new)
+{
+    if (ctx->mtp_n_past >= pos && pos < ctx->n_past) {
+        ctx->mtp_n_past = pos; /* entry pos-1 was made with the token now at pos */
+        ctx->mtp_next = ctx->tokens[pos];
+    }
+    if (first_new && ctx->mtp_n_past == pos && pos > 0 && ctx->mtp_next != *first_new)
+        ctx->mtp_n_past = pos - 1;
+}
+
 dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tokens, int32_t pos,
                       uint32_t flags)
 {
@@ -188,6 +212,7 @@ dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tok
     if (st)
         return st;
 
+    mtp_rewind(ctx, pos, tokens);
     ctx->n_past = pos; /* drop what follows pos */
     ctx->n_logits_rows = 0;
     ctx->last_n_tokens = n_tokens;
@@ -231,8 +256,10 @@ dsr1_status dsr1_context_truncate(dsr1_context *ctx, int32_t pos)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_truncate: ctx is NULL");
     if (pos < 0)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_truncate: negative position %d", pos);
-    if (pos < ctx->n_past)
+    if (pos < ctx->n_past) {
+        mtp_rewind(ctx, pos, NULL);
         ctx->n_past = pos;
+    }
     return DSR1_OK;
 }
 
@@ -241,5 +268,7 @@ void dsr1_context_reset(dsr1_context *ctx)
     if (ctx) {
         ctx->n_past = 0;
         ctx->n_logits_rows = 0;
+        ctx->n_hidden = 0;
+        ctx->mtp_n_past = 0;
     }
 }

@@ -32,6 +32,25 @@ struct dsr1_context {
     /* The token at each cached position [0, n_past) (n_ctx entries), so the
      * generation API can reuse the longest common prefix of a new prompt. */
     dsr1_token *tokens;
+
+    /* Models with a multi-token-prediction (MTP) head (model/deepseek2.h);
+     * NULL / 0 for the others.
+     * hidden: the final hidden states (before the output norm) the last
+     * forward pass left, n_hidden rows of n_embd for positions hidden_pos,
+     * hidden_pos + 1, ... (n_batch rows allocated). Rows at positions
+     * < n_past are current; the MTP head reads them.
+     * MTP cache layer (layer n_layer of k_cache): entry i is the MTP block
+     * run on (h_i, the token at i+1). Entries [0, mtp_n_past) are current,
+     * mtp_n_past <= n_past; when mtp_n_past == n_past the last entry was
+     * made with mtp_next, a token chosen for position n_past but not
+     * evaluated yet. dsr1_eval, dsr1_context_truncate and
+     * dsr1_context_reset keep this true (mtp_rewind in context.c). */
+    float *hidden;
+    int32_t hidden_pos, n_hidden;
+    int32_t mtp_n_past;
+    dsr1_token mtp_next;
+    dsr1_token *mtp_tokens; /* n_batch: the next tokens of one MTP run */
+    float *mtp_logits;      /* n_vocab: the draft row */
 };
 
 static inline float *dsri_ctx_k(dsr1_context *ctx, int layer, int32_t pos)

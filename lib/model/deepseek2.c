@@ -501,6 +501,13 @@ static void copy_rows(float *dst, int64_t dst_stride, const float *src, int64_t 
         memcpy(dst + t * dst_stride, src + t * src_stride, (size_t)width * sizeof(float));
 }
 
+/* Batches of up to this many rows (one token, or a token and its
+ * speculative draft) take the absorbed path, like single tokens: every op
+ * computes a row independently of the others in the batch, so each row
+ * comes out bit for bit as if evaluated alone, and speculative decoding
+ * gives exactly the tokens of plain decoding. */
+#define MLA_DECODE_ROWS 2
+
 /* Multi-head latent attention of layer l for the normed input s->h (n rows);
  * leaves W_O o in s->h. */
 static void mla_attention(dsr1_context *ctx, int l, const int32_t *pos, int n, ds2_scratch *s)
@@ -534,7 +541,7 @@ static void mla_attention(dsr1_context *ctx, int l, const int32_t *pos, int n, d
     const float *cache = dsri_ctx_k(ctx, l, 0);
     const int64_t n_keys = (int64_t)pos[n - 1] + 1;
 
-    if (n > 1 && n_keys <= ctx->n_batch) {
+    if (n > MLA_DECODE_ROWS && n_keys <= ctx->n_batch) {
         /* decompressed: k_C = W_UK c, v = W_UV c for every cached position */
         copy_rows(s->lat, R, cache, kw, R, n_keys);
         for (int hh = 0; hh < H; hh++) {
@@ -677,7 +684,11 @@ static dsr1_status ds2_forward(dsr1_context *ctx, const dsr1_token *tokens, cons
         op->get_row(ctx->be, &m->tok_embd, tokens[t], s.x + t * d);
     for (int l = 0; l < hp->n_layer; l++)
         block(ctx, l, pos, n, &s);
-    /* s.x now holds the final hidden states (dsri_deepseek2_mtp reads them) */
+    if (ctx->hidden) { /* the final hidden states, for the MTP head */
+        memcpy(ctx->hidden, s.x, (size_t)(n * d) * sizeof(float));
+        ctx->hidden_pos = pos[0];
+        ctx->n_hidden = n;
+    }
 
     if (!logits)
         return DSR1_OK;
@@ -699,7 +710,39 @@ int dsri_deepseek2_has_mtp(const dsr1_model *m)
 
 const float *dsri_deepseek2_hidden(const dsr1_context *ctx)
 {
-    return ctx->scratch; /* s.x is laid out first */
+    return ctx->hidden;
+}
+
+/* The MTP block on n rows of consecutive positions (checked by the callers):
+ * x = eh_proj [RMSNorm(Emb(t_{i+1})) ; RMSNorm(h_i)], one transformer block
+ * (attention over the MTP cache layer), the shared head. logits: n rows,
+ * or only the last row's unless logits_all, or none when NULL. */
+static void mtp_forward(dsr1_context *ctx, const float *hidden, const dsr1_token *next_tokens, const int32_t *pos,
+                        int n, float *logits, int logits_all)
+{
+    const dsr1_model *m = ctx->model;
+    const dsri_hparams *hp = &m->hp;
+    const dsri_backend_ops *op = ctx->ops;
+    dsri_backend *be = ctx->be;
+    const int64_t d = hp->n_embd;
+    const int l = hp->n_layer;
+    const dsri_layer *L = &m->layers[l];
+    ds2_scratch s;
+    layout(m, ctx->scratch, n, ctx->n_batch, &s);
+
+    for (int t = 0; t < n; t++) {
+        float *e = s.eh + t * 2 * d;
+        op->get_row(be, &L->nextn_embed_tokens, next_tokens[t], e);
+        op->rmsnorm(be, e, L->nextn_enorm, e, (int)d, 1, hp->rms_eps);
+        op->rmsnorm(be, hidden + t * d, L->nextn_hnorm, e + d, (int)d, 1, hp->rms_eps);
+    }
+    op->matmul(be, &L->nextn_eh_proj, s.eh, s.x, n);
+    block(ctx, l, pos, n, &s);
+    if (!logits)
+        return;
+    int first = logits_all ? 0 : n - 1;
+    op->rmsnorm(be, s.x + first * d, L->nextn_shared_head_norm, s.h, (int)d, n - first, hp->rms_eps);
+    op->matmul(be, &L->nextn_shared_head_head, s.h, logits, n - first);
 }
 
 dsr1_status dsri_deepseek2_mtp(dsr1_context *ctx, const float *hidden, const dsr1_token *next_tokens,
@@ -715,26 +758,48 @@ dsr1_status dsri_deepseek2_mtp(dsr1_context *ctx, const float *hidden, const dsr
             next_tokens[t] >= m->hp.n_vocab)
             return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "deepseek2 MTP: row %d (position %d, token %d) is invalid",
                               t, pos[t], next_tokens[t]);
-    const dsri_hparams *hp = &m->hp;
-    const dsri_backend_ops *op = ctx->ops;
-    dsri_backend *be = ctx->be;
-    const int64_t d = hp->n_embd;
-    const int l = hp->n_layer;
-    const dsri_layer *L = &m->layers[l];
-    ds2_scratch s;
-    layout(m, ctx->scratch, n, ctx->n_batch, &s);
+    /* the entries from pos[0] on are overwritten with rows the context
+     * cannot vouch for */
+    if (ctx->mtp_n_past > pos[0])
+        ctx->mtp_n_past = pos[0];
+    mtp_forward(ctx, hidden, next_tokens, pos, n, logits, 1);
+    return DSR1_OK;
+}
 
-    /* x = eh_proj [RMSNorm(Emb(t_{i+1})) ; RMSNorm(h_i)] (hidden may alias s.x) */
+dsr1_status dsri_deepseek2_mtp_draft(dsr1_context *ctx, dsr1_token next, dsr1_token *draft)
+{
+    if (draft)
+        *draft = -1;
+    const dsr1_model *m = ctx->model;
+    if (!dsri_deepseek2_has_mtp(m) || !ctx->hidden)
+        return dsri_error(DSR1_ERR_UNSUPPORTED, "deepseek2 MTP: the model has no multi-token-prediction block");
+    if (next < 0 || next >= m->hp.n_vocab)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "deepseek2 MTP: token %d is outside the vocabulary", next);
+    const int32_t last = ctx->n_past - 1; /* the row whose next token is `next` */
+    if (last < ctx->hidden_pos || last >= ctx->hidden_pos + ctx->n_hidden)
+        return DSR1_OK; /* its hidden state is gone (or nothing was evaluated) */
+    /* rows from the first stale entry; entries before hidden_pos that are
+     * stale (the cache was filled without the MTP head) stay so */
+    int32_t first = ctx->mtp_n_past > ctx->hidden_pos ? ctx->mtp_n_past : ctx->hidden_pos;
+    if (first > last)
+        first = last; /* drafted already: again, maybe after another token */
+    const int n = (int)(last - first + 1);
     for (int t = 0; t < n; t++) {
-        float *e = s.eh + t * 2 * d;
-        op->get_row(be, &L->nextn_embed_tokens, next_tokens[t], e);
-        op->rmsnorm(be, e, L->nextn_enorm, e, (int)d, 1, hp->rms_eps);
-        op->rmsnorm(be, hidden + t * d, L->nextn_hnorm, e + d, (int)d, 1, hp->rms_eps);
+        ctx->pos[t] = first + t;
+        ctx->mtp_tokens[t] = t + 1 < n ? ctx->tokens[first + t + 1] : next;
     }
-    op->matmul(be, &L->nextn_eh_proj, s.eh, s.x, n);
-    block(ctx, l, pos, n, &s);
-    op->rmsnorm(be, s.x, L->nextn_shared_head_norm, s.h, (int)d, n, hp->rms_eps);
-    op->matmul(be, &L->nextn_shared_head_head, s.h, logits, n);
+    const float *hidden = ctx->hidden + (int64_t)(first - ctx->hidden_pos) * ctx->model->hp.n_embd;
+    mtp_forward(ctx, hidden, ctx->mtp_tokens, ctx->pos, n, draft ? ctx->mtp_logits : NULL, 0);
+    ctx->mtp_n_past = ctx->n_past;
+    ctx->mtp_next = next;
+    if (draft) { /* greedy: the highest logit, ties to the lower id */
+        const float *lg = ctx->mtp_logits;
+        int32_t best = 0;
+        for (int32_t v = 1; v < m->hp.n_vocab; v++)
+            if (lg[v] > lg[best])
+                best = v;
+        *draft = best;
+    }
     return DSR1_OK;
 }
 
