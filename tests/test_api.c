@@ -135,7 +135,16 @@ static void test_context(dsr1_model *m)
     cp.backend = "bogus";
     CHECK(dsr1_context_new(m, &cp, &ctx) == DSR1_ERR_INVALID_ARGUMENT);
     CHECK(strstr(dsr1_last_error(), "bogus") != NULL);
+    /* the environment picks the backend when the params do not */
     cp.backend = NULL;
+    setenv("DSR1_BACKEND", "bogus-from-env", 1);
+    CHECK(dsr1_context_new(m, &cp, &ctx) == DSR1_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(dsr1_last_error(), "bogus-from-env") != NULL);
+    setenv("DSR1_BACKEND", "scalar", 1);
+    CHECK(dsr1_context_new(m, &cp, &ctx) == DSR1_OK);
+    CHECK(strcmp(dsr1_context_backend(ctx), "scalar") == 0);
+    dsr1_context_free(ctx);
+    unsetenv("DSR1_BACKEND");
     cp.n_ctx = -1;
     CHECK(dsr1_context_new(m, &cp, &ctx) == DSR1_ERR_INVALID_ARGUMENT);
     cp.n_ctx = 16;

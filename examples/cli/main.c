@@ -15,6 +15,7 @@ static const command commands[] = {
     {"chat", dsr1_cli_chat, "chat -m MODEL              interactive multi-turn chat"},
     {"info", dsr1_cli_info, "info -m MODEL              metadata and tensor table"},
     {"eval", dsr1_cli_eval, "eval -m MODEL --tokens IDS --out FILE [--step] [--backend NAME] [-t N] [-c N_CTX]"},
+    {"bench", dsr1_cli_bench, "bench -m MODEL [-p N] [-n N] [-r REPS] [-t N] [--backend NAME]  prompt/generation speed"},
     {"tokenize", dsr1_cli_tokenize, "tokenize -m MODEL [--bos]   text on stdin -> ids"},
     {"detokenize", dsr1_cli_detokenize, "detokenize -m MODEL        ids on stdin -> text"},
 };

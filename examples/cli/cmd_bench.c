@@ -1,0 +1,104 @@
+/*
+ * dsr1 bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPS] [-t N] [--backend NAME]
+ *
+ * Measures prompt processing (one batch of N_PROMPT tokens) and token
+ * generation (N_GEN single-token evaluations after it) like llama-bench's
+ * pp/tg tests, on deterministic pseudo-random token ids, and prints one
+ * markdown table row per test with the best of REPS runs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static const char usage[] = "usage: dsr1 bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPS] [-t N] [--backend NAME]\n";
+
+int dsr1_cli_bench(int argc, char **argv)
+{
+    const char *path = NULL, *backend = NULL;
+    long n_prompt = 512, n_gen = 128, reps = 3, n_threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && next) path = argv[++i];
+        else if (!strcmp(a, "-p") && next) n_prompt = dsr1_cli_parse_long("bench", a, argv[++i], 0, 1 << 20);
+        else if (!strcmp(a, "-n") && next) n_gen = dsr1_cli_parse_long("bench", a, argv[++i], 0, 1 << 20);
+        else if (!strcmp(a, "-r") && next) reps = dsr1_cli_parse_long("bench", a, argv[++i], 1, 1000);
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && next)
+            n_threads = dsr1_cli_parse_long("bench", a, argv[++i], 1, 1024);
+        else if (!strcmp(a, "--backend") && next) backend = argv[++i];
+        else {
+            fprintf(stderr, "dsr1 bench: unexpected argument '%s'\n%s", a, usage);
+            return 1;
+        }
+    }
+    if (!path || (n_prompt == 0 && n_gen == 0)) {
+        fputs(usage, stderr);
+        return 1;
+    }
+    dsr1_model *model = dsr1_cli_load(path, 0, 0);
+    if (!model)
+        return 1;
+    dsr1_context_params cp;
+    dsr1_context_params_default(&cp, sizeof cp);
+    cp.n_ctx = (int32_t)(n_prompt + n_gen + 1);
+    cp.n_batch = n_prompt > 0 ? (int32_t)n_prompt : 1;
+    cp.n_threads = (int32_t)n_threads;
+    cp.backend = backend;
+    dsr1_context *ctx = NULL;
+    dsr1_status st = dsr1_context_new(model, &cp, &ctx);
+    if (st) {
+        dsr1_model_free(model);
+        return dsr1_cli_fail("bench", st);
+    }
+    long n_tok = n_prompt > n_gen ? n_prompt : n_gen;
+    dsr1_token *tokens = malloc((size_t)(n_tok + 1) * sizeof *tokens);
+    uint64_t s = 42;
+    int32_t n_vocab = dsr1_model_n_vocab(model);
+    for (long i = 0; i <= n_tok; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = (dsr1_token)((s >> 33) % (uint64_t)n_vocab);
+    }
+    double best_pp = 1e30, best_tg = 1e30;
+    for (long r = 0; r < reps && st == DSR1_OK; r++) {
+        dsr1_context_reset(ctx);
+        double t0 = now();
+        if (n_prompt > 0 && (st = dsr1_eval(ctx, tokens, (int32_t)n_prompt, 0, 0)))
+            break;
+        double t1 = now();
+        for (long i = 0; i < n_gen && st == DSR1_OK; i++)
+            st = dsr1_eval(ctx, &tokens[i], 1, (int32_t)(n_prompt + i), 0);
+        double t2 = now();
+        if (t1 - t0 < best_pp)
+            best_pp = t1 - t0;
+        if (t2 - t1 < best_tg)
+            best_tg = t2 - t1;
+    }
+    int rc = 0;
+    if (st) {
+        rc = dsr1_cli_fail("bench", st);
+    } else {
+        const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        printf("| model | size | backend | threads | test | t/s |\n|---|---|---|---|---|---|\n");
+        double mib = (double)dsr1_model_size_bytes(model) / 1048576.0;
+        if (n_prompt > 0)
+            printf("| %s | %.1f MiB | %s | %d | pp%ld | %.2f |\n", name, mib, dsr1_context_backend(ctx),
+                   n_threads ? (int)n_threads : 0, n_prompt, (double)n_prompt / best_pp);
+        if (n_gen > 0)
+            printf("| %s | %.1f MiB | %s | %d | tg%ld | %.2f |\n", name, mib, dsr1_context_backend(ctx),
+                   n_threads ? (int)n_threads : 0, n_gen, (double)n_gen / best_tg);
+        printf("(best of %ld runs; threads 0 = all cores)\n", reps);
+    }
+    free(tokens);
+    dsr1_context_free(ctx);
+    dsr1_model_free(model);
+    return rc;
+}
