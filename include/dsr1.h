@@ -29,6 +29,9 @@
  *   shared by any number of threads. A dsr1_context, dsr1_sampler,
  *   dsr1_generation and dsr1_chat must be used by one thread at a time
  *   (dsr1_generation_cancel() is the one exception: any thread may call it).
+ * - Handles borrow the handles they are made from: a context and a decoder
+ *   borrow their model; a generation and a chat borrow their context and
+ *   sampler. Free the borrower first.
  * - Parameter structs begin with their own size. Always initialise them with
  *   the matching *_params_default(&p, sizeof p) function, then change the
  *   fields you care about. New fields are only ever appended, so a program
@@ -109,8 +112,11 @@ typedef enum dsr1_status {
 /* A constant English name for a status ("DSR1_ERR_FORMAT: ..."). Never NULL. */
 DSR1_API const char *dsr1_status_string(dsr1_status status);
 
-/* The message of the last failing call made by this thread ("" if none).
- * The pointer stays valid until the next failing call on this thread. */
+/* The message of the most recent failure on this thread ("" if none yet).
+ * Read it right after a call returned a status other than DSR1_OK:
+ * successful calls do not clear it (and may leave a message from a failure
+ * they recovered from internally). Valid until the next failure on this
+ * thread. */
 DSR1_API const char *dsr1_last_error(void);
 
 /* ------------------------------------------------------------------------ */
@@ -322,8 +328,10 @@ DSR1_API dsr1_status dsr1_detokenize(const dsr1_model *model, const dsr1_token *
 typedef struct dsr1_decoder dsr1_decoder;
 DSR1_API dsr1_status dsr1_decoder_new(const dsr1_model *model, uint32_t flags, dsr1_decoder **out);
 DSR1_API void dsr1_decoder_free(dsr1_decoder *dec);
-/* Appends the completed text to buf (buf_size bytes, NUL-terminated); on
- * DSR1_ERR_BUFFER_TOO_SMALL nothing is consumed and *n_bytes is the need. */
+/* Writes the text this token completes to buf (from buf[0], NUL-terminated;
+ * often empty while a character is incomplete); on
+ * DSR1_ERR_BUFFER_TOO_SMALL nothing is consumed and *n_bytes is the need.
+ * The decoder borrows the model: free it first. */
 DSR1_API dsr1_status dsr1_decoder_push(dsr1_decoder *dec, dsr1_token token, char *buf,
                                        size_t buf_size, size_t *n_bytes);
 /* Emit what is held back (incomplete characters as U+FFFD) and reset. */
@@ -533,8 +541,11 @@ DSR1_API dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp,
                                          dsr1_generation **out);
 DSR1_API void dsr1_generation_free(dsr1_generation *gen);
 
-/* Produce exactly one token (the first call also evaluates the prompt) and
- * deliver its events. *token receives it (-1 when none); returns DSR1_OK
+/* Produce at most one token (the first call also evaluates the prompt) and
+ * deliver its events; a step that finishes the generation (cancel noticed,
+ * budget STOP, context full) may produce none. A prompt longer than the
+ * context is the status DSR1_ERR_CONTEXT_FULL, not a stop reason.
+ * *token receives the token (-1 when none); returns DSR1_OK
  * while running, and DSR1_OK with *stop_reason set once finished (later
  * calls return DSR1_ERR_STATE). Either out pointer may be NULL. A callback
  * that returns non-zero ends the generation in the same step. An error

@@ -123,6 +123,12 @@ static void test_model_queries(dsr1_model *m)
     dsr1_tensor_info ti;
     ti.size = 3;
     CHECK(dsr1_model_tensor_info(m, 0, &ti) == DSR1_ERR_INVALID_ARGUMENT);
+    /* an older caller's smaller struct gets only the fields it has */
+    memset(&ti, 0x5a, sizeof ti);
+    ti.size = offsetof(dsr1_tensor_info, n_bytes);
+    CHECK(dsr1_model_tensor_info(m, 0, &ti) == DSR1_OK);
+    CHECK(ti.size == offsetof(dsr1_tensor_info, n_bytes) && ti.name != NULL);
+    CHECK(ti.n_bytes == 0x5a5a5a5a5a5a5a5aull);
 }
 
 static void test_context(dsr1_model *m)
