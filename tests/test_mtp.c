@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "dsr1.h"
+#include "generate/generation.h"
 #include "model/context.h"
 #include "model/deepseek2.h"
 #include "model/model.h"
@@ -70,17 +71,24 @@ static dsr1_model *load(const char *name)
     return m;
 }
 
-static dsr1_context *new_ctx(const dsr1_model *m, int n_ctx, int n_batch)
+/* backend NULL: the default (the best available, or $DSR1_BACKEND) */
+static dsr1_context *new_ctx_on(const dsr1_model *m, int n_ctx, int n_batch, const char *backend)
 {
     dsr1_context_params cp;
     dsr1_context_params_default(&cp, sizeof cp);
     cp.n_ctx = n_ctx;
     cp.n_batch = n_batch;
     cp.n_threads = 2;
+    cp.backend = backend;
     dsr1_context *ctx = NULL;
     dsr1_status st = dsr1_context_new(m, &cp, &ctx);
     CHECK(st == DSR1_OK, "context: %s", dsr1_last_error());
     return ctx;
+}
+
+static dsr1_context *new_ctx(const dsr1_model *m, int n_ctx, int n_batch)
+{
+    return new_ctx_on(m, n_ctx, n_batch, NULL);
 }
 
 /* The 32-token prompt of NAME from MANIFEST. */
@@ -157,13 +165,33 @@ static int on_event(const dsr1_event *ev, void *user_data)
     return 0;
 }
 
+/* Drafts that are right pct% of the time: the tokens of a plain run. */
+typedef struct oracle {
+    const dsr1_token *ref;
+    int n_ref;
+    int pct;
+} oracle;
+
+static dsr1_token oracle_draft(void *user_data, dsr1_token draft, int32_t k)
+{
+    const oracle *o = user_data;
+    unsigned h = ((unsigned)k * 2654435761u) >> 8;
+    if (k < o->n_ref && (int)(h % 100) < o->pct)
+        return o->ref[k];
+    return draft; /* the head's own: nearly always wrong here */
+}
+
 /* One generation. */
+enum { VIA_GENERATE, VIA_STEP, VIA_RUN };
 typedef struct run_cfg {
     int mtp;
-    int use_step;     /* the step API (else dsr1_generate) */
+    int via;          /* VIA_*: dsr1_generate (no stats), steps, dsr1_generation_run */
     int32_t max_new;  /* max_new_tokens */
     int32_t budget;   /* think_budget (-1: none) */
     int n_ctx, n_batch;
+    const oracle *oracle; /* replaces the drafts (not with VIA_GENERATE) */
+    int budget_stop;      /* think_budget_action STOP (else CLOSE) */
+    const char *backend;  /* NULL: the default */
 } run_cfg;
 
 typedef struct run_out {
@@ -173,12 +201,14 @@ typedef struct run_out {
     dsr1_stop_reason why;
     dsr1_generation_stats stats;
     double seconds;
+    int32_t n_past; /* what the context holds afterwards */
+    const char *backend;
 } run_out;
 
 static void run(const dsr1_model *m, const dsr1_token *prompt, int n_prompt, samp_cfg sc, run_cfg rc, run_out *o)
 {
     memset(o, 0, sizeof *o);
-    dsr1_context *ctx = new_ctx(m, rc.n_ctx, rc.n_batch);
+    dsr1_context *ctx = new_ctx_on(m, rc.n_ctx, rc.n_batch, rc.backend);
     dsr1_sampler *smp = new_sampler(m, sc);
     if (!ctx || !smp)
         goto done;
@@ -186,17 +216,26 @@ static void run(const dsr1_model *m, const dsr1_token *prompt, int n_prompt, sam
     dsr1_generate_params_default(&gp, sizeof gp);
     gp.max_new_tokens = rc.max_new;
     gp.think_budget = rc.budget;
+    gp.think_budget_action = rc.budget_stop ? DSR1_BUDGET_STOP : DSR1_BUDGET_CLOSE;
     gp.starts_in_reasoning = rc.budget >= 0 ? 1 : 0;
     gp.on_event = on_event;
     gp.user_data = &o->ev;
     gp.speculative_mtp = rc.mtp;
     dsr1_generation *gen = NULL;
     double t0 = now_seconds();
+    if (rc.via == VIA_GENERATE) {
+        dsr1_status st = dsr1_generate(ctx, smp, prompt, n_prompt, &gp, &o->why);
+        CHECK(st == DSR1_OK, "generate: %s", dsr1_last_error());
+        o->seconds = now_seconds() - t0;
+        goto done;
+    }
     dsr1_status st = dsr1_generation_new(ctx, smp, prompt, n_prompt, &gp, &gen);
     CHECK(st == DSR1_OK, "generation_new: %s", dsr1_last_error());
     if (st)
         goto done;
-    if (rc.use_step) {
+    if (rc.oracle)
+        dsri_generation_set_draft_override(gen, oracle_draft, (void *)rc.oracle);
+    if (rc.via == VIA_STEP) {
         while (o->why == DSR1_STOP_NONE) {
             dsr1_token t;
             st = dsr1_generation_step(gen, &t, &o->why);
@@ -215,6 +254,8 @@ static void run(const dsr1_model *m, const dsr1_token *prompt, int n_prompt, sam
     dsr1_generation_get_stats(gen, &o->stats);
     dsr1_generation_free(gen);
 done:
+    o->n_past = ctx ? dsr1_context_n_past(ctx) : -1;
+    o->backend = ctx ? dsr1_context_backend(ctx) : "?"; /* a static name */
     dsr1_sampler_free(smp);
     dsr1_context_free(ctx);
 }
@@ -274,43 +315,62 @@ done:
 static void compare_modes(const dsr1_model *m, const char *name, const char *what, const dsr1_token *prompt,
                           int n_prompt, samp_cfg sc, run_cfg rc)
 {
-    static run_out plain, spec, spec_gen; /* large; the test is single-threaded */
+    /* large; the test is single-threaded */
+    static run_out plain, spec, spec_gen, o60, o100;
     rc.mtp = 0;
-    rc.use_step = 1;
+    rc.via = VIA_STEP;
     run(m, prompt, n_prompt, sc, rc, &plain);
     rc.mtp = 1;
     run(m, prompt, n_prompt, sc, rc, &spec);
-    rc.use_step = 0;
+    rc.via = VIA_GENERATE;
     run(m, prompt, n_prompt, sc, rc, &spec_gen);
+    oracle or60 = {plain.steps, plain.n_steps, 60}, or100 = {plain.steps, plain.n_steps, 100};
+    rc.via = VIA_STEP;
+    rc.oracle = &or60;
+    run(m, prompt, n_prompt, sc, rc, &o60);
+    rc.via = VIA_RUN;
+    rc.oracle = &or100;
+    run(m, prompt, n_prompt, sc, rc, &o100);
 
-    double rate = spec.stats.n_drafted > 0 ? (double)spec.stats.n_accepted / spec.stats.n_drafted : 0.0;
-    printf("%s %-34s %3d tokens, stop %d | MTP drafts %3d, accepted %3d (%.1f%%) | plain %.1f tok/s, MTP %.1f tok/s\n",
-           name, what, spec.n_steps, (int)spec.why, spec.stats.n_drafted, spec.stats.n_accepted, 100.0 * rate,
-           plain.stats.generate_seconds > 0 ? plain.stats.n_generated / plain.stats.generate_seconds : 0.0,
-           spec.stats.generate_seconds > 0 ? spec.stats.n_generated / spec.stats.generate_seconds : 0.0);
-    int ok = same_tokens(plain.steps, plain.n_steps, spec.steps, spec.n_steps) &&
-             same_tokens(plain.ev.tokens, plain.ev.n, spec.ev.tokens, spec.ev.n) && plain.why == spec.why;
-    CHECK(ok, "%s %s: MTP changed the tokens", name, what);
-    if (!ok) {
-        print_tokens("plain", plain.ev.tokens, plain.ev.n);
-        print_tokens("mtp  ", spec.ev.tokens, spec.ev.n);
+    printf("%s %-30s %3d tokens, stop %d | MTP accepted %d/%d; oracle drafts: %d/%d, %d/%d\n", name, what,
+           spec.n_steps, (int)spec.why, spec.stats.n_accepted, spec.stats.n_drafted, o60.stats.n_accepted,
+           o60.stats.n_drafted, o100.stats.n_accepted, o100.stats.n_drafted);
+    const run_out *runs[4] = {&spec, &spec_gen, &o60, &o100};
+    const char *run_names[4] = {"MTP (steps)", "MTP (dsr1_generate)", "MTP, 60% oracle drafts (steps)",
+                                "MTP, 100% oracle drafts (run)"};
+    for (int r = 0; r < 4; r++) {
+        const run_out *o = runs[r];
+        int ok = same_tokens(plain.ev.tokens, plain.ev.n, o->ev.tokens, o->ev.n) && plain.why == o->why &&
+                 (o->n_steps == 0 || same_tokens(plain.steps, plain.n_steps, o->steps, o->n_steps));
+        /* and the context is left as plain decoding leaves it */
+        CHECK(o->n_past == plain.n_past, "%s %s: %s leaves n_past %d, plain %d", name, what, run_names[r], o->n_past,
+              plain.n_past);
+        CHECK(ok, "%s %s: %s changed the tokens", name, what, run_names[r]);
+        if (!ok) {
+            print_tokens("plain", plain.ev.tokens, plain.ev.n);
+            print_tokens("mtp  ", o->ev.tokens, o->ev.n);
+        }
+        if (r == 1)
+            continue; /* dsr1_generate: no stats */
+        CHECK(plain.stats.n_generated == o->stats.n_generated, "%s %s: %s generated %d vs %d", name, what,
+              run_names[r], o->stats.n_generated, plain.stats.n_generated);
+        CHECK(o->stats.n_accepted >= 0 && o->stats.n_accepted <= o->stats.n_drafted &&
+                  o->stats.n_drafted <= o->stats.n_generated,
+              "%s %s: %s drafted %d accepted %d generated %d", name, what, run_names[r], o->stats.n_drafted,
+              o->stats.n_accepted, o->stats.n_generated);
     }
-    CHECK(same_tokens(spec.ev.tokens, spec.ev.n, spec_gen.ev.tokens, spec_gen.ev.n) && spec.why == spec_gen.why,
-          "%s %s: the step API and dsr1_generate differ with MTP", name, what);
-    CHECK(plain.n_steps > 0 && plain.stats.n_generated == spec.stats.n_generated,
-          "%s %s: generated %d vs %d", name, what, plain.stats.n_generated, spec.stats.n_generated);
-    CHECK(plain.stats.n_drafted == 0 && plain.stats.n_accepted == 0, "%s: drafts without MTP", name);
-    CHECK(spec.stats.n_accepted >= 0 && spec.stats.n_accepted <= spec.stats.n_drafted &&
-              spec.stats.n_drafted <= spec.stats.n_generated,
-          "%s %s: drafted %d accepted %d generated %d", name, what, spec.stats.n_drafted, spec.stats.n_accepted,
-          spec.stats.n_generated);
-    CHECK(spec.stats.n_drafted == spec_gen.stats.n_drafted && spec.stats.n_accepted == spec_gen.stats.n_accepted,
-          "%s %s: stats differ between the step API and dsr1_generate", name, what);
+    CHECK(plain.n_steps > 0 && plain.stats.n_drafted == 0 && plain.stats.n_accepted == 0,
+          "%s: %d steps, drafts without MTP", name, plain.n_steps);
+    /* every draft the oracle makes right is accepted; a wrong one never is */
+    CHECK(o100.stats.n_drafted > 0 && o100.stats.n_accepted == o100.stats.n_drafted, "%s %s: oracle 100%%: %d/%d",
+          name, what, o100.stats.n_accepted, o100.stats.n_drafted);
+    CHECK(o60.stats.n_accepted > 0 && o60.stats.n_accepted < o60.stats.n_drafted, "%s %s: oracle 60%%: %d/%d", name,
+          what, o60.stats.n_accepted, o60.stats.n_drafted);
 }
 
 static void test_identical(const dsr1_model *m, const char *name, const dsr1_token *prompt, int n_prompt)
 {
-    run_cfg rc = {0, 1, N_GEN, -1, 256, 64};
+    run_cfg rc = {0, VIA_STEP, N_GEN, -1, 256, 64, NULL, 0, NULL};
     compare_modes(m, name, "greedy", prompt, n_prompt, GREEDY, rc);
     compare_modes(m, name, "temp 0.8 top-k 40 penalty 1.1", prompt, n_prompt, RANDOM, rc);
     samp_cfg other = RANDOM;
@@ -318,40 +378,112 @@ static void test_identical(const dsr1_model *m, const char *name, const dsr1_tok
     other.top_k = 0;
     compare_modes(m, name, "temp 0.8 seed 99", prompt, n_prompt, other, rc);
     /* prompt in chunks of n_batch 8 */
-    run_cfg small = {0, 1, N_GEN, -1, 256, 8};
+    run_cfg small = {0, VIA_STEP, N_GEN, -1, 256, 8, NULL, 0, NULL};
     compare_modes(m, name, "greedy, n_batch 8", prompt, n_prompt, GREEDY, small);
     /* the context fills up during generation */
-    run_cfg full = {0, 1, 0, -1, n_prompt + 21, 64};
+    run_cfg full = {0, VIA_STEP, 0, -1, n_prompt + 21, 64, NULL, 0, NULL};
     compare_modes(m, name, "greedy, context full", prompt, n_prompt, GREEDY, full);
     /* the thinking budget injects "\n</think>\n\n" at assorted points */
     for (int budget = 1; budget <= 12; budget++) {
         char what[64];
         snprintf(what, sizeof what, "greedy, think budget %d", budget);
-        run_cfg bc = {0, 1, 24, budget, 256, 64};
+        run_cfg bc = {0, VIA_STEP, 24, budget, 256, 64, NULL, 0, NULL};
         compare_modes(m, name, what, prompt, n_prompt, GREEDY, bc);
+    }
+    /* ... or stops (after an accepted draft, too) */
+    for (int budget = 5; budget <= 8; budget++) {
+        char what[64];
+        snprintf(what, sizeof what, "temp 0.8, think budget %d STOP", budget);
+        run_cfg bc = {0, VIA_STEP, 24, budget, 256, 64, NULL, 1, NULL};
+        compare_modes(m, name, what, prompt, n_prompt, RANDOM, bc);
+    }
+}
+
+/* Freeing or cancelling a generation right after a draft was accepted
+ * leaves the context as plain decoding would (the last token unevaluated). */
+static void test_early_end(const dsr1_model *m, const char *name, const dsr1_token *prompt, int n_prompt)
+{
+    static run_out plain;
+    run_cfg rc = {0, VIA_STEP, N_GEN, -1, 256, 64, NULL, 0, NULL};
+    run(m, prompt, n_prompt, GREEDY, rc, &plain);
+    oracle orc = {plain.steps, plain.n_steps, 100};
+    for (int how = 0; how < 2; how++) { /* free, cancel */
+        dsr1_context *ctx = new_ctx(m, 256, 64);
+        dsr1_sampler *smp = new_sampler(m, GREEDY);
+        dsr1_generate_params gp;
+        dsr1_generate_params_default(&gp, sizeof gp);
+        gp.max_new_tokens = N_GEN;
+        gp.speculative_mtp = 1;
+        dsr1_generation *gen = NULL;
+        if (!ctx || !smp || dsr1_generation_new(ctx, smp, prompt, n_prompt, &gp, &gen) != DSR1_OK) {
+            CHECK(0, "setup: %s", dsr1_last_error());
+        } else {
+            dsri_generation_set_draft_override(gen, oracle_draft, &orc);
+            int n = 0, ahead = 0;
+            dsr1_stop_reason why = DSR1_STOP_NONE;
+            while (why == DSR1_STOP_NONE && n < 20) {
+                dsr1_token t;
+                CHECK(dsr1_generation_step(gen, &t, &why) == DSR1_OK, "step");
+                n++;
+                /* the draft of token n was accepted: it is in the cache already */
+                if (dsr1_context_n_past(ctx) == n_prompt + n && n >= 6) {
+                    ahead = 1;
+                    break;
+                }
+            }
+            CHECK(ahead, "%s: no accepted draft within %d steps", name, n);
+            if (how == 1) {
+                dsr1_generation_cancel(gen);
+                CHECK(dsr1_generation_step(gen, NULL, &why) == DSR1_OK && why == DSR1_STOP_CANCELLED, "cancel");
+            }
+            dsr1_generation_free(gen);
+            int32_t np = dsr1_context_n_past(ctx);
+            printf("%s: %s after an accepted draft at token %d: n_past %d (plain: %d)\n", name,
+                   how ? "cancelled" : "freed", n, np, n_prompt + n - 1);
+            CHECK(np == n_prompt + n - 1, "%s: n_past %d after %s, want %d", name, np, how ? "cancel" : "free",
+                  n_prompt + n - 1);
+        }
+        dsr1_sampler_free(smp);
+        dsr1_context_free(ctx);
     }
 }
 
 /* ---- the MTP cache layer ----------------------------------------------- */
 
 /* After a speculative generation, the MTP cache entries the context counts
- * as current equal the MTP block recomputed over the whole sequence. */
+ * as current equal the MTP block recomputed over the whole sequence. On the
+ * scalar backend (f32 arithmetic), so that a tight tolerance separates
+ * batch-vs-step rounding from a stale entry. */
 static void test_mtp_cache(const dsr1_model *m, const char *name, const dsr1_token *prompt, int n_prompt,
                            int n_batch)
 {
     const int64_t d = m->hp.n_embd, kw = m->kv_k_width;
-    dsr1_context *ctx = new_ctx(m, 256, n_batch), *ref = new_ctx(m, 256, 256);
+    dsr1_context *ctx = new_ctx_on(m, 256, n_batch, "scalar"), *ref = new_ctx_on(m, 256, 256, "scalar");
     dsr1_sampler *smp = new_sampler(m, RANDOM);
     float *hid = malloc((size_t)256 * (size_t)d * sizeof(float));
     float *lg = malloc((size_t)256 * (size_t)m->hp.n_vocab * sizeof(float));
     int32_t pos[256];
     if (!ctx || !ref || !smp || !hid || !lg)
         goto done;
+    /* drafts right 60% of the time: accepted and rejected drafts mixed */
+    static run_out plain;
+    run_cfg rc = {0, VIA_STEP, N_GEN, -1, 256, n_batch, NULL, 0, "scalar"};
+    run(m, prompt, n_prompt, RANDOM, rc, &plain);
+    oracle orc = {plain.steps, plain.n_steps, 60};
     dsr1_generate_params gp;
     dsr1_generate_params_default(&gp, sizeof gp);
     gp.max_new_tokens = N_GEN;
     gp.speculative_mtp = 1;
-    CHECK(dsr1_generate(ctx, smp, prompt, n_prompt, &gp, NULL) == DSR1_OK, "generate: %s", dsr1_last_error());
+    dsr1_generation *gen = NULL;
+    CHECK(dsr1_generation_new(ctx, smp, prompt, n_prompt, &gp, &gen) == DSR1_OK, "new: %s", dsr1_last_error());
+    if (!gen)
+        goto done;
+    dsri_generation_set_draft_override(gen, oracle_draft, &orc);
+    CHECK(dsr1_generation_run(gen, NULL) == DSR1_OK, "run: %s", dsr1_last_error());
+    dsr1_generation_stats gs;
+    gs.size = sizeof gs;
+    dsr1_generation_get_stats(gen, &gs);
+    dsr1_generation_free(gen);
     int32_t n = dsr1_context_n_past(ctx);
     int32_t cur = ctx->mtp_n_past < n - 1 ? ctx->mtp_n_past : n - 1; /* entries with their next token cached */
     CHECK(ctx->mtp_n_past <= n && cur >= n - 2, "%s: MTP cache current to %d of %d", name, ctx->mtp_n_past, n);
@@ -370,8 +502,10 @@ static void test_mtp_cache(const dsr1_model *m, const char *name, const dsr1_tok
                 mx = df == df ? df : INFINITY;
         }
     }
-    printf("%s: MTP cache layer after generating (n_batch %d): %d entries current, max|diff| vs recomputed %.3g\n",
-           name, n_batch, cur, (double)mx);
+    printf("%s: MTP cache layer after generating (n_batch %d, %d/%d drafts accepted): %d entries current, "
+           "max|diff| vs recomputed %.3g\n",
+           name, n_batch, gs.n_accepted, gs.n_drafted, cur, (double)mx);
+    CHECK(gs.n_accepted > 0, "no accepted drafts");
     CHECK(mx < 1e-3f, "%s: the MTP cache layer differs from the recomputed one by %g", name, (double)mx);
 
     /* rewinds: truncate into the middle, then a different token */
@@ -394,7 +528,15 @@ done:
 
 /* ---- chat: two turns, the second reusing the prefix -------------------- */
 
-static void chat_run(const dsr1_model *m, int mtp, char *out, size_t cap, dsr1_generation_stats *stats)
+/* refs[turn]: the tokens of a plain run's turns (recorded when mtp is 0,
+ * used as 60% right drafts when mtp is 1). */
+typedef struct chat_refs {
+    dsr1_token tokens[2][MAXTOK];
+    int n[2];
+} chat_refs;
+
+static void chat_run(const dsr1_model *m, int mtp, chat_refs *refs, char *out, size_t cap,
+                     dsr1_generation_stats *stats)
 {
     dsr1_context *ctx = new_ctx(m, 512, 64);
     dsr1_sampler *smp = new_sampler(m, RANDOM);
@@ -413,7 +555,21 @@ static void chat_run(const dsr1_model *m, int mtp, char *out, size_t cap, dsr1_g
         CHECK(dsr1_chat_begin(chat, q[turn], &gp, &gen) == DSR1_OK, "chat_begin: %s", dsr1_last_error());
         if (!gen)
             break;
-        CHECK(dsr1_generation_run(gen, NULL) == DSR1_OK, "chat run: %s", dsr1_last_error());
+        oracle orc = {refs->tokens[turn], refs->n[turn], 60};
+        if (mtp)
+            dsri_generation_set_draft_override(gen, oracle_draft, &orc);
+        else
+            refs->n[turn] = 0;
+        dsr1_stop_reason why = DSR1_STOP_NONE;
+        while (why == DSR1_STOP_NONE) {
+            dsr1_token t;
+            dsr1_status st = dsr1_generation_step(gen, &t, &why);
+            CHECK(st == DSR1_OK, "chat step: %s", dsr1_last_error());
+            if (st)
+                break;
+            if (!mtp && t >= 0 && refs->n[turn] < MAXTOK)
+                refs->tokens[turn][refs->n[turn]++] = t;
+        }
         dsr1_generation_stats s;
         s.size = sizeof s;
         dsr1_generation_get_stats(gen, &s);
@@ -437,16 +593,18 @@ done:
 static void test_chat(const dsr1_model *m, const char *name)
 {
     static char a[16384], b[16384];
+    static chat_refs refs;
     dsr1_generation_stats sa, sb;
-    chat_run(m, 0, a, sizeof a, &sa);
-    chat_run(m, 1, b, sizeof b, &sb);
-    printf("%s chat, 2 turns: %s; prompt tokens evaluated %d / %d; MTP drafts %d, accepted %d\n", name,
+    chat_run(m, 0, &refs, a, sizeof a, &sa);
+    chat_run(m, 1, &refs, b, sizeof b, &sb);
+    printf("%s chat, 2 turns, 60%% oracle drafts: %s; prompt tokens evaluated %d / %d; drafts %d, accepted %d\n",
+           name,
            strcmp(a, b) == 0 ? "same conversation" : "DIFFERENT", sa.n_prompt_eval, sb.n_prompt_eval, sb.n_drafted,
            sb.n_accepted);
     CHECK(a[0] && strcmp(a, b) == 0, "%s: the chat differs with MTP", name);
     CHECK(sa.n_prompt_eval == sb.n_prompt_eval, "%s: prefix reuse differs (%d vs %d)", name, sa.n_prompt_eval,
           sb.n_prompt_eval);
-    CHECK(sb.n_drafted > 0, "%s: no drafts in the chat", name);
+    CHECK(sb.n_accepted > 0, "%s: no accepted drafts in the chat", name);
 }
 
 /* ---- stats and parameters ---------------------------------------------- */
@@ -514,7 +672,7 @@ static void test_no_mtp(const char *name)
         return;
     }
     static run_out plain, spec;
-    run_cfg rc = {0, 1, N_GEN, -1, 256, 64};
+    run_cfg rc = {0, VIA_STEP, N_GEN, -1, 256, 64, NULL, 0, NULL};
     run(m, prompt, n, RANDOM, rc, &plain);
     rc.mtp = 1;
     run(m, prompt, n, RANDOM, rc, &spec);
@@ -531,24 +689,29 @@ static void test_no_mtp(const char *name)
 
 static void bench(const dsr1_model *m, const char *name, const dsr1_token *prompt, int n_prompt)
 {
-    static run_out o;
-    double tps[2] = {0, 0};
+    static run_out o, ref;
+    double tps[3] = {0, 0, 0};
     int drafted = 0, accepted = 0;
-    for (int mtp = 0; mtp < 2; mtp++) {
+    run_cfg rc0 = {0, VIA_RUN, 256, -1, 512, 64, NULL, 0, NULL};
+    run(m, prompt, n_prompt, GREEDY, rc0, &ref);
+    oracle orc = {ref.ev.tokens, ref.ev.n, 100};
+    for (int mode = 0; mode < 3; mode++) { /* plain, MTP, MTP with always-right drafts */
         double best = 0;
         for (int rep = 0; rep < 3; rep++) {
-            run_cfg rc = {mtp, 0, 256, -1, 512, 64};
+            run_cfg rc = {mode > 0, VIA_RUN, 256, -1, 512, 64, mode == 2 ? &orc : NULL, 0, NULL};
             run(m, prompt, n_prompt, GREEDY, rc, &o);
             double t = o.stats.generate_seconds > 0 ? o.stats.n_generated / o.stats.generate_seconds : 0;
             best = t > best ? t : best;
-            drafted = o.stats.n_drafted;
-            accepted = o.stats.n_accepted;
+            if (mode == 1) {
+                drafted = o.stats.n_drafted;
+                accepted = o.stats.n_accepted;
+            }
         }
-        tps[mtp] = best;
+        tps[mode] = best;
     }
-    printf("%s bench, greedy 256 tokens, 2 threads, best of 3: plain %.0f tok/s, MTP %.0f tok/s "
-           "(acceptance %d/%d = %.1f%%)\n",
-           name, tps[0], tps[1], accepted, drafted, drafted ? 100.0 * accepted / drafted : 0.0);
+    printf("%s bench, greedy 256 tokens, %s backend, 2 threads, best of 3: plain %.0f tok/s; MTP %.0f tok/s "
+           "(acceptance %d/%d = %.1f%%); MTP with always-right drafts %.0f tok/s\n",
+           name, o.backend, tps[0], tps[1], accepted, drafted, drafted ? 100.0 * accepted / drafted : 0.0, tps[2]);
 }
 
 int main(int argc, char **argv)
@@ -571,6 +734,7 @@ int main(int argc, char **argv)
         CHECK(dsri_deepseek2_has_mtp(m), "%s: no MTP head", names[i]);
         test_batch_rows(m, names[i], prompt, n);
         test_identical(m, names[i], prompt, n);
+        test_early_end(m, names[i], prompt, n);
         test_mtp_cache(m, names[i], prompt, n, 64);
         test_mtp_cache(m, names[i], prompt, n, 8);
         test_chat(m, names[i]);

@@ -215,11 +215,15 @@ void dsr1_cli_print_stats(const dsr1_generation *gen, dsr1_stop_reason why)
     st.size = sizeof st;
     if (dsr1_generation_get_stats(gen, &st) != DSR1_OK)
         return;
+    char mtp[96] = "";
+    if (st.n_drafted > 0) /* speculative decoding: how often the MTP head's draft was right */
+        snprintf(mtp, sizeof mtp, " | MTP drafts accepted %d/%d (%.1f%%)", st.n_accepted, st.n_drafted,
+                 100.0 * st.n_accepted / st.n_drafted);
     fprintf(stderr, "[prompt: %d tokens in %.2f s, %.1f tokens/s | generation: %d tokens (%d reasoning) in %.2f s, "
-                    "%.1f tokens/s | %s]\n",
+                    "%.1f tokens/s%s | %s]\n",
             st.n_prompt_eval, st.prompt_seconds, st.prompt_seconds > 0 ? st.n_prompt_eval / st.prompt_seconds : 0.0,
             st.n_generated, st.n_reasoning, st.generate_seconds,
-            st.generate_seconds > 0 ? st.n_generated / st.generate_seconds : 0.0, reason_name(why));
+            st.generate_seconds > 0 ? st.n_generated / st.generate_seconds : 0.0, mtp, reason_name(why));
 }
 
 /* ---- dsr1 run ---- */
@@ -238,6 +242,8 @@ static void usage(FILE *f)
             "  -s, --seed S            sampling seed (default: from the clock)\n"
             "  --think-budget N        reasoning tokens before \"</think>\" is forced (-1 = unlimited)\n"
             "  --hide-thinking         generate the reasoning but do not print it\n"
+            "  --mtp                   speculative decoding with the model's multi-token-prediction head\n"
+            "                          (DeepSeek-R1/V3 files that have one; same tokens, other speed)\n"
             "  --raw                   no chat formatting: the prompt is tokenized as is (special tokens\n"
             "                          recognised) and the output is the generated text exactly\n"
             "  -c, --ctx-size N        context size (0 = min(4096, trained))\n"
@@ -294,7 +300,7 @@ int dsr1_cli_run(int argc, char **argv)
     dsr1_cli_gen_opts_init(&o);
     const char *prompt = NULL;
     long n_predict = 0;
-    int raw = 0;
+    int raw = 0, mtp = 0;
     for (int i = 1; i < argc; i++) {
         if (dsr1_cli_gen_option("run", &o, argc, argv, &i))
             continue;
@@ -305,6 +311,8 @@ int dsr1_cli_run(int argc, char **argv)
             i++;
         } else if (!strcmp(argv[i], "--raw")) {
             raw = 1;
+        } else if (!strcmp(argv[i], "--mtp")) {
+            mtp = 1;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
@@ -339,6 +347,7 @@ int dsr1_cli_run(int argc, char **argv)
         gp.starts_in_reasoning = raw ? 0 : -1;
         gp.on_event = dsr1_cli_display_event;
         gp.user_data = &disp;
+        gp.speculative_mtp = mtp;
         dsr1_stop_reason why = DSR1_STOP_NONE;
         dsr1_cli_install_interrupt();
         dsr1_status st = dsr1_generation_new(ctx, smp, tokens, n_tokens, &gp, &gen);

@@ -56,6 +56,8 @@ struct dsr1_generation {
                            for the next token, and the draft is the last cached token */
     int32_t ready_past; /* n_past then */
     int32_t n_drafted, n_accepted;
+    dsri_draft_fn draft_override; /* tests only */
+    void *draft_user;
     dsr1_token think_begin, think_end;
     dsr1_token *inject; /* "\n</think>\n\n" */
     int32_t n_inject;
@@ -226,7 +228,8 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     gen->max_new_tokens = p.max_new_tokens;
     gen->think_budget = p.think_budget;
     gen->budget_action = p.think_budget_action;
-    gen->mtp = p.speculative_mtp == 1 && dsri_deepseek2_has_mtp(model) && ctx->hidden;
+    /* (with n_batch 1 a token and its draft could not share a batch) */
+    gen->mtp = p.speculative_mtp == 1 && dsri_deepseek2_has_mtp(model) && ctx->hidden && ctx->n_batch >= 2;
     gen->draft = -1;
     gen->think_begin = dsr1_token_special(model, DSR1_SPECIAL_THINK_BEGIN);
     gen->think_end = dsr1_token_special(model, DSR1_SPECIAL_THINK_END);
@@ -301,6 +304,12 @@ void dsri_generation_set_tap(dsr1_generation *gen, dsr1_event_fn fn, void *user_
 }
 
 int dsri_generation_prompt_opened_reasoning(const dsr1_generation *gen) { return gen->prompt_opened; }
+
+void dsri_generation_set_draft_override(dsr1_generation *gen, dsri_draft_fn fn, void *user_data)
+{
+    gen->draft_override = fn;
+    gen->draft_user = user_data;
+}
 
 void dsr1_generation_cancel(dsr1_generation *gen)
 {
@@ -478,9 +487,12 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
     /* draft the token after t, unless the next step could not use it (it
      * samples the last token, injects, or the context has no room for two) */
     if (gen->mtp && !(gen->max_new_tokens > 0 && gen->n_generated + 1 >= gen->max_new_tokens) &&
-        !budget_due(gen) && ctx->n_ctx - ctx->n_past >= 2 &&
-        (st = dsri_deepseek2_mtp_draft(ctx, t, &gen->draft)))
-        return fail(gen, st);
+        !budget_due(gen) && ctx->n_ctx - ctx->n_past >= 2) {
+        if ((st = dsri_deepseek2_mtp_draft(ctx, t, &gen->draft)))
+            return fail(gen, st);
+        if (gen->draft >= 0 && gen->draft_override)
+            gen->draft = gen->draft_override(gen->draft_user, gen->draft, gen->n_generated);
+    }
     return DSR1_OK;
 }
 

@@ -14,4 +14,13 @@ void dsri_generation_set_tap(dsr1_generation *gen, dsr1_event_fn fn, void *user_
 /* Whether the prompt opened the reasoning block (as given or detected). */
 int dsri_generation_prompt_opened_reasoning(const dsr1_generation *gen);
 
+/* Tests of speculative decoding: after the MTP head drafted (and its cache
+ * was brought up to date as usual), fn may replace the draft. It gets the
+ * head's draft and n_generated (the draft guesses generated token number
+ * n_generated, counting from 0); it returns the draft to verify. A
+ * random-weight head is rarely right, so this is how the accepted-draft
+ * paths get exercised. */
+typedef dsr1_token (*dsri_draft_fn)(void *user_data, dsr1_token draft, int32_t n_generated);
+void dsri_generation_set_draft_override(dsr1_generation *gen, dsri_draft_fn fn, void *user_data);
+
 #endif
