@@ -861,3 +861,20 @@ def test_chat_callback_exception(model, ctx, greedy):
         assert chat.last_stop_reason in (StopReason.LENGTH, StopReason.EOS)
         with pytest.raises(ValueError):
             chat.ask("nul\0inside")
+
+
+def test_speculative_mtp_same_tokens():
+    """DeepSeek-V3's MTP head drafts; the tokens must equal plain decoding."""
+    with dsr1.Model.load(DATA / "models" / "deepseek2-q8_0.gguf") as model:
+        prompt = [295, 12, 7, 40, 41]
+        runs = []
+        for mtp in (False, True):
+            with dsr1.Context(model, n_ctx=128, backend="scalar") as ctx, dsr1.Sampler.greedy(model) as smp:
+                gen = dsr1.Generation(ctx, smp, prompt, max_new_tokens=32, speculative_mtp=mtp)
+                tokens = [t for ev in gen for t in ev.tokens]
+                runs.append((tokens, gen.stats))
+                gen.close()
+        assert runs[0][0] == runs[1][0]
+        assert runs[0][1].n_drafted == 0
+        assert runs[1][1].n_drafted > 0
+        assert 0 <= runs[1][1].n_accepted <= runs[1][1].n_drafted

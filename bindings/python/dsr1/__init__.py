@@ -878,6 +878,8 @@ class GenerationStats:
     n_reasoning: int
     prompt_seconds: float
     generate_seconds: float
+    n_drafted: int = 0   # speculative_mtp: drafts the main model checked
+    n_accepted: int = 0  # of which it confirmed
 
 
 def _event_from_c(ev) -> Event:
@@ -936,7 +938,7 @@ class _EventSink:
 
 def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
                      think_budget_action=None, hide_reasoning=None, stop_strings=None,
-                     starts_in_reasoning=None):
+                     starts_in_reasoning=None, speculative_mtp=None):
     """(dsr1_generate_params, keepalive). None keeps the library's default."""
     lib = _lib()
     p = _capi.dsr1_generate_params()
@@ -950,6 +952,8 @@ def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
         p.think_budget_action = int(think_budget_action)
     if hide_reasoning is not None:
         p.hide_reasoning = 1 if hide_reasoning else 0
+    if speculative_mtp is not None:
+        p.speculative_mtp = 1 if speculative_mtp else 0
     if starts_in_reasoning is not None:
         p.starts_in_reasoning = int(starts_in_reasoning) if not isinstance(starts_in_reasoning, bool) \
             else (1 if starts_in_reasoning else 0)
@@ -969,7 +973,8 @@ def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Calla
              max_new_tokens: Optional[int] = None, think_budget: Optional[int] = None,
              think_budget_action: Optional[int] = None, hide_reasoning: Optional[bool] = None,
              stop_strings: Optional[Iterable[str]] = None,
-             starts_in_reasoning: Optional[bool] = None) -> Completion:
+             starts_in_reasoning: Optional[bool] = None,
+             speculative_mtp: Optional[bool] = None) -> Completion:
     """Prompt tokens -> completion in one call (dsr1_generate).
 
     on_event(Event) is called for every event; a truthy return cancels. An
@@ -979,7 +984,8 @@ def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Calla
     """
     sink = _EventSink(on_event)
     params, _keep = _generate_params(sink, max_new_tokens, think_budget, think_budget_action,
-                                     hide_reasoning, stop_strings, starts_in_reasoning)
+                                     hide_reasoning, stop_strings, starts_in_reasoning,
+                                     speculative_mtp)
     ptr, count, _keep_prompt = _tokens_in(prompt)
     stop = ctypes.c_int(0)
     st = _lib().generate(ctx._p, sampler._p, ptr, count, byref(params), byref(stop))
@@ -1097,7 +1103,7 @@ class Generation(_Handle):
         s.size = sizeof(s)
         _check(self._capi.generation_get_stats(self._p, byref(s)))
         return GenerationStats(s.n_prompt_eval, s.n_generated, s.n_reasoning, s.prompt_seconds,
-                               s.generate_seconds)
+                               s.generate_seconds, s.n_drafted, s.n_accepted)
 
     def completion(self) -> Completion:
         return self._sink.completion(self.stop_reason)
