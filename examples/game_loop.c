@@ -33,9 +33,17 @@ static int npc_event(const dsr1_event *ev, void *user_data)
     else if (ev->type == DSR1_EVENT_REASONING_END)
         n->thinking = 0;
     else if (ev->type == DSR1_EVENT_ANSWER_TEXT) {
+        /* the answer stream starts with the blank line R1 writes after
+         * </think>; a speech bubble does not want it */
+        const char *text = ev->text;
+        size_t len = ev->text_len;
+        while (n->bubble_len == 0 && len > 0 && (*text == '\n' || *text == ' ')) {
+            text++;
+            len--;
+        }
         size_t room = sizeof n->bubble - 1 - n->bubble_len;
-        size_t k = ev->text_len < room ? ev->text_len : room;
-        memcpy(n->bubble + n->bubble_len, ev->text, k);
+        size_t k = len < room ? len : room;
+        memcpy(n->bubble + n->bubble_len, text, k);
         n->bubble_len += k;
         n->bubble[n->bubble_len] = '\0';
     }

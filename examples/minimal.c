@@ -6,9 +6,10 @@
 
 static int print_answer(const dsr1_event *ev, void *user_data)
 {
-    (void)user_data;
-    if (ev->type == DSR1_EVENT_ANSWER_TEXT)
-        fwrite(ev->text, 1, ev->text_len, stdout);
+    int *started = user_data; /* skip the blank line R1 writes after </think> */
+    for (size_t i = 0; ev->type == DSR1_EVENT_ANSWER_TEXT && i < ev->text_len; i++)
+        if ((*started |= ev->text[i] != '\n'))
+            putchar(ev->text[i]);
     return 0; /* non-zero would cancel */
 }
 
@@ -39,7 +40,9 @@ int main(int argc, char **argv)
     dsr1_generate_params_default(&gp, sizeof gp);
     gp.hide_reasoning = 1;
     gp.max_new_tokens = 1024;
+    int started = 0;
     gp.on_event = print_answer;
+    gp.user_data = &started;
     if (dsr1_chat_ask(chat, argv[2], &gp, NULL) != DSR1_OK)
         goto out;
     putchar('\n');

@@ -86,5 +86,8 @@ const dsri_backend_ops *dsri_backend_at(int i);
 dsr1_status dsri_backend_select(const char *name, const dsri_backend_ops **out);
 
 extern const dsri_backend_ops dsri_backend_scalar;
+#ifdef DSRI_HAVE_AVX2
+extern const dsri_backend_ops dsri_backend_avx2; /* lib/backend/avx2 (x86-64) */
+#endif
 
 #endif

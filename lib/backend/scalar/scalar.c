@@ -205,7 +205,7 @@ static void scalar_matmul_t(dsri_backend *be, const dsri_matrix *w, const float 
         memset(y + (int64_t)t * w->n_in, 0, (size_t)w->n_in * sizeof(float));
     for (int64_t o = 0; o < w->n_out; o++) {
         const float *wr;
-        if (w->type == 0) {
+        if (w->type == DSRI_TYPE_F32 && (uintptr_t)row_ptr(w, o) % sizeof(float) == 0) {
             wr = row_ptr(w, o);
         } else {
             dsri_dequantize_row(w->type, row_ptr(w, o), be->rows, w->n_in);

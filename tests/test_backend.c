@@ -1,0 +1,473 @@
+/*
+ * The optimized CPU backend (avx2) against the scalar reference:
+ *
+ * 1. per op, on random inputs: matmul on every weight type (relative to
+ *    |w|*|x|: 5e-3 where activations are rounded to 8-bit blocks, 1e-5 for
+ *    f32/f16/bf16 weights), for 1..9 rows and more than one tile, with 1 and 2
+ *    threads (which must agree bit for bit); matmul_t, attention, rope, rmsnorm,
+ *    silu_mul, add, add_scaled within 1e-5 relative;
+ * 2. logits of every fixture model, batched and one token at a time, against
+ *    the reference (NAME.strict.f32): dense models within 0.25 with the same
+ *    argmax wherever the reference's top-1 margin exceeds 0.25 (the tolerance
+ *    for a backend that rounds activations like llama.cpp, tests/data README).
+ *    Dense models' batched logits (2 threads) must equal one-token-at-a-time
+ *    logits (1 thread) bit for bit (deepseek2 takes another attention path
+ *    for long batches). For deepseek2 the rounding flips some expert choices, so the difference
+ *    is reported and the argmax must agree where the margin exceeds 2.5 (the
+ *    biggest flip seen) and at 90% of the positions with margin above 0.25.
+ *
+ * Skipped (77) where the avx2 backend is not compiled in or the CPU lacks it.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "dsr1.h"
+#include "quant/quant.h"
+
+#define MAX_TOKENS 64
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static double uniform(rng *r) /* [0, 1) */
+{
+    r->s = r->s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(r->s >> 11) / 9007199254740992.0;
+}
+
+static float gauss(rng *r)
+{
+    double u = uniform(r) + 1e-12, v = uniform(r);
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+static void fill(rng *r, float *x, int64_t n, float scale)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = gauss(r) * scale;
+}
+
+typedef struct pair {
+    const dsri_backend_ops *ops;
+    dsri_backend *be;
+} pair;
+
+static int make(const char *name, int n_threads, int64_t max_row, int64_t n_ctx, pair *p)
+{
+    dsri_backend_config cfg = {n_threads, max_row, n_ctx};
+    return dsri_backend_select(name, &p->ops) == DSR1_OK && p->ops->create(&cfg, &p->be) == DSR1_OK;
+}
+
+static void drop(pair *p)
+{
+    p->ops->destroy(p->be);
+}
+
+/* max |a-b| / max(|b|, floor) */
+static double rel_diff(const float *a, const float *b, int64_t n)
+{
+    double mb = 0, md = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= md))
+            md = isnan(d) ? INFINITY : d;
+        if (fabs(b[i]) > mb)
+            mb = fabs(b[i]);
+    }
+    return md / (mb > 1e-30 ? mb : 1e-30);
+}
+
+/* ---- matmul on every weight type ---- */
+
+static const uint32_t types[] = {
+    DSRI_TYPE_F32,  DSRI_TYPE_F16,  DSRI_TYPE_BF16, DSRI_TYPE_Q4_0, DSRI_TYPE_Q4_1,
+    DSRI_TYPE_Q5_0, DSRI_TYPE_Q5_1, DSRI_TYPE_Q8_0, DSRI_TYPE_Q2_K, DSRI_TYPE_Q3_K,
+    DSRI_TYPE_Q4_K, DSRI_TYPE_Q5_K, DSRI_TYPE_Q6_K, DSRI_TYPE_IQ4_NL, DSRI_TYPE_IQ4_XS,
+};
+
+/* Rows of random weights in the type: the reference quantizer where there is
+ * one, else random blocks with a sane f16 scale (IQ4_NL / IQ4_XS). */
+static void make_weights(rng *r, uint32_t type, int64_t n_in, int64_t n_out, uint8_t *data, size_t row_bytes)
+{
+    float *row = malloc((size_t)n_in * sizeof *row);
+    for (int64_t o = 0; o < n_out; o++) {
+        uint8_t *dst = data + (size_t)o * row_bytes;
+        fill(r, row, n_in, 1.0f);
+        if (dsri_quantize_row(type, row, dst, n_in) != 0) {
+            const dsri_type_traits *t = dsri_type_traits_get(type);
+            for (size_t i = 0; i < row_bytes; i++)
+                dst[i] = (uint8_t)(uniform(r) * 256);
+            for (size_t b = 0; b < row_bytes; b += t->type_size) {
+                uint16_t d = dsri_fp32_to_fp16((float)(0.001 + 0.01 * uniform(r)));
+                dst[b] = (uint8_t)(d & 0xFF);
+                dst[b + 1] = (uint8_t)(d >> 8);
+            }
+        }
+    }
+    free(row);
+}
+
+static void test_matmul(void)
+{
+    rng r = {42};
+    const int64_t n_in = 512, n_out = 67;
+    pair s, a1, a2;
+    if (!make("scalar", 1, 4096, 64, &s) || !make("avx2", 1, 4096, 64, &a1) || !make("avx2", 2, 4096, 64, &a2)) {
+        CHECK(0, "backend create: %s", dsr1_last_error());
+        return;
+    }
+    const int row_counts[] = {1, 2, 3, 4, 5, 9, 150};
+    float *x = malloc(150 * (size_t)n_in * sizeof *x);
+    float *ys = malloc(150 * (size_t)n_out * sizeof *ys);
+    float *ya = malloc(150 * (size_t)n_out * sizeof *ya);
+    float *yb = malloc(150 * (size_t)n_out * sizeof *yb);
+    float *wrow = malloc((size_t)n_in * sizeof *wrow);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        uint32_t type = types[ti];
+        size_t row_bytes = dsri_row_size(type, n_in);
+        /* one spare byte so rows can start misaligned */
+        uint8_t *buf = malloc(row_bytes * (size_t)n_out + 1);
+        uint8_t *data = buf + (type == DSRI_TYPE_F32 ? 1 : 0);
+        make_weights(&r, type, n_in, n_out, data, row_bytes);
+        dsri_matrix w = {data, type, n_in, n_out, row_bytes};
+        int act_rounded = type != DSRI_TYPE_F32 && type != DSRI_TYPE_F16 && type != DSRI_TYPE_BF16;
+        double tol = act_rounded ? 5e-3 : 1e-5, worst = 0;
+        for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++) {
+            int n = row_counts[ri];
+            fill(&r, x, n * n_in, 1.0f);
+            for (int i = 0; i < n_in; i += 37) /* outliers, as real activations have */
+                x[i] *= 8.0f;
+            s.ops->matmul(s.be, &w, x, ys, n);
+            a1.ops->matmul(a1.be, &w, x, ya, n);
+            a2.ops->matmul(a2.be, &w, x, yb, n);
+            CHECK(memcmp(ya, yb, (size_t)n * n_out * sizeof *ya) == 0, "%s: 1 and 2 threads differ (%d rows)",
+                  dsri_type_traits_get(type)->name, n);
+            for (int t = 0; t < n; t++) {
+                double xn = 0;
+                for (int64_t i = 0; i < n_in; i++)
+                    xn += (double)x[t * n_in + i] * x[t * n_in + i];
+                for (int64_t o = 0; o < n_out; o++) {
+                    dsri_dequantize_row(type, data + o * row_bytes, wrow, n_in);
+                    double wn = 0;
+                    for (int64_t i = 0; i < n_in; i++)
+                        wn += (double)wrow[i] * wrow[i];
+                    double e = fabs((double)ya[t * n_out + o] - ys[t * n_out + o]) / (sqrt(wn * xn) + 1e-30);
+                    if (!(e <= worst))
+                        worst = isnan(e) ? INFINITY : e;
+                }
+            }
+        }
+        int ok = worst <= tol;
+        printf("%s matmul %-7s max err/(|w||x|) %.3g (tolerance %.0e)\n", ok ? "ok  " : "FAIL",
+               dsri_type_traits_get(type)->name, worst, tol);
+        failures += !ok;
+
+        /* matmul_t: x rows n_out wide, y rows n_in wide */
+        fill(&r, x, 3 * n_out, 1.0f);
+        s.ops->matmul_t(s.be, &w, x, ys, 3);
+        a1.ops->matmul_t(a1.be, &w, x, ya, 3);
+        double d = rel_diff(ya, ys, 3 * n_in);
+        CHECK(d < 1e-5, "matmul_t %s: rel %.3g", dsri_type_traits_get(type)->name, d);
+        free(buf);
+    }
+    free(x);
+    free(ys);
+    free(ya);
+    free(yb);
+    free(wrow);
+    drop(&s);
+    drop(&a1);
+    drop(&a2);
+}
+
+/* ---- the other ops ---- */
+
+static void test_ops(void)
+{
+    rng r = {7};
+    const int n_ctx = 80, n_rows = 5, n_head = 6, n_kv = 2, dk = 72, dv = 40;
+    pair s, a;
+    if (!make("scalar", 1, 1024, n_ctx, &s) || !make("avx2", 2, 1024, n_ctx, &a)) {
+        CHECK(0, "backend create: %s", dsr1_last_error());
+        return;
+    }
+    const int64_t nq = (int64_t)n_rows * n_head * dk, nk = (int64_t)n_ctx * n_kv * dk, nv = (int64_t)n_ctx * n_kv * dv;
+    const int64_t no = (int64_t)n_rows * n_head * dv;
+    float *q = malloc(nq * sizeof *q), *k = malloc(nk * sizeof *k), *v = malloc(nv * sizeof *v);
+    float *os = malloc(nq * sizeof *os), *oa = malloc(nq * sizeof *oa); /* nq > no */
+    fill(&r, q, nq, 1.0f);
+    fill(&r, k, nk, 1.0f);
+    fill(&r, v, nv, 1.0f);
+    /* a batch at the end of the context and one at its start */
+    int32_t pos[2][5] = {{n_ctx - 5, n_ctx - 4, n_ctx - 3, n_ctx - 2, n_ctx - 1}, {0, 1, 2, 3, 4}};
+    for (int b = 0; b < 2; b++) {
+        s.ops->attention(s.be, q, (int64_t)n_head * dk, k, (int64_t)n_kv * dk, v, (int64_t)n_kv * dv, os, n_rows,
+                         pos[b], n_head, n_kv, dk, dv, 0.2f);
+        a.ops->attention(a.be, q, (int64_t)n_head * dk, k, (int64_t)n_kv * dk, v, (int64_t)n_kv * dv, oa, n_rows,
+                         pos[b], n_head, n_kv, dk, dv, 0.2f);
+        double d = rel_diff(oa, os, no);
+        printf("%s attention rel %.3g\n", d < 1e-5 ? "ok  " : "FAIL", d);
+        failures += !(d < 1e-5);
+    }
+
+    int before = failures;
+    /* rope, both pairings, a partial rotation */
+    float freq[36];
+    for (int i = 0; i < 36; i++)
+        freq[i] = powf(10000.0f, -2.0f * i / 72.0f);
+    int32_t rp[5] = {0, 7, 100, 1000, 31};
+    for (int neox = 0; neox < 2; neox++)
+        for (int rot = 72; rot >= 48; rot -= 24) {
+            memcpy(os, q, nq * sizeof *q);
+            memcpy(oa, q, nq * sizeof *q);
+            s.ops->rope(s.be, os, n_rows, (int64_t)n_head * dk, n_head, dk, rot, rp, freq, 1.1f, neox);
+            a.ops->rope(a.be, oa, n_rows, (int64_t)n_head * dk, n_head, dk, rot, rp, freq, 1.1f, neox);
+            double d = rel_diff(oa, os, nq);
+            CHECK(d < 1e-5, "rope neox %d rot %d: rel %.3g", neox, rot, d);
+        }
+
+    /* rmsnorm (in place too), silu_mul, add, add_scaled over odd lengths */
+    const int d_model = 1000 + 3;
+    float *x = malloc(2 * d_model * sizeof *x), *wt = malloc(d_model * sizeof *wt);
+    float *ys = malloc(2 * d_model * sizeof *ys), *ya = malloc(2 * d_model * sizeof *ya);
+    fill(&r, x, 2 * d_model, 3.0f);
+    fill(&r, wt, d_model, 1.0f);
+    s.ops->rmsnorm(s.be, x, wt, ys, d_model, 2, 1e-6f);
+    memcpy(ya, x, 2 * d_model * sizeof *x);
+    a.ops->rmsnorm(a.be, ya, wt, ya, d_model, 2, 1e-6f);
+    double d = rel_diff(ya, ys, 2 * d_model);
+    CHECK(d < 1e-5, "rmsnorm: rel %.3g", d);
+
+    for (int i = 0; i < 2 * d_model; i++) /* include the far tails of exp */
+        x[i] = (i % 50 == 0) ? (float)((i % 100 == 0) ? 120 : -120) : x[i] * 4.0f;
+    memcpy(ys, x, 2 * d_model * sizeof *x);
+    memcpy(ya, x, 2 * d_model * sizeof *x);
+    s.ops->silu_mul(s.be, ys, wt, d_model);
+    a.ops->silu_mul(a.be, ya, wt, d_model);
+    double worst = 0;
+    for (int i = 0; i < d_model; i++) {
+        double e = fabs((double)ya[i] - ys[i]) / (fabs(ys[i]) + 1e-6);
+        if (!(e <= worst))
+            worst = isnan(e) ? INFINITY : e;
+    }
+    CHECK(worst < 1e-5, "silu_mul: rel %.3g", worst);
+
+    memcpy(ys, x, d_model * sizeof *x);
+    memcpy(ya, x, d_model * sizeof *x);
+    s.ops->add(s.be, ys, wt, d_model);
+    a.ops->add(a.be, ya, wt, d_model);
+    CHECK(memcmp(ys, ya, d_model * sizeof *x) == 0, "add differs");
+    s.ops->add_scaled(s.be, ys, wt, 0.3f, d_model);
+    a.ops->add_scaled(a.be, ya, wt, 0.3f, d_model);
+    d = rel_diff(ya, ys, d_model);
+    CHECK(d < 1e-6, "add_scaled: rel %.3g", d);
+    printf("%s rope, rmsnorm, silu_mul, add, add_scaled\n", failures > before ? "FAIL" : "ok  ");
+
+    free(q);
+    free(k);
+    free(v);
+    free(os);
+    free(oa);
+    free(x);
+    free(wt);
+    free(ys);
+    free(ya);
+    drop(&s);
+    drop(&a);
+}
+
+/* ---- fixture logits ---- */
+
+static float *read_floats(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    float *v = malloc(n * sizeof *v);
+    size_t got = v ? fread(v, sizeof *v, n, f) : 0;
+    fclose(f);
+    if (got != n) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+typedef struct stats {
+    double max_diff;
+    int confident;   /* positions whose reference margin exceeds 0.25 */
+    int mismatched;  /* of those, positions with another argmax */
+    double worst_margin; /* the largest reference margin of a mismatch */
+} stats;
+
+static int argmax(const float *v, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b])
+            b = i;
+    return b;
+}
+
+static void compare_row(const float *got, const float *ref, int n_vocab, stats *st)
+{
+    int best = argmax(ref, n_vocab);
+    float second = -INFINITY;
+    for (int i = 0; i < n_vocab; i++) {
+        double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= st->max_diff))
+            st->max_diff = isnan(d) ? INFINITY : d;
+        if (i != best && ref[i] > second)
+            second = ref[i];
+    }
+    double margin = (double)ref[best] - second;
+    if (margin > 0.25) {
+        st->confident++;
+        if (argmax(got, n_vocab) != best) {
+            st->mismatched++;
+            if (margin > st->worst_margin)
+                st->worst_margin = margin;
+        }
+    }
+}
+
+static int run(dsr1_model *model, int step, int n_threads, const dsr1_token *tok, int n, const float *ref,
+               int n_vocab, stats *st, float *all)
+{
+    dsr1_context_params cp;
+    dsr1_context_params_default(&cp, sizeof cp);
+    cp.n_ctx = 64;
+    cp.backend = "avx2";
+    cp.n_threads = n_threads;
+    dsr1_context *ctx;
+    if (dsr1_context_new(model, &cp, &ctx) != DSR1_OK) {
+        printf("  context: %s\n", dsr1_last_error());
+        return 0;
+    }
+    int ok = 1;
+    memset(st, 0, sizeof *st);
+    if (step) {
+        for (int i = 0; i < n && ok; i++) {
+            if (dsr1_eval(ctx, &tok[i], 1, i, 0) != DSR1_OK) {
+                printf("  eval: %s\n", dsr1_last_error());
+                ok = 0;
+                break;
+            }
+            compare_row(dsr1_logits(ctx, -1), ref + (size_t)i * n_vocab, n_vocab, st);
+            if (all)
+                memcpy(all + (size_t)i * n_vocab, dsr1_logits(ctx, -1), (size_t)n_vocab * sizeof *all);
+        }
+    } else if (dsr1_eval(ctx, tok, n, 0, DSR1_EVAL_LOGITS_ALL) != DSR1_OK) {
+        printf("  eval: %s\n", dsr1_last_error());
+        ok = 0;
+    } else {
+        for (int i = 0; i < n; i++) {
+            compare_row(dsr1_logits(ctx, i), ref + (size_t)i * n_vocab, n_vocab, st);
+            if (all)
+                memcpy(all + (size_t)i * n_vocab, dsr1_logits(ctx, i), (size_t)n_vocab * sizeof *all);
+        }
+    }
+    dsr1_context_free(ctx);
+    return ok;
+}
+
+static void check_model(const char *dir, const char *name, const dsr1_token *tok, int n, int n_vocab)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/%s.gguf", dir, name);
+    dsr1_model *model;
+    if (dsr1_model_load(path, NULL, &model) != DSR1_OK) {
+        printf("FAIL %s: load: %s\n", name, dsr1_last_error());
+        failures++;
+        return;
+    }
+    snprintf(path, sizeof path, "%s/models/%s.strict.f32", dir, name);
+    float *ref = read_floats(path, (size_t)n * (size_t)n_vocab);
+    float *l1 = malloc((size_t)n * n_vocab * sizeof *l1), *l2 = malloc((size_t)n * n_vocab * sizeof *l2);
+    int moe = strncmp(name, "deepseek2-", 10) == 0;
+    if (!ref || dsr1_model_n_vocab(model) != n_vocab) {
+        printf("FAIL %s: reference logits missing or n_vocab mismatch\n", name);
+        failures++;
+    } else {
+        for (int step = 0; step < 2; step++) {
+            stats st;
+            if (!run(model, step, step ? 1 : 2, tok, n, ref, n_vocab, &st, step ? l1 : l2)) {
+                failures++;
+                continue;
+            }
+            int ok;
+            if (moe)
+                ok = st.worst_margin <= 2.5 && st.mismatched * 10 <= st.confident;
+            else
+                ok = st.max_diff < 0.25 && st.mismatched == 0;
+            printf("%s %-16s %-5s max|diff| %.3g, argmax differs at %d of %d confident positions "
+                   "(largest margin %.2f)\n",
+                   ok ? "ok  " : "FAIL", name, step ? "step" : "batch", st.max_diff, st.mismatched, st.confident,
+                   st.worst_margin);
+            failures += !ok;
+        }
+        /* neither batching nor the thread count changes a bit (speculative
+         * decoding relies on batch rows matching one-token evaluation) */
+        CHECK(moe || memcmp(l1, l2, (size_t)n * n_vocab * sizeof *l1) == 0,
+              "%s: batch (2 threads) and step (1 thread) logits differ", name);
+    }
+    free(ref);
+    free(l1);
+    free(l2);
+    dsr1_model_free(model);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : "tests/data";
+    const dsri_backend_ops *ops;
+    if (dsri_backend_select("avx2", &ops) != DSR1_OK) {
+        printf("skip: %s\n", dsr1_last_error());
+        return 77;
+    }
+    test_matmul();
+    test_ops();
+
+    char path[1024], line[4096];
+    snprintf(path, sizeof path, "%s/models/MANIFEST", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        printf("cannot open %s\n", path);
+        return 1;
+    }
+    int n_models = 0;
+    while (fgets(line, sizeof line, f)) {
+        char name[256];
+        int n_vocab, off;
+        if (sscanf(line, "%255s %d%n", name, &n_vocab, &off) != 2)
+            continue;
+        dsr1_token tok[MAX_TOKENS];
+        int n = 0, used;
+        const char *p = line + off;
+        while (n < MAX_TOKENS && sscanf(p, "%d%n", &tok[n], &used) == 1) {
+            p += used;
+            n++;
+        }
+        check_model(dir, name, tok, n, n_vocab);
+        n_models++;
+    }
+    fclose(f);
+    printf("%d models, %d failures\n", n_models, failures);
+    return failures || n_models < 21 ? 1 : 0;
+}
