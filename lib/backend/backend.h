@@ -9,6 +9,12 @@
  *
  * Activations are row-major f32: a batch of n rows of width d is d*n floats,
  * row t at x + t*d.
+ *
+ * Contract for every backend: each output row depends only on its own input
+ * row (and the cache), never on the other rows of the batch or on the thread
+ * count, bit for bit. Speculative decoding relies on it (a token verified in
+ * a batch of two must see exactly the logits it would see alone); test_mtp
+ * and test_backend check it.
  */
 #ifndef DSRI_BACKEND_H
 #define DSRI_BACKEND_H
