@@ -1,0 +1,105 @@
+/*
+ * Allocation failure injection: make the 1st, 2nd, 3rd ... allocation of a
+ * whole session fail in turn (load, context, tokenize, chat format, sampler,
+ * generation) and require each failure to come back as
+ * DSR1_ERR_OUT_OF_MEMORY with everything freed (LeakSanitizer checks the
+ * freeing in the sanitizer build). Needs -Dalloc_failure_injection=true;
+ * skipped otherwise.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "dsr1.h"
+
+static int failures;
+
+/* One session; returns the first non-OK status (or DSR1_OK). */
+static dsr1_status session(const char *path, int *steps_done)
+{
+    dsr1_model *m = NULL;
+    dsr1_context *ctx = NULL;
+    dsr1_sampler *smp = NULL;
+    dsr1_generation *gen = NULL;
+    dsr1_decoder *dec = NULL;
+    dsr1_status st;
+    *steps_done = 0;
+    if ((st = dsr1_model_load(path, NULL, &m)))
+        goto out;
+    ++*steps_done;
+    dsr1_context_params cp;
+    dsr1_context_params_default(&cp, sizeof cp);
+    cp.n_ctx = 64;
+    cp.n_threads = 2;
+    if ((st = dsr1_context_new(m, &cp, &ctx)))
+        goto out;
+    ++*steps_done;
+    dsr1_token toks[64];
+    int32_t n;
+    if ((st = dsr1_tokenize(m, "hello world", 11, toks, 64, &n, DSR1_TOKENIZE_ADD_BOS)))
+        goto out;
+    dsr1_chat_message msgs[2] = {{"system", "be brief"}, {"user", "hi <think>x</think>"}};
+    if ((st = dsr1_chat_tokenize(m, msgs, 2, DSR1_CHAT_ADD_GENERATION_PROMPT, toks, 64, &n)))
+        goto out;
+    ++*steps_done;
+    if ((st = dsr1_sampler_new(dsr1_model_n_vocab(m), NULL, &smp)) || (st = dsr1_decoder_new(m, 0, &dec)))
+        goto out;
+    ++*steps_done;
+    dsr1_generate_params gp;
+    dsr1_generate_params_default(&gp, sizeof gp);
+    gp.max_new_tokens = 6;
+    gp.think_budget = 2;
+    const char *stops[1] = {"zz"};
+    gp.stop_strings = stops;
+    gp.n_stop_strings = 1;
+    if ((st = dsr1_generation_new(ctx, smp, toks, n, &gp, &gen)) || (st = dsr1_generation_run(gen, NULL)))
+        goto out;
+    ++*steps_done;
+out:
+    dsr1_generation_free(gen);
+    dsr1_decoder_free(dec);
+    dsr1_sampler_free(smp);
+    dsr1_context_free(ctx);
+    dsr1_model_free(m);
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : "tests/data";
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/qwen2-q8_0.gguf", dir);
+
+    /* is injection compiled in? (the counter only counts when it is) */
+    dsri_alloc_fail_after(0);
+    dsri_free(dsri_malloc(16));
+    if (dsri_alloc_fail_after(0) == 0) {
+        printf("allocation failure injection not compiled in (-Dalloc_failure_injection=true): skipped\n");
+        return 77;
+    }
+    int steps;
+    dsri_alloc_fail_after(0);
+    if (session(path, &steps) != DSR1_OK) {
+        printf("FAIL the session does not run without injected failures: %s\n", dsr1_last_error());
+        return 1;
+    }
+    long total = dsri_alloc_fail_after(0);
+    printf("one session makes %ld allocations\n", total);
+    int per_step[6] = {0};
+    for (long k = 1; k <= total; k++) {
+        dsri_alloc_fail_after(k);
+        dsr1_status st = session(path, &steps);
+        dsri_alloc_fail_after(0);
+        if (st == DSR1_ERR_OUT_OF_MEMORY) {
+            per_step[steps]++;
+        } else if (st != DSR1_OK) {
+            printf("FAIL allocation %ld failing gave status %d, not OUT_OF_MEMORY: %s\n", k, st, dsr1_last_error());
+            failures++;
+        }
+        /* DSR1_OK: that allocation's failure was handled by a fallback */
+    }
+    printf("failures surfaced during: load %d, context %d, tokenize/chat %d, sampler/decoder %d, generation %d\n",
+           per_step[0], per_step[1], per_step[2], per_step[3], per_step[4]);
+    printf("%d failures\n", failures);
+    return failures != 0;
+}
