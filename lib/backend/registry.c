@@ -6,6 +6,9 @@
 #include "core/error.h"
 
 static const dsri_backend_ops *const backends[] = {
+#ifdef DSRI_HAVE_AVX512
+    &dsri_backend_avx512,
+#endif
 #ifdef DSRI_HAVE_AVX2
     &dsri_backend_avx2,
 #endif

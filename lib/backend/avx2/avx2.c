@@ -20,6 +20,18 @@
 #include "core/threadpool.h"
 #include "quant/quant.h"
 
+/* The avx512 backend (lib/backend/avx512/avx512.c) compiles this file again
+ * with these names defined to its own: the same driver (tiling, threads,
+ * elementwise ops) over its VNNI matmul kernels. */
+#ifndef DSRI_VARIANT_OPS
+#define DSRI_VARIANT_OPS dsri_backend_avx2
+#define DSRI_VARIANT_NAME "avx2"
+#define DSRI_VARIANT_AVAILABLE dsri_avx2_available
+#define DSRI_VARIANT_KERNEL_FOR dsri_avx2_kernel_for
+#define DSRI_VARIANT_QUANTIZE dsri_avx2_quantize_act
+#define DSRI_VARIANT_ACT_ROW_BYTES dsri_avx2_act_row_bytes
+#endif
+
 /* Below this many multiply-adds an op runs on the calling thread. */
 #define PARALLEL_MIN_MACS (1 << 17)
 /* Activation rows quantized at once (the scratch holds this many). */
@@ -55,7 +67,7 @@ static dsr1_status avx2_create(const dsri_backend_config *cfg, dsri_backend **ou
 {
     dsri_backend *be = dsri_calloc(1, sizeof *be);
     if (!be)
-        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "avx2 backend: out of memory");
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "%s backend: out of memory", DSRI_VARIANT_NAME);
     dsr1_status st = dsri_pool_new(cfg->n_threads, &be->pool);
     if (st) {
         dsri_free(be);
@@ -64,8 +76,8 @@ static dsr1_status avx2_create(const dsri_backend_config *cfg, dsri_backend **ou
     be->n_threads = dsri_pool_threads(be->pool);
     be->max_row = cfg->max_row > 0 ? cfg->max_row : 1;
     be->n_ctx = cfg->n_ctx > 0 ? cfg->n_ctx : 1;
-    size_t q0 = dsri_avx2_act_row_bytes(DSRI_ACT_Q8_0, be->max_row + 31);
-    size_t qk = dsri_avx2_act_row_bytes(DSRI_ACT_Q8_K, be->max_row + 255);
+    size_t q0 = DSRI_VARIANT_ACT_ROW_BYTES(DSRI_ACT_Q8_0, be->max_row + 31);
+    size_t qk = DSRI_VARIANT_ACT_ROW_BYTES(DSRI_ACT_Q8_K, be->max_row + 255);
     be->act_row = q0 > qk ? q0 : qk;
     be->rows = dsri_calloc((size_t)be->max_row * (size_t)be->n_threads, sizeof(float));
     be->scores = dsri_calloc((size_t)be->n_ctx * (size_t)be->n_threads, sizeof(float));
@@ -73,7 +85,7 @@ static dsr1_status avx2_create(const dsri_backend_config *cfg, dsri_backend **ou
     be->rope_cs = dsri_calloc((size_t)be->max_row, sizeof(float));
     if (!be->rows || !be->scores || !be->act || !be->rope_cs) {
         avx2_destroy(be);
-        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "avx2 backend: out of memory");
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "%s backend: out of memory", DSRI_VARIANT_NAME);
     }
     *out = be;
     return DSR1_OK;
@@ -106,6 +118,14 @@ static void matmul_task(void *arg, int i, int thread)
     float *scratch = j->be->rows + (int64_t)thread * j->be->max_row;
     float res[2 * DSRI_AVX2_NR];
     int64_t o = begin;
+    if (j->k && j->k->gemm) {
+        for (; o < end; o += DSRI_AVX2_GEMM_NW) {
+            int nw = end - o < DSRI_AVX2_GEMM_NW ? (int)(end - o) : DSRI_AVX2_GEMM_NW;
+            j->k->gemm(w->n_in, row_ptr(w, o), w->row_bytes, nw, j->x, j->x_stride, j->n_rows, j->y + o,
+                       (size_t)n_out);
+        }
+        return;
+    }
     /* pairs of weight rows where it pays (the same bits as one at a time) */
     if (j->k && j->k->dot2 && j->n_rows > 1)
         for (; o + 2 <= end; o += 2)
@@ -149,14 +169,14 @@ static void quant_task(void *arg, int i, int thread)
 {
     (void)thread;
     const quant_job *q = arg;
-    dsri_avx2_quantize_act(q->act, q->x + (int64_t)i * q->n, (uint8_t *)q->dst + (size_t)i * q->dst_stride, q->n);
+    DSRI_VARIANT_QUANTIZE(q->act, q->x + (int64_t)i * q->n, (uint8_t *)q->dst + (size_t)i * q->dst_stride, q->n);
 }
 
 static void avx2_matmul(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
 {
-    const dsri_avx2_kernel *k = dsri_avx2_kernel_for(w->type);
+    const dsri_avx2_kernel *k = DSRI_VARIANT_KERNEL_FOR(w->type);
     dsri_act_kind act = k ? k->act : DSRI_ACT_F32;
-    size_t row_bytes = act == DSRI_ACT_F32 ? (size_t)w->n_in * sizeof(float) : dsri_avx2_act_row_bytes(act, w->n_in);
+    size_t row_bytes = act == DSRI_ACT_F32 ? (size_t)w->n_in * sizeof(float) : DSRI_VARIANT_ACT_ROW_BYTES(act, w->n_in);
     int tile = (int)(TILE_BYTES / (row_bytes ? row_bytes : 1));
     tile = tile < DSRI_AVX2_NR ? DSRI_AVX2_NR : tile > ROW_TILE ? ROW_TILE : tile - tile % DSRI_AVX2_NR;
 
@@ -328,9 +348,9 @@ static void avx2_attention(dsri_backend *be, const float *q, int64_t q_stride, c
     }
 }
 
-const dsri_backend_ops dsri_backend_avx2 = {
-    .name = "avx2",
-    .available = dsri_avx2_available,
+const dsri_backend_ops DSRI_VARIANT_OPS = {
+    .name = DSRI_VARIANT_NAME,
+    .available = DSRI_VARIANT_AVAILABLE,
     .create = avx2_create,
     .destroy = avx2_destroy,
     .matmul = avx2_matmul,

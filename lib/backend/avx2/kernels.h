@@ -23,7 +23,8 @@
 typedef enum dsri_act_kind {
     DSRI_ACT_F32 = 0, /* as they are */
     DSRI_ACT_Q8_0,    /* blocks of 32: f32 d, f32 d*sum(q), 32 x int8 */
-    DSRI_ACT_Q8_K     /* blocks of 256: f32 d, 16 x int16 sums of 16, 256 x int8 */
+    DSRI_ACT_Q8_K,    /* blocks of 256: f32 d, 16 x int16 sums of 16, 256 x int8 */
+    DSRI_ACT_X8_0     /* avx512 only: blocks of 32: f32 d, int32 -128*sum(q), 32 x int8 */
 } dsri_act_kind;
 
 typedef struct dsri_aq8_0 {
@@ -52,10 +53,19 @@ typedef void (*dsri_avx2_dot_fn)(int64_t n, const void *w, const void *x, size_t
 typedef void (*dsri_avx2_dot2_fn)(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,
                                   int nr, float *out);
 
+/* Up to DSRI_AVX2_GEMM_NW weight rows (nw of them, w_stride bytes apart)
+ * times nr activation rows (any number): y[r * y_stride + k] = dot(weight
+ * row k, activation row r). Each value bit-identical to what the kernel gives
+ * for that pair in any other call (grouping never changes a result). */
+#define DSRI_AVX2_GEMM_NW 8
+typedef void (*dsri_avx2_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride,
+                                  int nr, float *y, size_t y_stride);
+
 typedef struct dsri_avx2_kernel {
     dsri_act_kind act;
     dsri_avx2_dot_fn dot;
     dsri_avx2_dot2_fn dot2; /* NULL: none */
+    dsri_avx2_gemm_fn gemm; /* NULL: none; else used for every matmul of the type (avx512) */
 } dsri_avx2_kernel;
 
 /* NULL when the type has no fast kernel (dequantize and use the F32 one). */

@@ -1,0 +1,763 @@
+/*
+ * AVX-512 VNNI matmul kernels (see kernels.h). 256-bit vectors (AVX-512VL
+ * encodings: 32 registers, embedded broadcasts, VNNI): on Zen 4 a 512-bit op
+ * costs two 256-bit ones, so what pays is fewer instructions per product.
+ *
+ * - 32-element block types (Q4_0, Q5_0, Q8_0, IQ4_NL): a gemm kernel over 8
+ *   weight rows at once, one row per 32-bit lane (weights transposed in
+ *   registers, once per block for all activation rows of the tile), 8
+ *   vpdpbusd per block and activation row; see gemm_rows below; activations
+ *   in DSRI_ACT_X8_0 form (Q8_0 blocks with an exact integer correction).
+ *   Weight rows are read 8 at a time, with a software prefetch of the next 8.
+ *   Q4_1 / Q5_1 take the avx2 kernels.
+ * - K types (Q4_K, Q5_K, Q6_K): the same 8-rows-per-lane form per sub-block
+ *   (vpdpbusd, then vpmulld by the rows' sub-block scales; minimums / offsets
+ *   through the activations' block sums with vpdpwssd). With at most 4
+ *   activation rows the weights are not packed: each pair's integers come
+ *   from maddubs + vpdpwssd and are reduced across lanes (the same exact
+ *   integers, then the same float operations).
+ *
+ * Every (weight row, activation row) pair is computed by the same sequence
+ * of operations whatever the number of rows, so a row's result does not
+ * depend on the batch it came in (tests/test_backend.c checks it). No
+ * intermediate can overflow: int16 pairs from maddubs are at most 2*63*127,
+ * int32 lanes at most 256*63*127*128 < 2^31.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "backend/avx512/kernels.h"
+#include "quant/quant.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 4")
+#else
+#define INLINE static inline
+#define UNROLL
+#endif
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles first, then the high ones. */
+INLINE __m256i nibbles32(const uint8_t *p)
+{
+    __m128i t = _mm_loadu_si128((const __m128i *)p);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits -> 32 bytes, 0x10 where bit j of the word is set. */
+INLINE __m256i bits32_x10(const uint8_t *p)
+{
+    uint32_t x;
+    memcpy(&x, p, 4);
+    __mmask32 m = (__mmask32)x;
+    return _mm256_maskz_mov_epi8(m, _mm256_set1_epi8(0x10));
+}
+
+static const int8_t kvalues_iq4nl[16] = {
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+};
+
+/* ---- blocks of 32: 8 weight rows per vector, DSRI_ACT_X8_0 activations ----
+ *
+ * The weight blocks of 8 rows are decoded to unsigned bytes (value + 128) and
+ * transposed so that dword lane k of vector i holds bytes 4i..4i+3 of row k
+ * (pack8, built once per group of 8 rows and KC blocks, then used for every
+ * activation row). One activation row and block then take 8 vpdpbusd, each
+ * with 4 activation bytes broadcast, from a start of -128 * sum(y): lane k
+ * ends with the exact integer dot of row k's block; then per lane
+ * acc = fma(float(dot) * d_y, d_w, acc) over the blocks in order. Every
+ * lane is one (weight row, activation row) pair computed the same way
+ * whatever the grouping, so a result never depends on the batch. With at
+ * most 4 activation rows (generation) packing does not pay: each weight row
+ * takes one vpdpbusd per block and the 8 rows' lanes are summed (the same
+ * exact integers), then the same float operations. */
+
+typedef struct pack8 {
+    __m256i q[8]; /* q[i] lane k: bytes 4i..4i+3 of row k's block (value + 128) */
+    __m256 d;     /* lane k: row k's block scale */
+} pack8;
+
+#define KC 32       /* blocks packed at once */
+/* Weight rows are read 8 at a time, interleaved: 8 short streams that the
+ * hardware prefetchers do not catch (generation ran at a third of the memory
+ * bandwidth). So each block read prefetches the same block of the next 8
+ * rows (8 * w_stride bytes ahead, where the next call will read). */
+#define PREFETCH_HINT _MM_HINT_T0
+#define GEMM_ROWS 64 /* activation rows whose accumulators stay in a local buffer */
+
+INLINE void transpose8x8(const __m256i r[8], __m256i out[8])
+{
+    __m256i t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+    }
+    for (int h = 0; h < 2; h++) {
+        u[4 * h + 0] = _mm256_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        out[i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x20);
+        out[4 + i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x31);
+    }
+}
+
+INLINE int ld_i32(const int8_t *p)
+{
+    int v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* NR activation rows (x, xs bytes apart, already at the first packed block)
+ * against kc packed blocks; accumulators in and out through accp. */
+INLINE void gemm_rows(const pack8 *pk, int kc, const uint8_t *x, size_t xs, __m256 *accp, const int NR)
+{
+    __m256 acc[4];
+    UNROLL for (int g = 0; g < NR; g++)
+        acc[g] = accp[g];
+    for (int b = 0; b < kc; b++) {
+        const pack8 *p = pk + b;
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_ax8_0 *a = (const dsri_ax8_0 *)(x + (size_t)g * xs) + b;
+            __m256i s0 = _mm256_set1_epi32(a->c), s1 = _mm256_setzero_si256();
+            UNROLL for (int i = 0; i < 8; i += 2) {
+                s0 = _mm256_dpbusd_epi32(s0, p->q[i], _mm256_set1_epi32(ld_i32(a->q + 4 * i)));
+                s1 = _mm256_dpbusd_epi32(s1, p->q[i + 1], _mm256_set1_epi32(ld_i32(a->q + 4 * i + 4)));
+            }
+            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), _mm256_set1_ps(a->d));
+            acc[g] = _mm256_fmadd_ps(f, p->d, acc[g]);
+        }
+    }
+    UNROLL for (int g = 0; g < NR; g++)
+        accp[g] = acc[g];
+}
+
+/* Lane k: the f16 scale at rows[k] + off, gathered as the first 2 bytes of
+ * a dword of the block (row_off: rows[k] - rows[0], or -1 where the offsets
+ * do not fit the gather's int32 indices: then 8 loads). */
+INLINE __m256 scales8(const uint8_t *const rows[8], __m256i row_off, size_t off)
+{
+    if (_mm256_extract_epi32(row_off, 0) == 0) {
+        __m256i idx = _mm256_add_epi32(row_off, _mm256_set1_epi32((int)off));
+        __m256i v = _mm256_i32gather_epi32((const int *)(const void *)rows[0], idx, 1);
+        return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(v));
+    }
+    uint16_t h[8];
+    for (int k = 0; k < 8; k++)
+        memcpy(&h[k], rows[k] + off, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+/* lane k = the sum of the lanes of p[k] */
+INLINE __m256i hsum8x8_epi32(const __m256i p[8])
+{
+    __m256i a0 = _mm256_hadd_epi32(p[0], p[1]), a1 = _mm256_hadd_epi32(p[2], p[3]);
+    __m256i a2 = _mm256_hadd_epi32(p[4], p[5]), a3 = _mm256_hadd_epi32(p[6], p[7]);
+    __m256i b0 = _mm256_hadd_epi32(a0, a1), b1 = _mm256_hadd_epi32(a2, a3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x31));
+}
+
+/* DECODE(p): the 32 weights of the block at p as unsigned bytes, value + 128
+ * (the f16 scale is the block's first two bytes for all these types). */
+#define GEMM_Q32(T, BYTES, DECODE)                                                                 \
+    INLINE __m256i decode_##T(const uint8_t *p) { return DECODE; }                                 \
+    INLINE void direct_##T(int64_t nb, const uint8_t *const rows[8], __m256i row_off, size_t pf,  \
+                           const uint8_t *x, size_t xs, int nw, float *y, size_t ys, const int NR)  \
+    {                                                                                              \
+        __m256 acc[4];                                                                             \
+        UNROLL for (int g = 0; g < NR; g++)                                                        \
+            acc[g] = _mm256_setzero_ps();                                                          \
+        for (int64_t b = 0; b < nb; b++) {                                                         \
+            const size_t off = (size_t)b * (BYTES);                                                \
+            __m256i v[8];                                                                          \
+            UNROLL for (int k = 0; k < 8; k++) {                                                   \
+                _mm_prefetch((const char *)((uintptr_t)rows[k] + off + pf), PREFETCH_HINT);                 \
+                v[k] = decode_##T(rows[k] + off);                                                  \
+            }                                                                                      \
+            const __m256 dv = scales8(rows, row_off, off);                                      \
+            UNROLL for (int g = 0; g < NR; g++) {                                                  \
+                const dsri_ax8_0 *a = (const dsri_ax8_0 *)(x + (size_t)g * xs) + b;               \
+                const __m256i yv = _mm256_loadu_si256((const __m256i *)a->q);                      \
+                __m256i p[8];                                                                      \
+                UNROLL for (int k = 0; k < 8; k++)                                                 \
+                    p[k] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), v[k], yv);                  \
+                __m256i sum = _mm256_add_epi32(hsum8x8_epi32(p), _mm256_set1_epi32(a->c));         \
+                __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(a->d));           \
+                acc[g] = _mm256_fmadd_ps(f, dv, acc[g]);                                           \
+            }                                                                                      \
+        }                                                                                          \
+        UNROLL for (int g = 0; g < NR; g++) {                                                      \
+            float t[8];                                                                            \
+            _mm256_storeu_ps(t, acc[g]);                                                           \
+            memcpy(y + (size_t)g * ys, t, (size_t)nw * sizeof(float));                             \
+        }                                                                                          \
+    }                                                                                              \
+    static void gemm_##T(int64_t n, const void *wv, size_t ws, int nw, const void *xv, size_t xs, int nr, \
+                         float *y, size_t ys)                                                      \
+    {                                                                                              \
+        const uint8_t *rows[8], *x = xv;                                                           \
+        for (int k = 0; k < 8; k++) /* missing rows repeat row 0; their lanes are dropped */       \
+            rows[k] = (const uint8_t *)wv + (size_t)(k < nw ? k : 0) * ws;                         \
+        const int64_t nb = n / 32;                                                                 \
+        const size_t pf = 8 * ws;                                                                  \
+        const __m256i row_off =                                                                    \
+            ws <= (size_t)INT32_MAX / 9                                                            \
+                ? _mm256_setr_epi32(0, (int)(rows[1] - rows[0]), (int)(rows[2] - rows[0]),         \
+                                    (int)(rows[3] - rows[0]), (int)(rows[4] - rows[0]),            \
+                                    (int)(rows[5] - rows[0]), (int)(rows[6] - rows[0]),            \
+                                    (int)(rows[7] - rows[0]))                                      \
+                : _mm256_set1_epi32(-1);                                                           \
+        if (nr <= 4) { /* few rows: no packing, the same arithmetic per lane */                   \
+            switch (nr) {                                                                          \
+            case 1: direct_##T(nb, rows, row_off, pf, x, xs, nw, y, ys, 1); break;                     \
+            case 2: direct_##T(nb, rows, row_off, pf, x, xs, nw, y, ys, 2); break;                     \
+            case 3: direct_##T(nb, rows, row_off, pf, x, xs, nw, y, ys, 3); break;                     \
+            default: direct_##T(nb, rows, row_off, pf, x, xs, nw, y, ys, 4); break;                    \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        pack8 pk[KC];                                                                              \
+        __m256 acc[GEMM_ROWS];                                                                     \
+        for (int r0 = 0; r0 < nr; r0 += GEMM_ROWS) {                                               \
+            const int nrr = nr - r0 < GEMM_ROWS ? nr - r0 : GEMM_ROWS;                             \
+            for (int r = 0; r < nrr; r++)                                                          \
+                acc[r] = _mm256_setzero_ps();                                                      \
+            for (int64_t b0 = 0; b0 < nb; b0 += KC) {                                              \
+                const int kc = nb - b0 < KC ? (int)(nb - b0) : KC;                                 \
+                for (int b = 0; b < kc; b++) {                                                     \
+                    const size_t off = (size_t)(b0 + b) * (BYTES);                                 \
+                    __m256i v[8];                                                                  \
+                    UNROLL for (int k = 0; k < 8; k++) {                                           \
+                        _mm_prefetch((const char *)((uintptr_t)rows[k] + off + pf), PREFETCH_HINT);         \
+                        v[k] = decode_##T(rows[k] + off);                                          \
+                    }                                                                              \
+                    transpose8x8(v, pk[b].q);                                                      \
+                    pk[b].d = scales8(rows, row_off, off);                                      \
+                }                                                                                  \
+                const uint8_t *xb = x + (size_t)r0 * xs + (size_t)b0 * sizeof(dsri_ax8_0);         \
+                int r = 0;                                                                         \
+                for (; r + 4 <= nrr; r += 4)                                                       \
+                    gemm_rows(pk, kc, xb + (size_t)r * xs, xs, acc + r, 4);                        \
+                switch (nrr - r) {                                                                 \
+                case 3: gemm_rows(pk, kc, xb + (size_t)r * xs, xs, acc + r, 3); break;             \
+                case 2: gemm_rows(pk, kc, xb + (size_t)r * xs, xs, acc + r, 2); break;             \
+                case 1: gemm_rows(pk, kc, xb + (size_t)r * xs, xs, acc + r, 1); break;             \
+                default: break;                                                                    \
+                }                                                                                  \
+            }                                                                                      \
+            for (int r = 0; r < nrr; r++) {                                                        \
+                float t[8];                                                                        \
+                _mm256_storeu_ps(t, acc[r]);                                                       \
+                memcpy(y + (size_t)(r0 + r) * ys, t, (size_t)nw * sizeof(float));                 \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    static void dot_##T(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out)    \
+    {                                                                                              \
+        gemm_##T(n, w, 0, 1, x, xs, nr, out, 1);                                                   \
+    }
+
+GEMM_Q32(q8_0, 34, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)), _mm256_set1_epi8((char)0x80)))
+GEMM_Q32(q4_0, 18, _mm256_add_epi8(nibbles32(p + 2), _mm256_set1_epi8(120)))
+GEMM_Q32(q5_0, 22, _mm256_add_epi8(_mm256_or_si256(nibbles32(p + 6), bits32_x10(p + 2)), _mm256_set1_epi8(112)))
+GEMM_Q32(iq4_nl, 18,
+         _mm256_xor_si256(_mm256_shuffle_epi8(_mm256_broadcastsi128_si256(
+                                                  _mm_loadu_si128((const __m128i *)kvalues_iq4nl)),
+                                              nibbles32(p + 2)),
+                          _mm256_set1_epi8((char)0x80)))
+
+/* ---- K types, Q8_K activations ---- */
+
+/* Q4_K / Q5_K scales and minimums (6 bits each, 12 bytes) -> bytes 0..7
+ * scales, 8..15 minimums. */
+INLINE __m128i k4_scales(const uint8_t *s)
+{
+    uint32_t u[4];
+    memcpy(u, s, 12);
+    const uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+    uint32_t t = u[1] & m1;
+    u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+    u[2] = t;
+    u[0] &= m1;
+    return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
+}
+
+/* int16 word j of each 128-bit lane broadcast over that lane: low lane word
+ * a, high lane word b (a, b < 8). */
+INLINE __m256i word_shuffle(int a, int b)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 * (2 * b + 1) + 2 * b)),
+                            _mm_set1_epi16((short)(0x0100 * (2 * a + 1) + 2 * a)));
+}
+
+
+
+/* ---- Q4_K, 8 weight rows per vector ----
+ *
+ * As for the 32-element types, lane k is weight row k. Per super-block and
+ * pair the integers isum = sum_j scale_j * dot_j (sub-blocks of 32) and
+ * msum = sum_j min_j * (sum of y over sub-block j) are exact whatever way
+ * they are computed; the floats are then, per lane,
+ * acc = fma(float(isum) * d - float(msum) * dmin, d_y, acc), in super-block
+ * order. With many activation rows the weights are packed (transposed,
+ * nibbles split) once per tile; with few, each row's integers are summed
+ * with maddubs + vpdpwssd and reduced across lanes. */
+
+typedef struct pack8k {
+    __m256i q[8][8]; /* [j][i] lane k: bytes 4i..4i+3 of sub-block j of row k (0..15) */
+    __m256i sc[8];   /* [j] lane k: scale j of row k */
+    __m256i mn[8];   /* [j] lane k: min j of row k, twice as int16 (for a pair of 16-sums) */
+    __m256 d, dmin;
+} pack8k;
+
+#define KC_K 8 /* super-blocks packed at once */
+
+/* isum / msum of one weight super-block and one activation block, 8 lanes
+ * each (to be summed). */
+INLINE void q4k_ints(const uint8_t *w, const dsri_aq8_k *a, __m256i *isum, __m256i *msum)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m128i dup = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    const __m128i sm = k4_scales(w + 4);
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup));
+    __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+    UNROLL for (int c = 0; c < 4; c++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        const int8_t *y = a->q + 64 * c;
+        i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y)),
+                                 _mm256_shuffle_epi8(sc16, word_shuffle(2 * c, 2 * c)));
+        i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32))),
+                                 _mm256_shuffle_epi8(sc16, word_shuffle(2 * c + 1, 2 * c + 1)));
+    }
+    *isum = _mm256_add_epi32(i0, i1);
+    *msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a->bsums), mn16);
+}
+
+INLINE __m256 q4k_step(__m256i isum, __m256i msum, __m256 dv, __m256 dmv, float dy, __m256 acc)
+{
+    __m256 t = _mm256_fmsub_ps(_mm256_cvtepi32_ps(isum), dv, _mm256_mul_ps(_mm256_cvtepi32_ps(msum), dmv));
+    return _mm256_fmadd_ps(t, _mm256_set1_ps(dy), acc);
+}
+
+INLINE void q4k_pack(const uint8_t *const rows[8], __m256i row_off, size_t pf, size_t off, pack8k *p)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    int32_t sc[8][8], mn[8][8];
+    for (int k = 0; k < 8; k++) {
+        for (int l = 0; l < 144; l += 64)
+            _mm_prefetch((const char *)((uintptr_t)rows[k] + off + pf + (size_t)l), PREFETCH_HINT);
+        uint8_t b[16];
+        _mm_storeu_si128((__m128i *)b, k4_scales(rows[k] + off + 4));
+        for (int j = 0; j < 8; j++) {
+            sc[j][k] = b[j];
+            mn[j][k] = b[8 + j] * 0x10001;
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        p->sc[j] = _mm256_loadu_si256((const __m256i *)sc[j]);
+        p->mn[j] = _mm256_loadu_si256((const __m256i *)mn[j]);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m256i lo[8], hi[8];
+        for (int k = 0; k < 8; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(rows[k] + off + 16 + 32 * c));
+            lo[k] = _mm256_and_si256(q, m4);
+            hi[k] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        }
+        transpose8x8(lo, p->q[2 * c]);
+        transpose8x8(hi, p->q[2 * c + 1]);
+    }
+    p->d = scales8(rows, row_off, off);
+    p->dmin = scales8(rows, row_off, off + 2);
+}
+
+INLINE void q4k_rows(const pack8k *pk, int kc, const uint8_t *x, size_t xs, __m256 *accp, const int NR)
+{
+    __m256 acc[4];
+    UNROLL for (int g = 0; g < NR; g++)
+        acc[g] = accp[g];
+    for (int b = 0; b < kc; b++) {
+        const pack8k *p = pk + b;
+        __m256i isum[4], msum[4];
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+            isum[g] = msum[g] = _mm256_setzero_si256();
+            UNROLL for (int j = 0; j < 8; j++)
+                msum[g] = _mm256_dpwssd_epi32(msum[g], p->mn[j], _mm256_set1_epi32(ld_i32((const int8_t *)a->bsums + 4 * j)));
+        }
+        for (int j = 0; j < 8; j++) {
+            __m256i s0[4], s1[4];
+            UNROLL for (int g = 0; g < NR; g++)
+                s0[g] = s1[g] = _mm256_setzero_si256();
+            UNROLL for (int i = 0; i < 8; i += 2) {
+                const __m256i w0 = p->q[j][i], w1 = p->q[j][i + 1];
+                UNROLL for (int g = 0; g < NR; g++) {
+                    const int8_t *yq = ((const dsri_aq8_k *)(x + (size_t)g * xs) + b)->q + 32 * j + 4 * i;
+                    s0[g] = _mm256_dpbusd_epi32(s0[g], w0, _mm256_set1_epi32(ld_i32(yq)));
+                    s1[g] = _mm256_dpbusd_epi32(s1[g], w1, _mm256_set1_epi32(ld_i32(yq + 4)));
+                }
+            }
+            UNROLL for (int g = 0; g < NR; g++)
+                isum[g] = _mm256_add_epi32(isum[g], _mm256_mullo_epi32(_mm256_add_epi32(s0[g], s1[g]), p->sc[j]));
+        }
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+            acc[g] = q4k_step(isum[g], msum[g], p->d, p->dmin, a->d, acc[g]);
+        }
+    }
+    UNROLL for (int g = 0; g < NR; g++)
+        accp[g] = acc[g];
+}
+
+/* The driver of a K-type gemm: T##_ints (one pair's integers, 8 lanes to be
+ * summed), T##_step (the floats), T##_pack / T##_rows (packed path); the
+ * f16 scales at block offsets DOFF and MOFF. */
+#define GEMM_K(T, BYTES, PACK, KCT, DOFF, MOFF)                                                     \
+    INLINE void T##_direct(int64_t nb, const uint8_t *const rows[8], __m256i row_off, size_t pf,   \
+                           const uint8_t *x, size_t xs, int nw, float *y, size_t ys, const int NR)  \
+    {                                                                                              \
+        __m256 acc[4];                                                                             \
+        UNROLL for (int g = 0; g < NR; g++)                                                        \
+            acc[g] = _mm256_setzero_ps();                                                          \
+        for (int64_t b = 0; b < nb; b++) {                                                         \
+            const size_t off = (size_t)b * (BYTES);                                                \
+            for (int k = 0; k < 8; k++)                                                            \
+                for (int l = 0; l < (BYTES); l += 64)                                              \
+                    _mm_prefetch((const char *)((uintptr_t)rows[k] + off + pf + (size_t)l), PREFETCH_HINT); \
+            const __m256 dv = scales8(rows, row_off, off + (DOFF)), dmv = scales8(rows, row_off, off + (MOFF)); \
+            UNROLL for (int g = 0; g < NR; g++) {                                                  \
+                const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;                \
+                __m256i is[8], ms[8];                                                              \
+                for (int k = 0; k < 8; k++)                                                        \
+                    T##_ints(rows[k] + off, a, &is[k], &ms[k]);                                    \
+                acc[g] = T##_step(hsum8x8_epi32(is), hsum8x8_epi32(ms), dv, dmv, a->d, acc[g]);    \
+            }                                                                                      \
+        }                                                                                          \
+        UNROLL for (int g = 0; g < NR; g++) {                                                      \
+            float t[8];                                                                            \
+            _mm256_storeu_ps(t, acc[g]);                                                           \
+            memcpy(y + (size_t)g * ys, t, (size_t)nw * sizeof(float));                             \
+        }                                                                                          \
+    }                                                                                              \
+    static void gemm_##T(int64_t n, const void *wv, size_t ws, int nw, const void *xv, size_t xs, int nr, \
+                         float *y, size_t ys)                                                      \
+    {                                                                                              \
+        const uint8_t *rows[8], *x = xv;                                                           \
+        for (int k = 0; k < 8; k++)                                                                \
+            rows[k] = (const uint8_t *)wv + (size_t)(k < nw ? k : 0) * ws;                         \
+        const int64_t nb = n / 256;                                                                \
+        const size_t pf = 8 * ws;                                                                  \
+        const __m256i row_off =                                                                    \
+            ws <= (size_t)INT32_MAX / 9                                                            \
+                ? _mm256_setr_epi32(0, (int)(rows[1] - rows[0]), (int)(rows[2] - rows[0]),         \
+                                    (int)(rows[3] - rows[0]), (int)(rows[4] - rows[0]),            \
+                                    (int)(rows[5] - rows[0]), (int)(rows[6] - rows[0]),            \
+                                    (int)(rows[7] - rows[0]))                                      \
+                : _mm256_set1_epi32(-1);                                                           \
+        if (nr <= 4) {                                                                             \
+            switch (nr) {                                                                          \
+            case 1: T##_direct(nb, rows, row_off, pf, x, xs, nw, y, ys, 1); break;                 \
+            case 2: T##_direct(nb, rows, row_off, pf, x, xs, nw, y, ys, 2); break;                 \
+            case 3: T##_direct(nb, rows, row_off, pf, x, xs, nw, y, ys, 3); break;                 \
+            default: T##_direct(nb, rows, row_off, pf, x, xs, nw, y, ys, 4); break;                \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        PACK pk[KCT];                                                                              \
+        __m256 acc[GEMM_ROWS];                                                                     \
+        for (int r0 = 0; r0 < nr; r0 += GEMM_ROWS) {                                               \
+            const int nrr = nr - r0 < GEMM_ROWS ? nr - r0 : GEMM_ROWS;                             \
+            for (int r = 0; r < nrr; r++)                                                          \
+                acc[r] = _mm256_setzero_ps();                                                      \
+            for (int64_t b0 = 0; b0 < nb; b0 += (KCT)) {                                           \
+                const int kc = nb - b0 < (KCT) ? (int)(nb - b0) : (KCT);                           \
+                for (int b = 0; b < kc; b++)                                                       \
+                    T##_pack(rows, row_off, pf, (size_t)(b0 + b) * (BYTES), &pk[b]);               \
+                const uint8_t *xb = x + (size_t)r0 * xs + (size_t)b0 * sizeof(dsri_aq8_k);         \
+                int r = 0;                                                                         \
+                for (; r + 4 <= nrr; r += 4)                                                       \
+                    T##_rows(pk, kc, xb + (size_t)r * xs, xs, acc + r, 4);                         \
+                switch (nrr - r) {                                                                 \
+                case 3: T##_rows(pk, kc, xb + (size_t)r * xs, xs, acc + r, 3); break;              \
+                case 2: T##_rows(pk, kc, xb + (size_t)r * xs, xs, acc + r, 2); break;              \
+                case 1: T##_rows(pk, kc, xb + (size_t)r * xs, xs, acc + r, 1); break;              \
+                default: break;                                                                    \
+                }                                                                                  \
+            }                                                                                      \
+            for (int r = 0; r < nrr; r++) {                                                        \
+                float t[8];                                                                        \
+                _mm256_storeu_ps(t, acc[r]);                                                       \
+                memcpy(y + (size_t)(r0 + r) * ys, t, (size_t)nw * sizeof(float));                 \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    static void dot8_##T(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out)   \
+    {                                                                                              \
+        gemm_##T(n, w, 0, 1, x, xs, nr, out, 1);                                                   \
+    }
+
+GEMM_K(q4k, 144, pack8k, KC_K, 0, 2)
+
+/* ---- Q5_K: Q4_K with a fifth bit (qh, bit 2c / 2c+1 of each byte for
+ * sub-blocks 2c / 2c+1); the same pack and floats. ---- */
+
+INLINE void q5k_ints(const uint8_t *w, const dsri_aq8_k *a, __m256i *isum, __m256i *msum)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m128i dup = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    const __m128i sm = k4_scales(w + 4);
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup));
+    const __m256i hb = _mm256_loadu_si256((const __m256i *)(w + 16));
+    __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+    UNROLL for (int c = 0; c < 4; c++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c));
+        __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4),
+                                     _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4));
+        __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                     _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4));
+        const int8_t *y = a->q + 64 * c;
+        i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y)),
+                                 _mm256_shuffle_epi8(sc16, word_shuffle(2 * c, 2 * c)));
+        i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32))),
+                                 _mm256_shuffle_epi8(sc16, word_shuffle(2 * c + 1, 2 * c + 1)));
+    }
+    *isum = _mm256_add_epi32(i0, i1);
+    *msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a->bsums), mn16);
+}
+
+INLINE void q5k_pack(const uint8_t *const rows[8], __m256i row_off, size_t pf, size_t off, pack8k *p)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    int32_t sc[8][8], mn[8][8];
+    for (int k = 0; k < 8; k++) {
+        for (int l = 0; l < 176; l += 64)
+            _mm_prefetch((const char *)((uintptr_t)rows[k] + off + pf + (size_t)l), PREFETCH_HINT);
+        uint8_t b[16];
+        _mm_storeu_si128((__m128i *)b, k4_scales(rows[k] + off + 4));
+        for (int j = 0; j < 8; j++) {
+            sc[j][k] = b[j];
+            mn[j][k] = b[8 + j] * 0x10001;
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        p->sc[j] = _mm256_loadu_si256((const __m256i *)sc[j]);
+        p->mn[j] = _mm256_loadu_si256((const __m256i *)mn[j]);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m256i lo[8], hi[8];
+        for (int k = 0; k < 8; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(rows[k] + off + 48 + 32 * c));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(rows[k] + off + 16));
+            lo[k] = _mm256_or_si256(_mm256_and_si256(q, m4),
+                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4));
+            hi[k] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4));
+        }
+        transpose8x8(lo, p->q[2 * c]);
+        transpose8x8(hi, p->q[2 * c + 1]);
+    }
+    p->d = scales8(rows, row_off, off);
+    p->dmin = scales8(rows, row_off, off + 2);
+}
+
+#define q5k_rows q4k_rows
+#define q5k_step q4k_step
+GEMM_K(q5k, 176, pack8k, KC_K, 0, 2)
+
+/* ---- Q6_K, 8 weight rows per vector ----
+ * 16 sub-blocks of 16, weights 0..63 with offset -32, signed 8-bit scales:
+ * isum = sum_j scale_j * dot_j - 32 * sum_j scale_j * bsum_j (exact), then
+ * per lane acc = fma(float(isum) * d_y, d, acc). */
+
+typedef struct pack8q6 {
+    __m256i q[16][4]; /* [j][i] lane k: bytes 4i..4i+3 of sub-block j (16 weights) of row k (0..63) */
+    __m256i sc[16];   /* [j] lane k: scale j of row k */
+    __m256i sm[8];    /* [p] lane k: -32 * scales 2p, 2p+1 of row k as int16 pair */
+    __m256 d;
+} pack8q6;
+
+#define KC_Q6 8
+
+INLINE void q6k_ints(const uint8_t *w, const dsri_aq8_k *a, __m256i *isum, __m256i *msum)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 192)));
+    const __m256i scm32 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+    __m256i i0 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a->bsums), scm32);
+    __m256i i1 = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = w + 64 * h, *qh = w + 128 + 32 * h;
+        const __m256i sh = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00);
+        __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+        __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+        __m256i hv = _mm256_loadu_si256((const __m256i *)qh);
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hv, m2), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 2), m2), 4));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 4), m2), 4));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 6), m2), 4));
+        UNROLL for (int k = 0; k < 4; k++) {
+            __m256i sv = _mm256_shuffle_epi8(sh, word_shuffle(2 * k, 2 * k + 1));
+            __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a->q + 128 * h + 32 * k)));
+            if (k & 1)
+                i1 = _mm256_dpwssd_epi32(i1, p, sv);
+            else
+                i0 = _mm256_dpwssd_epi32(i0, p, sv);
+        }
+    }
+    *isum = _mm256_add_epi32(i0, i1);
+    *msum = _mm256_setzero_si256();
+}
+
+INLINE __m256 q6k_step(__m256i isum, __m256i msum, __m256 dv, __m256 dmv, float dy, __m256 acc)
+{
+    (void)msum;
+    (void)dmv;
+    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dy)), dv, acc);
+}
+
+/* sub-block j (16 weights, j = 8h + 2k + e) of Q6_K: bytes e*16.. of chunk (h, k) */
+INLINE void q6k_pack(const uint8_t *const rows[8], __m256i row_off, size_t pf, size_t off, pack8q6 *p)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    int32_t sc[16][8], sm[8][8];
+    for (int k = 0; k < 8; k++) {
+        for (int l = 0; l < 210; l += 64)
+            _mm_prefetch((const char *)((uintptr_t)rows[k] + off + pf + (size_t)l), PREFETCH_HINT);
+        const int8_t *s = (const int8_t *)(rows[k] + off + 192);
+        for (int j = 0; j < 16; j++)
+            sc[j][k] = s[j];
+        for (int q = 0; q < 8; q++)
+            sm[q][k] = (int32_t)(((uint32_t)(uint16_t)(int16_t)(-32 * s[2 * q + 1]) << 16) |
+                                 (uint16_t)(int16_t)(-32 * s[2 * q]));
+    }
+    for (int j = 0; j < 16; j++)
+        p->sc[j] = _mm256_loadu_si256((const __m256i *)sc[j]);
+    for (int q = 0; q < 8; q++)
+        p->sm[q] = _mm256_loadu_si256((const __m256i *)sm[q]);
+    for (int h = 0; h < 2; h++) {
+        __m256i q[4][8];
+        for (int k = 0; k < 8; k++) {
+            const uint8_t *ql = rows[k] + off + 64 * h, *qh = rows[k] + off + 128 + 32 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hv = _mm256_loadu_si256((const __m256i *)qh);
+            q[0][k] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hv, m2), 4));
+            q[1][k] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                      _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 2), m2), 4));
+            q[2][k] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                      _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 4), m2), 4));
+            q[3][k] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                      _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 6), m2), 4));
+        }
+        for (int c = 0; c < 4; c++) {
+            __m256i t[8];
+            transpose8x8(q[c], t); /* t[i]: dword i of the chunk: i < 4 sub-block 8h+2c, else 8h+2c+1 */
+            for (int i = 0; i < 4; i++) {
+                p->q[8 * h + 2 * c][i] = t[i];
+                p->q[8 * h + 2 * c + 1][i] = t[4 + i];
+            }
+        }
+    }
+    p->d = scales8(rows, row_off, off + 208);
+}
+
+INLINE void q6k_rows(const pack8q6 *pk, int kc, const uint8_t *x, size_t xs, __m256 *accp, const int NR)
+{
+    __m256 acc[4];
+    UNROLL for (int g = 0; g < NR; g++)
+        acc[g] = accp[g];
+    for (int b = 0; b < kc; b++) {
+        const pack8q6 *p = pk + b;
+        __m256i isum[4];
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+            isum[g] = _mm256_setzero_si256();
+            UNROLL for (int q = 0; q < 8; q++)
+                isum[g] = _mm256_dpwssd_epi32(isum[g], p->sm[q],
+                                              _mm256_set1_epi32(ld_i32((const int8_t *)a->bsums + 4 * q)));
+        }
+        for (int j = 0; j < 16; j++) {
+            __m256i s0[4], s1[4];
+            UNROLL for (int g = 0; g < NR; g++)
+                s0[g] = s1[g] = _mm256_setzero_si256();
+            const __m256i w0 = p->q[j][0], w1 = p->q[j][1], w2 = p->q[j][2], w3 = p->q[j][3];
+            UNROLL for (int g = 0; g < NR; g++) {
+                const int8_t *yq = ((const dsri_aq8_k *)(x + (size_t)g * xs) + b)->q + 16 * j;
+                s0[g] = _mm256_dpbusd_epi32(s0[g], w0, _mm256_set1_epi32(ld_i32(yq)));
+                s1[g] = _mm256_dpbusd_epi32(s1[g], w1, _mm256_set1_epi32(ld_i32(yq + 4)));
+                s0[g] = _mm256_dpbusd_epi32(s0[g], w2, _mm256_set1_epi32(ld_i32(yq + 8)));
+                s1[g] = _mm256_dpbusd_epi32(s1[g], w3, _mm256_set1_epi32(ld_i32(yq + 12)));
+            }
+            UNROLL for (int g = 0; g < NR; g++)
+                isum[g] = _mm256_add_epi32(isum[g], _mm256_mullo_epi32(_mm256_add_epi32(s0[g], s1[g]), p->sc[j]));
+        }
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+            acc[g] = q6k_step(isum[g], isum[g], p->d, p->d, a->d, acc[g]);
+        }
+    }
+    UNROLL for (int g = 0; g < NR; g++)
+        accp[g] = acc[g];
+}
+
+GEMM_K(q6k, 210, pack8q6, KC_Q6, 208, 208)
+
+/* ---- kernel table ---- */
+
+static const dsri_avx2_kernel k_q4_0 = {DSRI_ACT_X8_0, dot_q4_0, NULL, gemm_q4_0};
+static const dsri_avx2_kernel k_q5_0 = {DSRI_ACT_X8_0, dot_q5_0, NULL, gemm_q5_0};
+static const dsri_avx2_kernel k_q8_0 = {DSRI_ACT_X8_0, dot_q8_0, NULL, gemm_q8_0};
+static const dsri_avx2_kernel k_iq4_nl = {DSRI_ACT_X8_0, dot_iq4_nl, NULL, gemm_iq4_nl};
+static const dsri_avx2_kernel k_q4_k = {DSRI_ACT_Q8_K, dot8_q4k, NULL, gemm_q4k};
+static const dsri_avx2_kernel k_q5_k = {DSRI_ACT_Q8_K, dot8_q5k, NULL, gemm_q5k};
+static const dsri_avx2_kernel k_q6_k = {DSRI_ACT_Q8_K, dot8_q6k, NULL, gemm_q6k};
+
+const dsri_avx2_kernel *dsri_avx512_kernel_for(uint32_t type)
+{
+    switch (type) {
+    case DSRI_TYPE_Q4_0: return &k_q4_0;
+    case DSRI_TYPE_Q5_0: return &k_q5_0;
+    case DSRI_TYPE_Q8_0: return &k_q8_0;
+    case DSRI_TYPE_IQ4_NL: return &k_iq4_nl;
+    case DSRI_TYPE_Q4_K: return &k_q4_k;
+    case DSRI_TYPE_Q5_K: return &k_q5_k;
+    case DSRI_TYPE_Q6_K: return &k_q6_k;
+    default: return dsri_avx2_kernel_for(type); /* f32/f16/bf16, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_XS */
+    }
+}
+
+/* ---- activations ---- */
+
+size_t dsri_avx512_act_row_bytes(dsri_act_kind act, int64_t n)
+{
+    return dsri_avx2_act_row_bytes(act == DSRI_ACT_X8_0 ? DSRI_ACT_Q8_0 : act, n);
+}
+
+void dsri_avx512_quantize_act(dsri_act_kind act, const float *x, void *dst, int64_t n)
+{
+    if (act != DSRI_ACT_X8_0) {
+        dsri_avx2_quantize_act(act, x, dst, n);
+        return;
+    }
+    /* Q8_0 blocks (the same layout), then -128 * sum(q) in place of s */
+    dsri_avx2_quantize_act(DSRI_ACT_Q8_0, x, dst, n);
+    dsri_ax8_0 *y = dst;
+    for (int64_t ib = 0; ib < n / 32; ib++) {
+        int32_t sum = 0;
+        for (int i = 0; i < 32; i++)
+            sum += y[ib].q[i];
+        y[ib].c = -128 * sum;
+    }
+}
