@@ -1,0 +1,75 @@
+#!/bin/sh
+# dsr1 quantize against the llama-quantize fixtures. Arguments: DSR1 DATA_DIR WORK_DIR
+#  - qwen2-f32 -> each type: the file must equal tests/data/models/qwen2-<type>.gguf byte
+#    for byte (those fixtures were written by llama-quantize from qwen2-f32.gguf), and its
+#    logits (scalar backend) must equal the fixture's bit for bit;
+#  - llama-f16 / deepseek2-f16 -> q8_0, q4_k_m: the fixtures were quantized from F32
+#    weights that are not shipped, so only the metadata, the per-tensor type mix and the
+#    sizes (everything `dsr1 info` prints) must match; the file must load and evaluate;
+#  - bad arguments exit 1 with a message and leave no output behind.
+set -u
+dsr1="$1"; models="$2/models"; work="$3/quantize-tmp"
+rm -rf "$work"; mkdir -p "$work"
+fail=0
+ok() { echo "ok   $1"; }
+bad() { echo "FAIL $1"; fail=1; }
+export DSR1_BACKEND=scalar
+tokens=295,100,200,12,7,250,33
+eval_to() { "$dsr1" eval -m "$1" --tokens "$tokens" --out "$2" >/dev/null 2>&1; }
+
+for t in q8_0 q4_0 q4_1 q5_0 q5_1 q6_k q4_k_m q3_k_m q5_k_m q2_k f16 bf16; do
+  out="$work/qwen2-$t.gguf"
+  if ! "$dsr1" quantize "$models/qwen2-f32.gguf" "$out" "$t" --threads 3 >"$work/log" 2>&1; then
+    bad "quantize qwen2 $t"; cat "$work/log"; continue
+  fi
+  if cmp -s "$out" "$models/qwen2-$t.gguf"; then ok "qwen2 $t byte-identical"; else bad "qwen2 $t differs from the fixture"; fi
+  if eval_to "$out" "$work/a.f32" && eval_to "$models/qwen2-$t.gguf" "$work/b.f32" && cmp -s "$work/a.f32" "$work/b.f32"; then
+    ok "qwen2 $t logits"
+  else
+    bad "qwen2 $t logits"
+  fi
+  rm -f "$out"
+done
+
+# one thread and many give the same bytes
+"$dsr1" quantize "$models/qwen2-f32.gguf" "$work/t1.gguf" q4_k_m --threads 1 >/dev/null 2>&1 &&
+  cmp -s "$work/t1.gguf" "$models/qwen2-q4_k_m.gguf" && ok "--threads 1" || bad "--threads 1"
+
+for a in llama deepseek2; do
+  for t in q8_0 q4_k_m; do
+    out="$work/$a-$t.gguf"
+    if ! "$dsr1" quantize "$models/$a-f16.gguf" "$out" "$t" >"$work/log" 2>&1; then
+      bad "quantize $a $t"; cat "$work/log"; continue
+    fi
+    "$dsr1" info -m "$out" | tail -n +2 >"$work/i1"
+    "$dsr1" info -m "$models/$a-$t.gguf" | tail -n +2 >"$work/i2"
+    if cmp -s "$work/i1" "$work/i2"; then ok "$a $t metadata and type mix"; else bad "$a $t type mix"; diff "$work/i1" "$work/i2" | head -20; fi
+    [ "$(wc -c <"$out")" -eq "$(wc -c <"$models/$a-$t.gguf")" ] && ok "$a $t size" || bad "$a $t size"
+    eval_to "$out" "$work/a.f32" && ok "$a $t evaluates" || bad "$a $t evaluates"
+    rm -f "$out"
+  done
+done
+# f16 -> f16 copies every tensor: the same file
+"$dsr1" quantize "$models/deepseek2-f16.gguf" "$work/d.gguf" f16 >/dev/null 2>&1 &&
+  cmp -s "$work/d.gguf" "$models/deepseek2-f16.gguf" && ok "deepseek2 f16 -> f16 identical" || bad "deepseek2 f16 -> f16"
+
+expect_fail() { # name, args...
+  name="$1"; shift
+  "$dsr1" quantize "$@" >"$work/log" 2>&1
+  rc=$?
+  if [ "$rc" -eq 0 ]; then bad "$name: exit 0"; return; fi
+  if [ "$rc" -ne 1 ] || ! grep -q "dsr1 quantize\|usage:" "$work/log"; then bad "$name: no message / wrong status"; cat "$work/log"; return; fi
+  ok "$name"
+}
+expect_fail "unknown type" "$models/qwen2-f32.gguf" "$work/x.gguf" q9_9
+expect_fail "IQ target" "$models/qwen2-f32.gguf" "$work/x.gguf" iq4_xs
+grep -q "IQ types" "$work/log" || bad "IQ message"
+expect_fail "missing input" "$models/does-not-exist.gguf" "$work/x.gguf" q8_0
+expect_fail "not a gguf" "$0" "$work/x.gguf" q8_0
+expect_fail "too few arguments" "$models/qwen2-f32.gguf" "$work/x.gguf"
+expect_fail "bad --threads" "$models/qwen2-f32.gguf" "$work/x.gguf" q8_0 --threads 0
+expect_fail "unwritable output" "$models/qwen2-f32.gguf" "$work/no/such/dir/x.gguf" q8_0
+[ ! -e "$work/x.gguf" ] && [ ! -e "$work/x.gguf.part" ] && ok "nothing left behind" || bad "output left behind"
+
+rm -rf "$work"
+exit $fail
