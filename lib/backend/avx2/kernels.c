@@ -90,12 +90,6 @@ INLINE __m256i dot_us_scaled(__m256i u, __m256i s, __m256i scale16)
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scale16);
 }
 
-/* signed w times signed y (|w| <= 128, |y| <= 127) */
-INLINE __m256i dot_ss(__m256i w, __m256i y)
-{
-    return dot_us(_mm256_sign_epi8(w, w), _mm256_sign_epi8(y, w));
-}
-
 /* int16 lanes: the low 128 bits a, the high ones b */
 INLINE __m256i scale_pair(int a, int b)
 {

@@ -80,6 +80,8 @@ void dsri_avx2_quantize_act(dsri_act_kind act, const float *x, void *dst, int64_
 
 /* CPUID check (cpu.c, compiled without the AVX flags). */
 int dsri_avx2_available(void);
+/* 1 when the OS saves all the XCR0 state components in mask (cpu.c). */
+int dsri_x86_os_saves(unsigned long long mask);
 
 /* Elementwise helpers. */
 float dsri_avx2_dot_f32(const float *a, const float *b, int64_t n);
