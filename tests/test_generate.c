@@ -397,6 +397,13 @@ static void test_prefix_reuse_and_limits(dsr1_model *m)
     dsr1_generation *gen;
     dsr1_stop_reason why;
     dsr1_token out[16];
+    /* a sampler made for another vocabulary is refused up front */
+    dsr1_sampler *wrong;
+    CHECK(dsr1_sampler_new(dsr1_model_n_vocab(m) + 1, NULL, &wrong) == DSR1_OK, "sampler");
+    CHECK(dsr1_generation_new(ctx, wrong, prompt, np, &gp, &gen) == DSR1_ERR_INVALID_ARGUMENT &&
+              strstr(dsr1_last_error(), "sampler") != NULL,
+          "vocabulary mismatch: %s", dsr1_last_error());
+    dsr1_sampler_free(wrong);
     CHECK(dsr1_generation_new(ctx, s, prompt, np, &gp, &gen) == DSR1_OK, "new");
     int n = run_steps(gen, out, 16, &why);
     dsr1_generation_get_stats(gen, &st);

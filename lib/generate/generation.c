@@ -27,6 +27,7 @@
 #include "generate/think_split.h"
 #include "model/context.h"
 #include "model/deepseek2.h"
+#include "sample/sampler.h"
 
 #define DETECT_TAIL_TOKENS 8
 
@@ -213,6 +214,10 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
                           p.n_stop_strings, p.speculative_mtp);
     const dsr1_model *model = ctx->model;
     int32_t n_vocab = model->hp.n_vocab;
+    if (dsri_sampler_n_vocab(smp) != n_vocab)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_generation_new: the sampler was made for %d tokens, the model has %d",
+                          dsri_sampler_n_vocab(smp), n_vocab);
     for (int32_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= n_vocab)
             return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_new: prompt token %d at index %d is outside [0, %d)",

@@ -22,6 +22,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "sample/sampler.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "dsr1.h"
@@ -47,6 +48,11 @@ struct dsr1_sampler {
 
     uint64_t rng[4];
 };
+
+int32_t dsri_sampler_n_vocab(const dsr1_sampler *smp)
+{
+    return smp->n_vocab;
+}
 
 /* ---- PRNG: xoshiro256** seeded with splitmix64 ---- */
 
