@@ -1,5 +1,5 @@
 /*
- * The optimized CPU backends (avx512, avx2: each one compiled in and usable
+ * The optimized CPU backends (avx512, avx2, neon: each one compiled in and usable
  * on this CPU) against the scalar reference:
  *
  * 1. per op, on random inputs: matmul on every weight type (relative to
@@ -478,7 +478,7 @@ static int check_models(const char *be, const char *dir)
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "tests/data";
-    static const char *const names[] = {"avx512", "avx2"};
+    static const char *const names[] = {"avx512", "avx2", "neon"};
     int n_backends = 0, n_models = 0;
     for (size_t b = 0; b < sizeof names / sizeof names[0]; b++) {
         const dsri_backend_ops *ops;

@@ -98,5 +98,8 @@ extern const dsri_backend_ops dsri_backend_avx2; /* lib/backend/avx2 (x86-64) */
 #ifdef DSRI_HAVE_AVX512
 extern const dsri_backend_ops dsri_backend_avx512; /* lib/backend/avx512 (x86-64, AVX-512 VNNI) */
 #endif
+#ifdef DSRI_HAVE_NEON
+extern const dsri_backend_ops dsri_backend_neon; /* lib/backend/neon (aarch64) */
+#endif
 
 #endif

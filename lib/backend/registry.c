@@ -12,6 +12,9 @@ static const dsri_backend_ops *const backends[] = {
 #ifdef DSRI_HAVE_AVX2
     &dsri_backend_avx2,
 #endif
+#ifdef DSRI_HAVE_NEON
+    &dsri_backend_neon,
+#endif
     &dsri_backend_scalar,
 };
 
