@@ -524,6 +524,8 @@ typedef struct dsr1_generate_params {
                                     prediction head (deepseek2 files that have one) and verify
                                     it in the same batch as the current token. The tokens are
                                     exactly those of plain decoding; only the speed differs.
+                                    The head keeps its own cache: a prefix the context holds
+                                    from a generation without MTP is evaluated again (once).
                                     Ignored (0) for models without an MTP head. */
 } dsr1_generate_params;
 

@@ -14,7 +14,8 @@
  * - the same with a prompt longer than n_batch, the thinking budget's
  *   injection, a full context, and a two-turn chat (prefix reuse);
  * - the MTP cache layer after a speculative generation equals the MTP block
- *   recomputed over the whole sequence in one batch (rewinds were handled);
+ *   recomputed over the whole sequence in one batch (rewinds were handled),
+ *   also when a plain generation filled the reused prefix;
  * - stats: n_drafted / n_accepted, and an older caller's smaller struct is
  *   not written past its size; speculative_mtp outside {0, 1} is refused;
  * - a model without an MTP head (qwen2) ignores the flag (n_drafted 0);
@@ -450,6 +451,41 @@ static void test_early_end(const dsr1_model *m, const char *name, const dsr1_tok
 
 /* ---- the MTP cache layer ----------------------------------------------- */
 
+/* The largest difference between the MTP cache layer entries [0, cur) of
+ * ctx and the MTP block recomputed over ctx's tokens in one batch (scalar
+ * backend); INFINITY on NaN or allocation failure. */
+static float mtp_layer_maxdiff(const dsr1_model *m, dsr1_context *ctx, int32_t cur)
+{
+    const int64_t d = m->hp.n_embd, kw = m->kv_k_width;
+    int32_t n = dsr1_context_n_past(ctx);
+    dsr1_context *ref = new_ctx_on(m, 256, 256, "scalar");
+    float *hid = malloc((size_t)256 * (size_t)d * sizeof(float));
+    float *lg = malloc((size_t)256 * (size_t)m->hp.n_vocab * sizeof(float));
+    int32_t pos[256];
+    float mx = INFINITY;
+    if (!ref || !hid || !lg || n < 2 || n > 256)
+        goto done;
+    CHECK(dsr1_eval(ref, ctx->tokens, n, 0, 0) == DSR1_OK, "eval: %s", dsr1_last_error());
+    memcpy(hid, dsri_deepseek2_hidden(ref), (size_t)n * (size_t)d * sizeof(float));
+    for (int32_t i = 0; i < n - 1; i++)
+        pos[i] = i;
+    CHECK(dsri_deepseek2_mtp(ref, hid, ctx->tokens + 1, pos, n - 1, lg) == DSR1_OK, "mtp: %s", dsr1_last_error());
+    mx = 0.0f;
+    for (int32_t i = 0; i < cur; i++) {
+        const float *a = dsri_ctx_k(ctx, m->hp.n_layer, i), *b = dsri_ctx_k(ref, m->hp.n_layer, i);
+        for (int64_t j = 0; j < kw; j++) {
+            float df = fabsf(a[j] - b[j]);
+            if (!(df <= mx))
+                mx = df == df ? df : INFINITY;
+        }
+    }
+done:
+    free(hid);
+    free(lg);
+    dsr1_context_free(ref);
+    return mx;
+}
+
 /* After a speculative generation, the MTP cache entries the context counts
  * as current equal the MTP block recomputed over the whole sequence. On the
  * scalar backend (f32 arithmetic), so that a tight tolerance separates
@@ -457,13 +493,9 @@ static void test_early_end(const dsr1_model *m, const char *name, const dsr1_tok
 static void test_mtp_cache(const dsr1_model *m, const char *name, const dsr1_token *prompt, int n_prompt,
                            int n_batch)
 {
-    const int64_t d = m->hp.n_embd, kw = m->kv_k_width;
-    dsr1_context *ctx = new_ctx_on(m, 256, n_batch, "scalar"), *ref = new_ctx_on(m, 256, 256, "scalar");
+    dsr1_context *ctx = new_ctx_on(m, 256, n_batch, "scalar");
     dsr1_sampler *smp = new_sampler(m, RANDOM);
-    float *hid = malloc((size_t)256 * (size_t)d * sizeof(float));
-    float *lg = malloc((size_t)256 * (size_t)m->hp.n_vocab * sizeof(float));
-    int32_t pos[256];
-    if (!ctx || !ref || !smp || !hid || !lg)
+    if (!ctx || !smp)
         goto done;
     /* drafts right 60% of the time: accepted and rejected drafts mixed */
     static run_out plain;
@@ -487,21 +519,7 @@ static void test_mtp_cache(const dsr1_model *m, const char *name, const dsr1_tok
     int32_t n = dsr1_context_n_past(ctx);
     int32_t cur = ctx->mtp_n_past < n - 1 ? ctx->mtp_n_past : n - 1; /* entries with their next token cached */
     CHECK(ctx->mtp_n_past <= n && cur >= n - 2, "%s: MTP cache current to %d of %d", name, ctx->mtp_n_past, n);
-    /* reference: the whole sequence in one batch, then the MTP block over it */
-    CHECK(dsr1_eval(ref, ctx->tokens, n, 0, 0) == DSR1_OK, "eval: %s", dsr1_last_error());
-    memcpy(hid, dsri_deepseek2_hidden(ref), (size_t)n * (size_t)d * sizeof(float));
-    for (int32_t i = 0; i < n - 1; i++)
-        pos[i] = i;
-    CHECK(dsri_deepseek2_mtp(ref, hid, ctx->tokens + 1, pos, n - 1, lg) == DSR1_OK, "mtp: %s", dsr1_last_error());
-    float mx = 0.0f;
-    for (int32_t i = 0; i < cur; i++) {
-        const float *a = dsri_ctx_k(ctx, m->hp.n_layer, i), *b = dsri_ctx_k(ref, m->hp.n_layer, i);
-        for (int64_t j = 0; j < kw; j++) {
-            float df = fabsf(a[j] - b[j]);
-            if (!(df <= mx))
-                mx = df == df ? df : INFINITY;
-        }
-    }
+    float mx = mtp_layer_maxdiff(m, ctx, cur);
     printf("%s: MTP cache layer after generating (n_batch %d, %d/%d drafts accepted): %d entries current, "
            "max|diff| vs recomputed %.3g\n",
            name, n_batch, gs.n_accepted, gs.n_drafted, cur, (double)mx);
@@ -519,11 +537,51 @@ static void test_mtp_cache(const dsr1_model *m, const char *name, const dsr1_tok
     dsr1_context_reset(ctx);
     CHECK(ctx->mtp_n_past == 0, "reset");
 done:
-    free(hid);
-    free(lg);
     dsr1_sampler_free(smp);
     dsr1_context_free(ctx);
-    dsr1_context_free(ref);
+}
+
+/* A speculative generation on a context a plain one filled (the chat case:
+ * the prefix is reused, but its MTP cache entries were never made): the
+ * entries it leaves current must still equal the recomputed ones. */
+static void test_mtp_after_plain(const dsr1_model *m, const char *name, const dsr1_token *prompt, int n_prompt)
+{
+    dsr1_context *ctx = new_ctx_on(m, 256, 64, "scalar");
+    dsr1_sampler *smp = new_sampler(m, GREEDY);
+    dsr1_token seq[256];
+    int32_t n_seq = 0;
+    if (!ctx || !smp || n_prompt > 128)
+        goto done;
+    dsr1_generate_params gp;
+    dsr1_generate_params_default(&gp, sizeof gp);
+    gp.max_new_tokens = 24;
+    CHECK(dsr1_generate(ctx, smp, prompt, n_prompt, &gp, NULL) == DSR1_OK, "plain: %s", dsr1_last_error());
+    n_seq = dsr1_context_n_past(ctx);
+    memcpy(seq, ctx->tokens, (size_t)n_seq * sizeof *seq);
+    seq[n_seq++] = prompt[0]; /* the next "user turn" */
+    seq[n_seq++] = prompt[1];
+    int32_t reused = ctx->mtp_n_past;
+    gp.speculative_mtp = 1;
+    dsr1_generation_stats gs;
+    gs.size = sizeof gs;
+    dsr1_generation *gen = NULL;
+    CHECK(dsr1_generation_new(ctx, smp, seq, n_seq, &gp, &gen) == DSR1_OK, "new: %s", dsr1_last_error());
+    if (!gen)
+        goto done;
+    CHECK(dsr1_generation_run(gen, NULL) == DSR1_OK, "run: %s", dsr1_last_error());
+    dsr1_generation_get_stats(gen, &gs);
+    dsr1_generation_free(gen);
+    int32_t n = dsr1_context_n_past(ctx);
+    int32_t cur = ctx->mtp_n_past < n - 1 ? ctx->mtp_n_past : n - 1;
+    float mx = mtp_layer_maxdiff(m, ctx, cur);
+    printf("%s: MTP after a plain generation: MTP cache current to %d before, prompt of %d re-evaluated %d; "
+           "after: %d of %d entries current, max|diff| vs recomputed %.3g\n",
+           name, reused, n_seq, gs.n_prompt_eval, cur, n, (double)mx);
+    CHECK(cur >= n - 2, "%s: MTP cache current to %d of %d", name, ctx->mtp_n_past, n);
+    CHECK(mx < 1e-3f, "%s: stale MTP cache entries after a plain generation (max diff %g)", name, (double)mx);
+done:
+    dsr1_sampler_free(smp);
+    dsr1_context_free(ctx);
 }
 
 /* ---- chat: two turns, the second reusing the prefix -------------------- */
@@ -737,6 +795,7 @@ int main(int argc, char **argv)
         test_early_end(m, names[i], prompt, n);
         test_mtp_cache(m, names[i], prompt, n, 64);
         test_mtp_cache(m, names[i], prompt, n, 8);
+        test_mtp_after_plain(m, names[i], prompt, n);
         test_chat(m, names[i]);
         if (i == 0)
             test_api(m, prompt, n);

@@ -357,6 +357,13 @@ static dsr1_status eval_prompt(dsr1_generation *gen)
     int32_t common = 0;
     while (common < ctx->n_past && common < gen->n_prompt && ctx->tokens[common] == gen->prompt[common])
         common++;
+    /* The MTP head attends over its own cache layer, which a generation
+     * without it (or plain dsr1_eval calls) left behind the main cache:
+     * re-evaluate from its first stale entry so drafts never read stale
+     * rows. Only speed is at stake (drafts are verified), but the
+     * acceptance rate must not depend on what ran before. */
+    if (gen->mtp && common > ctx->mtp_n_past)
+        common = ctx->mtp_n_past;
     if (common >= gen->n_prompt)
         common = gen->n_prompt - 1;
     const int32_t n = gen->n_prompt - common;
