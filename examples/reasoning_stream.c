@@ -2,24 +2,65 @@
  * reasoning_stream.c: both streams through callbacks, a thinking budget, and
  * cancellation from another thread.
  *
- *   reasoning_stream MODEL.gguf QUESTION [THINK_BUDGET] [CANCEL_AFTER_MS]
+ *   reasoning_stream MODEL.gguf QUESTION [THINK_BUDGET] [STOP_AFTER_N]
  *
  * The reasoning goes to stderr prefixed with "think| ", the answer to stdout.
- * With CANCEL_AFTER_MS a watchdog thread calls dsr1_generation_cancel() after
- * that many milliseconds, the way a host's "stop" button would.
+ * With STOP_AFTER_N a second thread plays the host's UI: once the model has
+ * reasoned for N tokens it "presses stop", i.e. calls dsr1_generation_cancel(),
+ * which is safe from any thread and takes effect before the next token.
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dsr1.h"
 
+/* The UI thread in miniature: it waits until the generation reports enough
+ * reasoning, then presses stop. */
+typedef struct stop_button {
+    dsr1_generation *gen;
+    int press_after; /* reasoning tokens; 0: never */
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int reached; /* the generation saw press_after tokens (or ended) */
+    int pressed; /* the UI thread called dsr1_generation_cancel */
+} stop_button;
+
+static void *ui_thread_main(void *arg)
+{
+    stop_button *b = arg;
+    pthread_mutex_lock(&b->lock);
+    while (!b->reached)
+        pthread_cond_wait(&b->changed, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+    dsr1_generation_cancel(b->gen); /* safe from any thread */
+    pthread_mutex_lock(&b->lock);
+    b->pressed = 1;
+    pthread_cond_signal(&b->changed);
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* Called from the event callback. It waits for the UI thread's reply only so
+ * that this demo stops at the same token on every run; a real host never
+ * blocks its generation thread on the UI. */
+static void tell_ui_thread(stop_button *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->reached = 1;
+    pthread_cond_signal(&b->changed);
+    while (!b->pressed)
+        pthread_cond_wait(&b->changed, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+}
+
 typedef struct stream_state {
     int at_line_start; /* for the "think| " prefix */
+    int in_reasoning;
     int n_reasoning_tokens;
     int n_answer_tokens;
+    stop_button *button; /* NULL: no stop button */
 } stream_state;
 
 static int on_event(const dsr1_event *ev, void *user_data)
@@ -29,6 +70,7 @@ static int on_event(const dsr1_event *ev, void *user_data)
     case DSR1_EVENT_REASONING_BEGIN:
         fputs("think| ", stderr);
         s->at_line_start = 0;
+        s->in_reasoning = 1;
         break;
     case DSR1_EVENT_REASONING_TEXT:
         for (size_t i = 0; i < ev->text_len; i++) {
@@ -38,9 +80,12 @@ static int on_event(const dsr1_event *ev, void *user_data)
             s->at_line_start = ev->text[i] == '\n';
         }
         s->n_reasoning_tokens += ev->n_tokens;
+        if (s->button && s->n_reasoning_tokens >= s->button->press_after && !s->button->reached)
+            tell_ui_thread(s->button);
         break;
     case DSR1_EVENT_REASONING_END:
         fputs("\n(end of reasoning)\n", stderr);
+        s->in_reasoning = 0;
         break;
     case DSR1_EVENT_ANSWER_TEXT:
         fwrite(ev->text, 1, ev->text_len, stdout);
@@ -53,20 +98,6 @@ static int on_event(const dsr1_event *ev, void *user_data)
     return 0;
 }
 
-typedef struct watchdog {
-    dsr1_generation *gen;
-    long ms;
-} watchdog;
-
-static void *watchdog_main(void *arg)
-{
-    watchdog *w = arg;
-    struct timespec ts = {w->ms / 1000, (w->ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-    dsr1_generation_cancel(w->gen); /* safe from any thread */
-    return NULL;
-}
-
 static const char *reason_name(dsr1_stop_reason r)
 {
     static const char *const names[] = {"none", "end of sequence", "length", "stop string",
@@ -77,11 +108,11 @@ static const char *reason_name(dsr1_stop_reason r)
 int main(int argc, char **argv)
 {
     if (argc < 3 || argc > 5) {
-        fprintf(stderr, "usage: %s MODEL.gguf QUESTION [THINK_BUDGET] [CANCEL_AFTER_MS]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf QUESTION [THINK_BUDGET] [STOP_AFTER_N]\n", argv[0]);
         return 1;
     }
     int budget = argc > 3 ? atoi(argv[3]) : -1;
-    long cancel_ms = argc > 4 ? atol(argv[4]) : 0;
+    int stop_after = argc > 4 ? atoi(argv[4]) : 0;
 
     dsr1_model *model = NULL;
     dsr1_context *ctx = NULL;
@@ -104,7 +135,8 @@ int main(int argc, char **argv)
     if (dsr1_chat_tokenize(model, &msg, 1, DSR1_CHAT_ADD_GENERATION_PROMPT, prompt, 4096, &n_prompt) != DSR1_OK)
         goto out;
 
-    stream_state state = {1, 0, 0};
+    stop_button button = {NULL, stop_after, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    stream_state state = {1, 0, 0, 0, stop_after > 0 ? &button : NULL};
     dsr1_generate_params gp;
     dsr1_generate_params_default(&gp, sizeof gp);
     gp.max_new_tokens = 2048;
@@ -114,17 +146,24 @@ int main(int argc, char **argv)
     if (dsr1_generation_new(ctx, smp, prompt, n_prompt, &gp, &gen) != DSR1_OK)
         goto out;
 
-    pthread_t th;
-    watchdog w = {gen, cancel_ms};
-    if (cancel_ms > 0)
-        pthread_create(&th, NULL, watchdog_main, &w);
+    pthread_t ui_thread;
+    button.gen = gen;
+    if (state.button && pthread_create(&ui_thread, NULL, ui_thread_main, &button) != 0)
+        state.button = NULL;
     dsr1_stop_reason reason = DSR1_STOP_NONE;
     dsr1_status st = dsr1_generation_run(gen, &reason);
-    if (cancel_ms > 0)
-        pthread_join(th, NULL);
+    if (state.button) { /* the answer may have come before N reasoning tokens */
+        pthread_mutex_lock(&button.lock);
+        button.reached = 1;
+        pthread_cond_signal(&button.changed);
+        pthread_mutex_unlock(&button.lock);
+        pthread_join(ui_thread, NULL);
+    }
     if (st != DSR1_OK)
         goto out;
     printf("\n");
+    if (state.in_reasoning) /* stopped while reasoning */
+        fputs("\n", stderr);
     fprintf(stderr, "[%d reasoning tokens, %d answer tokens, stopped by %s]\n", state.n_reasoning_tokens,
             state.n_answer_tokens, reason_name(reason));
     rc = 0;

@@ -246,12 +246,28 @@ DSR1_API dsr1_status dsr1_model_tensor_info(const dsr1_model *model, int64_t ind
 
 typedef struct dsr1_context dsr1_context;
 
+/* Element type of the KV cache. f16 (IEEE binary16, rounded to nearest
+ * even when stored, read back exactly) halves the cache, as llama.cpp's
+ * default does; keys and values are computed in f32 and only stored
+ * rounded, and a row gets the same bits batched or alone. On the test
+ * fixtures the logits move by at most 1.4e-3 against an f32 cache
+ * (doc/models.md); f32 keeps the scalar backend within 1e-5 of the
+ * reference logits. */
+typedef enum dsr1_kv_type {
+    DSR1_KV_DEFAULT = 0, /* the library's choice: DSR1_KV_F16 */
+    DSR1_KV_F32 = 1,
+    DSR1_KV_F16 = 2
+} dsr1_kv_type;
+
 typedef struct dsr1_context_params {
     size_t size;          /* sizeof(dsr1_context_params) */
     int32_t n_ctx;        /* tokens the KV cache holds; 0: min(4096, trained context) */
     int32_t n_batch;      /* most tokens evaluated in one internal step; 0: 512 */
     int32_t n_threads;    /* 0: all cores */
     const char *backend;  /* NULL: $DSR1_BACKEND if set, else the best available */
+    dsr1_kv_type kv_type; /* KV cache element type; DSR1_KV_DEFAULT (0): f16. Other values
+                             are DSR1_ERR_INVALID_ARGUMENT. A caller built against a header
+                             without it (a smaller size) gets the default */
 } dsr1_context_params;
 
 DSR1_API void dsr1_context_params_default(dsr1_context_params *params, size_t struct_size);
@@ -266,7 +282,8 @@ DSR1_API int32_t dsr1_context_n_ctx(const dsr1_context *ctx);
 DSR1_API const char *dsr1_context_backend(const dsr1_context *ctx);
 /* Number of positions currently held in the KV cache (the next position). */
 DSR1_API int32_t dsr1_context_n_past(const dsr1_context *ctx);
-/* Bytes of KV cache one token takes, over all layers. */
+/* Bytes of KV cache one token takes, over all layers (and the MTP layer of
+ * deepseek2 files that have one), for the context's kv_type. */
 DSR1_API uint64_t dsr1_context_kv_bytes_per_token(const dsr1_context *ctx);
 
 /* Flags for dsr1_eval. */

@@ -21,7 +21,7 @@ check "reasoning_stream reasoning" "think| " "$out"
 out=$("$build/examples/reasoning_stream" "$model" "What is 345 + 78?" 5 2>&1)
 check "reasoning_stream budget" "stopped by end of sequence" "$out"
 printf "%s" "$out" | grep -qE "\[[1-6] reasoning tokens" || { echo "FAIL reasoning_stream budget: more than 5+1 reasoning tokens"; fail=1; }
-out=$("$build/examples/reasoning_stream" "$model" "Multiply 4321 by 87." -1 1 2>&1)
+out=$("$build/examples/reasoning_stream" "$model" "Multiply 4321 by 87." -1 10 2>&1)
 check "reasoning_stream cancel" "stopped by cancelled" "$out"
 out=$("$build/examples/game_loop" "$model" "What is 345 + 78?" 3 2>&1)
 check "game_loop" "answer: The answer is 423." "$out"

@@ -4,6 +4,7 @@
  * selection, cache editing, and two contexts on two threads.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,7 @@ static void test_load_errors(void)
     dsr1_model_free(NULL);
 }
 
-static int log_lines;
+static atomic_int log_lines; /* the callback runs on every thread that uses the model */
 static void count_log(dsr1_log_level level, const char *msg, void *ud)
 {
     (void)level;
@@ -157,10 +158,42 @@ static void test_context(dsr1_model *m)
     CHECK(dsr1_context_new(m, &cp, &ctx) == DSR1_OK);
     CHECK(dsr1_context_n_ctx(ctx) == 16 && dsr1_context_n_past(ctx) == 0);
     CHECK(dsr1_context_model(ctx) == m);
-    /* qwen2 fixture: 2 layers? kv width 2 heads x 64, keys and values */
-    CHECK(dsr1_context_kv_bytes_per_token(ctx) ==
-          (uint64_t)dsr1_model_n_layer(m) * 2 * 2 * 64 * sizeof(float));
+    /* qwen2 fixture: kv width 2 heads x 64, keys and values, f16 (the
+     * default: 2 bytes a value) */
+    const uint64_t kv_values = (uint64_t)dsr1_model_n_layer(m) * 2 * 2 * 64;
+    CHECK(dsr1_context_kv_bytes_per_token(ctx) == kv_values * 2);
     CHECK(dsr1_logits(ctx, -1) == NULL);
+    {
+        /* kv_type: f32 doubles it, f16 is the default, others are refused */
+        dsr1_context *c2 = NULL;
+        dsr1_context_params kp = cp;
+        kp.kv_type = DSR1_KV_F32;
+        CHECK(dsr1_context_new(m, &kp, &c2) == DSR1_OK && dsr1_context_kv_bytes_per_token(c2) == kv_values * 4);
+        dsr1_context_free(c2);
+        kp.kv_type = DSR1_KV_F16;
+        CHECK(dsr1_context_new(m, &kp, &c2) == DSR1_OK && dsr1_context_kv_bytes_per_token(c2) == kv_values * 2);
+        dsr1_context_free(c2);
+        CHECK(cp.kv_type == DSR1_KV_DEFAULT);
+        const int bad_kv[3] = {3, -1, 1000};
+        for (int i = 0; i < 3; i++) {
+            c2 = (dsr1_context *)&kp; /* must be reset to NULL */
+            kp.kv_type = (dsr1_kv_type)bad_kv[i];
+            CHECK(dsr1_context_new(m, &kp, &c2) == DSR1_ERR_INVALID_ARGUMENT && c2 == NULL);
+            CHECK(strstr(dsr1_last_error(), "kv_type") != NULL);
+        }
+        /* an older caller's struct, without kv_type: the default, whatever
+         * follows it in memory */
+        struct {
+            dsr1_context_params p;
+            char junk[16];
+        } old;
+        memset(&old, 0x7f, sizeof old);
+        dsr1_context_params_default(&old.p, offsetof(dsr1_context_params, kv_type));
+        old.p.n_ctx = 16;
+        CHECK(old.p.size == offsetof(dsr1_context_params, kv_type));
+        CHECK(dsr1_context_new(m, &old.p, &c2) == DSR1_OK && dsr1_context_kv_bytes_per_token(c2) == kv_values * 2);
+        dsr1_context_free(c2);
+    }
 
     dsr1_token toks[20] = {295, 12, 7, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56};
     CHECK(dsr1_eval(ctx, toks, 0, 0, 0) == DSR1_ERR_INVALID_ARGUMENT);

@@ -6,8 +6,9 @@
  *    |w|*|x|: 5e-3 where activations are rounded to 8-bit blocks, 1e-5 for
  *    f32/f16/bf16 weights), rows 512 and 2560 wide, for 1..9 rows and more
  *    than one tile, with 1 and 2 threads (which must agree bit for bit, as
- *    must a batch row and the same row alone); matmul_t, attention, rope,
- *    rmsnorm, silu_mul, add, add_scaled within 1e-5 relative;
+ *    must a batch row and the same row alone); matmul_t, attention (f32 and
+ *    f16 caches), rope, rmsnorm, silu_mul, add, add_scaled within 1e-5
+ *    relative; kv_store / kv_load exactly as lib/quant's f16 conversions;
  * 2. logits of every fixture model, batched and one token at a time, against
  *    the reference (NAME.strict.f32): dense models within 0.25 with the same
  *    argmax wherever the reference's top-1 margin exceeds 0.25 (the tolerance
@@ -17,6 +18,8 @@
  *    for long batches). For deepseek2 the rounding flips some expert choices, so the difference
  *    is reported and the argmax must agree where the margin exceeds 2.5 (the
  *    biggest flip seen) and at 90% of the positions with margin above 0.25.
+ *    All of it with an f32 and with an f16 KV cache (the same tolerances:
+ *    the cache's rounding is far below the activations').
  *
  * Skipped (77) where no optimized backend is compiled in and usable.
  */
@@ -206,6 +209,71 @@ static void test_matmul(const char *be, int64_t n_in)
     drop(&a2);
 }
 
+/* f32/f16/bf16 weights take f32 FMA kernels that change shape with the batch
+ * (avx512: weights read straight for one row, converted once per k block and
+ * register-tiled for more): every row of batches that end on and off the
+ * tile edges must get the bits it gets alone, for widths that are not a
+ * multiple of the vector or of the k block, rows starting misaligned. */
+static void test_matmul_float(const char *be)
+{
+    static const uint32_t ftypes[] = {DSRI_TYPE_F32, DSRI_TYPE_F16, DSRI_TYPE_BF16};
+    static const int64_t widths[] = {37, 1000, 1296};
+    static const int row_counts[] = {1, 3, 5, 17, 64, 65, 130};
+    const int64_t n_out = 67, max_in = 1296, max_rows = 130;
+    rng r = {99};
+    pair s, a1, a2;
+    if (!make("scalar", 1, max_in, 64, &s) || !make(be, 1, max_in, 64, &a1) || !make(be, 2, max_in, 64, &a2)) {
+        CHECK(0, "backend create: %s", dsr1_last_error());
+        return;
+    }
+    float *x = malloc((size_t)(max_rows * max_in) * sizeof *x);
+    float *ys = malloc((size_t)(max_rows * n_out) * sizeof *ys);
+    float *ya = malloc((size_t)(max_rows * n_out) * sizeof *ya);
+    float *yb = malloc((size_t)(max_rows * n_out) * sizeof *yb);
+    float *yrow = malloc((size_t)n_out * sizeof *yrow);
+    for (size_t ti = 0; ti < sizeof ftypes / sizeof ftypes[0]; ti++)
+        for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+            const uint32_t type = ftypes[ti];
+            const int64_t n_in = widths[wi];
+            const char *tn = dsri_type_traits_get(type)->name;
+            size_t row_bytes = dsri_row_size(type, n_in);
+            uint8_t *buf = malloc(row_bytes * (size_t)n_out + 2);
+            uint8_t *data = buf + (type == DSRI_TYPE_F32 ? 1 : 2); /* rows not 4-byte aligned */
+            make_weights(&r, type, n_in, n_out, data, row_bytes);
+            dsri_matrix w = {data, type, n_in, n_out, row_bytes};
+            double worst = 0;
+            int identical = 1;
+            for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++) {
+                const int n = row_counts[ri];
+                fill(&r, x, n * n_in, 1.0f);
+                s.ops->matmul(s.be, &w, x, ys, n);
+                a1.ops->matmul(a1.be, &w, x, ya, n);
+                a2.ops->matmul(a2.be, &w, x, yb, n);
+                identical &= memcmp(ya, yb, (size_t)n * n_out * sizeof *ya) == 0;
+                for (int t = 0; t < n; t++) {
+                    a2.ops->matmul(a2.be, &w, x + (int64_t)t * n_in, yrow, 1);
+                    identical &= memcmp(yrow, ya + (int64_t)t * n_out, (size_t)n_out * sizeof *ya) == 0;
+                }
+                double d = rel_diff(ya, ys, n * n_out);
+                if (!(d <= worst))
+                    worst = isnan(d) ? INFINITY : d;
+            }
+            int ok = identical && worst <= 1e-5;
+            printf("%s %s matmul %-5s n_in %4lld rows 1..130: batch rows %s alone, rel err %.3g\n", ok ? "ok  " : "FAIL",
+                   be, tn, (long long)n_in, identical ? "identical to" : "DIFFER from", worst);
+            failures += !ok;
+            free(buf);
+        }
+    free(x);
+    free(ys);
+    free(ya);
+    free(yb);
+    free(yrow);
+    drop(&s);
+    drop(&a1);
+    drop(&a2);
+}
+
 /* ---- the other ops ---- */
 
 static void test_ops(const char *be)
@@ -224,17 +292,68 @@ static void test_ops(const char *be)
     fill(&r, q, nq, 1.0f);
     fill(&r, k, nk, 1.0f);
     fill(&r, v, nv, 1.0f);
-    /* a batch at the end of the context and one at its start */
-    int32_t pos[2][5] = {{n_ctx - 5, n_ctx - 4, n_ctx - 3, n_ctx - 2, n_ctx - 1}, {0, 1, 2, 3, 4}};
-    for (int b = 0; b < 2; b++) {
-        s.ops->attention(s.be, q, (int64_t)n_head * dk, k, (int64_t)n_kv * dk, v, (int64_t)n_kv * dv, os, n_rows,
-                         pos[b], n_head, n_kv, dk, dv, 0.2f);
-        a.ops->attention(a.be, q, (int64_t)n_head * dk, k, (int64_t)n_kv * dk, v, (int64_t)n_kv * dv, oa, n_rows,
-                         pos[b], n_head, n_kv, dk, dv, 0.2f);
-        double d = rel_diff(oa, os, no);
-        printf("%s %s attention rel %.3g\n", d < 1e-5 ? "ok  " : "FAIL", be, d);
-        failures += !(d < 1e-5);
+    /* the same keys and values as an f16 cache: kv_store must round them
+     * exactly like dsri_fp32_to_fp16 (to nearest even), kv_load widen them
+     * back exactly, on every backend */
+    uint16_t *k16 = malloc(nk * sizeof *k16), *v16 = malloc(nv * sizeof *v16);
+    float *back = malloc(nk * sizeof *back);
+    a.ops->kv_store(a.be, DSR1_KV_F16, k16, n_kv * dk, k, n_kv * dk, n_kv * dk, n_ctx);
+    a.ops->kv_store(a.be, DSR1_KV_F16, v16, n_kv * dv, v, n_kv * dv, n_kv * dv, n_ctx);
+    int bad = 0;
+    for (int64_t i = 0; i < nk; i++)
+        bad += k16[i] != dsri_fp32_to_fp16(k[i]);
+    for (int64_t i = 0; i < nv; i++)
+        bad += v16[i] != dsri_fp32_to_fp16(v[i]);
+    /* ties, subnormals, overflow, signed zero, odd widths (vector tails) */
+    static const float edge[13] = {1.00048828125f, 1.00146484375f, 65504.0f, 65520.0f, 1e9f, -0.0f,
+                                   5.9604645e-08f, 2.9802322e-08f, 8.940697e-08f, -6.1035156e-05f,
+                                   6.097555e-05f, 0.33333334f, -2.5f};
+    uint16_t e16[13];
+    float e32[13];
+    for (int w = 1; w <= 13; w += 4) {
+        a.ops->kv_store(a.be, DSR1_KV_F16, e16, w, edge, w, w, 1);
+        a.ops->kv_load(a.be, DSR1_KV_F16, e32, w, e16, w, w, 1);
+        for (int i = 0; i < w; i++) {
+            bad += e16[i] != dsri_fp32_to_fp16(edge[i]);
+            bad += memcmp(&e32[i], &(float){dsri_fp16_to_fp32(e16[i])}, sizeof(float)) != 0;
+        }
     }
+    a.ops->kv_load(a.be, DSR1_KV_F16, back, n_kv * dk, k16, n_kv * dk, n_kv * dk, n_ctx);
+    for (int64_t i = 0; i < nk; i++)
+        bad += memcmp(&back[i], &(float){dsri_fp16_to_fp32(k16[i])}, sizeof(float)) != 0;
+    a.ops->kv_store(a.be, DSR1_KV_F32, back, n_kv * dk, k, n_kv * dk, n_kv * dk, n_ctx);
+    bad += memcmp(back, k, nk * sizeof *k) != 0;
+    a.ops->kv_load(a.be, DSR1_KV_F32, back, n_kv * dk, k, n_kv * dk, n_kv * dk, n_ctx);
+    bad += memcmp(back, k, nk * sizeof *k) != 0;
+    printf("%s %s kv_store / kv_load (f16 round to nearest even, exact widening, f32 copies): %d wrong\n",
+           bad ? "FAIL" : "ok  ", be, bad);
+    failures += bad != 0;
+
+    /* a batch at the end of the context and one at its start, over f32 and
+     * f16 caches */
+    int32_t pos[2][5] = {{n_ctx - 5, n_ctx - 4, n_ctx - 3, n_ctx - 2, n_ctx - 1}, {0, 1, 2, 3, 4}};
+    for (int f16 = 0; f16 < 2; f16++)
+        for (int b = 0; b < 2; b++) {
+            dsr1_kv_type kv = f16 ? DSR1_KV_F16 : DSR1_KV_F32;
+            const void *kc = f16 ? (const void *)k16 : k, *vc = f16 ? (const void *)v16 : v;
+            s.ops->attention(s.be, q, (int64_t)n_head * dk, kc, (int64_t)n_kv * dk, vc, (int64_t)n_kv * dv, kv, os,
+                             n_rows, pos[b], n_head, n_kv, dk, dv, 0.2f);
+            a.ops->attention(a.be, q, (int64_t)n_head * dk, kc, (int64_t)n_kv * dk, vc, (int64_t)n_kv * dv, kv, oa,
+                             n_rows, pos[b], n_head, n_kv, dk, dv, 0.2f);
+            double d = rel_diff(oa, os, no);
+            printf("%s %s attention (%s cache) rel %.3g\n", d < 1e-5 ? "ok  " : "FAIL", be, f16 ? "f16" : "f32", d);
+            failures += !(d < 1e-5);
+            /* a row alone gets the bits it gets in the batch */
+            float *row = malloc((size_t)n_head * dv * sizeof *row);
+            a.ops->attention(a.be, q + 3 * (int64_t)n_head * dk, (int64_t)n_head * dk, kc, (int64_t)n_kv * dk, vc,
+                             (int64_t)n_kv * dv, kv, row, 1, pos[b] + 3, n_head, n_kv, dk, dv, 0.2f);
+            CHECK(memcmp(row, oa + 3 * (int64_t)n_head * dv, (size_t)n_head * dv * sizeof *row) == 0,
+                  "%s attention (%s cache): a row alone differs from the same row in a batch", be, f16 ? "f16" : "f32");
+            free(row);
+        }
+    free(k16);
+    free(v16);
+    free(back);
 
     int before = failures;
     /* rope, both pairings, a partial rotation */
@@ -357,14 +476,15 @@ static void compare_row(const float *got, const float *ref, int n_vocab, stats *
     }
 }
 
-static int run(const char *be, dsr1_model *model, int step, int n_threads, const dsr1_token *tok, int n,
-               const float *ref, int n_vocab, stats *st, float *all)
+static int run(const char *be, dsr1_kv_type kv, dsr1_model *model, int step, int n_threads, const dsr1_token *tok,
+               int n, const float *ref, int n_vocab, stats *st, float *all)
 {
     dsr1_context_params cp;
     dsr1_context_params_default(&cp, sizeof cp);
     cp.n_ctx = 64;
     cp.backend = be;
     cp.n_threads = n_threads;
+    cp.kv_type = kv;
     dsr1_context *ctx;
     if (dsr1_context_new(model, &cp, &ctx) != DSR1_OK) {
         printf("  context: %s\n", dsr1_last_error());
@@ -415,10 +535,12 @@ static void check_model(const char *be, const char *dir, const char *name, const
     if (!ref || dsr1_model_n_vocab(model) != n_vocab) {
         printf("FAIL %s: reference logits missing or n_vocab mismatch\n", name);
         failures++;
-    } else {
+    } else for (int f16 = 0; f16 < 2; f16++) {
+        const dsr1_kv_type kv = f16 ? DSR1_KV_F16 : DSR1_KV_F32;
+        const char *kvn = f16 ? "f16" : "f32";
         for (int step = 0; step < 2; step++) {
             stats st;
-            if (!run(be, model, step, step ? 1 : 2, tok, n, ref, n_vocab, &st, step ? l1 : l2)) {
+            if (!run(be, kv, model, step, step ? 1 : 2, tok, n, ref, n_vocab, &st, step ? l1 : l2)) {
                 failures++;
                 continue;
             }
@@ -427,16 +549,16 @@ static void check_model(const char *be, const char *dir, const char *name, const
                 ok = st.worst_margin <= 2.5 && st.mismatched * 10 <= st.confident;
             else
                 ok = st.max_diff < 0.25 && st.mismatched == 0;
-            printf("%s %-6s %-16s %-5s max|diff| %.3g, argmax differs at %d of %d confident positions "
+            printf("%s %-6s %-16s %s KV %-5s max|diff| %.3g, argmax differs at %d of %d confident positions "
                    "(largest margin %.2f)\n",
-                   ok ? "ok  " : "FAIL", be, name, step ? "step" : "batch", st.max_diff, st.mismatched, st.confident,
-                   st.worst_margin);
+                   ok ? "ok  " : "FAIL", be, name, kvn, step ? "step" : "batch", st.max_diff, st.mismatched,
+                   st.confident, st.worst_margin);
             failures += !ok;
         }
         /* neither batching nor the thread count changes a bit (speculative
          * decoding relies on batch rows matching one-token evaluation) */
         CHECK(moe || memcmp(l1, l2, (size_t)n * n_vocab * sizeof *l1) == 0,
-              "%s %s: batch (2 threads) and step (1 thread) logits differ", be, name);
+              "%s %s %s KV: batch (2 threads) and step (1 thread) logits differ", be, name, kvn);
     }
     free(ref);
     free(l1);
@@ -489,6 +611,7 @@ int main(int argc, char **argv)
         n_backends++;
         test_matmul(names[b], 512);
         test_matmul(names[b], 2560); /* rows wider than one packed chunk of the avx512 kernels */
+        test_matmul_float(names[b]);
         test_ops(names[b]);
         int n = check_models(names[b], dir);
         if (n_models == 0 || n < n_models)

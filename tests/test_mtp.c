@@ -20,6 +20,8 @@
  *   not written past its size; speculative_mtp outside {0, 1} is refused;
  * - a model without an MTP head (qwen2) ignores the flag (n_drafted 0);
  * - a timing printout with and without MTP (no assertions on it).
+ * All of it with an f32 KV cache, then the token identities, bit-identical
+ * rows and the MTP cache layer again with the f16 cache (the default).
  * Exits non-zero on any failure.
  */
 #if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
@@ -54,6 +56,7 @@ static int failures;
 #define N_GEN 64
 
 static const char *data_dir;
+static dsr1_kv_type kv_type = DSR1_KV_F32; /* of every context the tests make */
 
 static double now_seconds(void)
 {
@@ -81,6 +84,7 @@ static dsr1_context *new_ctx_on(const dsr1_model *m, int n_ctx, int n_batch, con
     cp.n_batch = n_batch;
     cp.n_threads = 2;
     cp.backend = backend;
+    cp.kv_type = kv_type;
     dsr1_context *ctx = NULL;
     dsr1_status st = dsr1_context_new(m, &cp, &ctx);
     CHECK(st == DSR1_OK, "context: %s", dsr1_last_error());
@@ -451,6 +455,12 @@ static void test_early_end(const dsr1_model *m, const char *name, const dsr1_tok
 
 /* ---- the MTP cache layer ----------------------------------------------- */
 
+/* Entries made in another batch differ by float rounding (about 1e-6);
+ * stale ones by far more. In an f16 cache such a difference can flip the
+ * rounding of a value: one f16 step, 2^-10 relative (values stay below 4
+ * here). */
+#define MTP_CACHE_TOL (kv_type == DSR1_KV_F16 ? 4.0f / 1024.0f : 1e-3f)
+
 /* The largest difference between the MTP cache layer entries [0, cur) of
  * ctx and the MTP block recomputed over ctx's tokens in one batch (scalar
  * backend); INFINITY on NaN or allocation failure. */
@@ -462,8 +472,9 @@ static float mtp_layer_maxdiff(const dsr1_model *m, dsr1_context *ctx, int32_t c
     float *hid = malloc((size_t)256 * (size_t)d * sizeof(float));
     float *lg = malloc((size_t)256 * (size_t)m->hp.n_vocab * sizeof(float));
     int32_t pos[256];
+    float *a = malloc((size_t)kw * sizeof(float)), *b = malloc((size_t)kw * sizeof(float));
     float mx = INFINITY;
-    if (!ref || !hid || !lg || n < 2 || n > 256)
+    if (!ref || !hid || !lg || !a || !b || n < 2 || n > 256)
         goto done;
     CHECK(dsr1_eval(ref, ctx->tokens, n, 0, 0) == DSR1_OK, "eval: %s", dsr1_last_error());
     memcpy(hid, dsri_deepseek2_hidden(ref), (size_t)n * (size_t)d * sizeof(float));
@@ -472,7 +483,8 @@ static float mtp_layer_maxdiff(const dsr1_model *m, dsr1_context *ctx, int32_t c
     CHECK(dsri_deepseek2_mtp(ref, hid, ctx->tokens + 1, pos, n - 1, lg) == DSR1_OK, "mtp: %s", dsr1_last_error());
     mx = 0.0f;
     for (int32_t i = 0; i < cur; i++) {
-        const float *a = dsri_ctx_k(ctx, m->hp.n_layer, i), *b = dsri_ctx_k(ref, m->hp.n_layer, i);
+        dsri_ctx_k_f32(ctx, m->hp.n_layer, i, a);
+        dsri_ctx_k_f32(ref, m->hp.n_layer, i, b);
         for (int64_t j = 0; j < kw; j++) {
             float df = fabsf(a[j] - b[j]);
             if (!(df <= mx))
@@ -482,6 +494,8 @@ static float mtp_layer_maxdiff(const dsr1_model *m, dsr1_context *ctx, int32_t c
 done:
     free(hid);
     free(lg);
+    free(a);
+    free(b);
     dsr1_context_free(ref);
     return mx;
 }
@@ -524,7 +538,7 @@ static void test_mtp_cache(const dsr1_model *m, const char *name, const dsr1_tok
            "max|diff| vs recomputed %.3g\n",
            name, n_batch, gs.n_accepted, gs.n_drafted, cur, (double)mx);
     CHECK(gs.n_accepted > 0, "no accepted drafts");
-    CHECK(mx < 1e-3f, "%s: the MTP cache layer differs from the recomputed one by %g", name, (double)mx);
+    CHECK(mx < MTP_CACHE_TOL, "%s: the MTP cache layer differs from the recomputed one by %g", name, (double)mx);
 
     /* rewinds: truncate into the middle, then a different token */
     int32_t cut = n / 2;
@@ -578,7 +592,8 @@ static void test_mtp_after_plain(const dsr1_model *m, const char *name, const ds
            "after: %d of %d entries current, max|diff| vs recomputed %.3g\n",
            name, reused, n_seq, gs.n_prompt_eval, cur, n, (double)mx);
     CHECK(cur >= n - 2, "%s: MTP cache current to %d of %d", name, ctx->mtp_n_past, n);
-    CHECK(mx < 1e-3f, "%s: stale MTP cache entries after a plain generation (max diff %g)", name, (double)mx);
+    CHECK(mx < MTP_CACHE_TOL, "%s: stale MTP cache entries after a plain generation (max diff %g)", name,
+          (double)mx);
 done:
     dsr1_sampler_free(smp);
     dsr1_context_free(ctx);
@@ -780,28 +795,32 @@ int main(int argc, char **argv)
     }
     data_dir = argv[1];
     const char *names[] = {"deepseek2-q8_0", "deepseek2-f16"};
-    for (int i = 0; i < 2; i++) {
-        dsr1_model *m = load(names[i]);
-        dsr1_token prompt[64];
-        int n = read_manifest(names[i], prompt, 64);
-        if (!m || n <= 0) {
-            CHECK(0, "%s: no model or prompt", names[i]);
+    for (int kv = 0; kv < 2; kv++) {
+        kv_type = kv ? DSR1_KV_F16 : DSR1_KV_F32;
+        printf("---- %s KV cache ----\n", kv ? "f16" : "f32");
+        for (int i = 0; i < 2; i++) {
+            dsr1_model *m = load(names[i]);
+            dsr1_token prompt[64];
+            int n = read_manifest(names[i], prompt, 64);
+            if (!m || n <= 0) {
+                CHECK(0, "%s: no model or prompt", names[i]);
+                dsr1_model_free(m);
+                continue;
+            }
+            CHECK(dsri_deepseek2_has_mtp(m), "%s: no MTP head", names[i]);
+            test_batch_rows(m, names[i], prompt, n);
+            test_identical(m, names[i], prompt, n);
+            test_early_end(m, names[i], prompt, n);
+            test_mtp_cache(m, names[i], prompt, n, 64);
+            test_mtp_cache(m, names[i], prompt, n, 8);
+            test_mtp_after_plain(m, names[i], prompt, n);
+            test_chat(m, names[i]);
+            if (i == 0 && kv == 0)
+                test_api(m, prompt, n);
+            if (!getenv("DSR1_TEST_NO_BENCH") && kv == 0)
+                bench(m, names[i], prompt, n);
             dsr1_model_free(m);
-            continue;
         }
-        CHECK(dsri_deepseek2_has_mtp(m), "%s: no MTP head", names[i]);
-        test_batch_rows(m, names[i], prompt, n);
-        test_identical(m, names[i], prompt, n);
-        test_early_end(m, names[i], prompt, n);
-        test_mtp_cache(m, names[i], prompt, n, 64);
-        test_mtp_cache(m, names[i], prompt, n, 8);
-        test_mtp_after_plain(m, names[i], prompt, n);
-        test_chat(m, names[i]);
-        if (i == 0)
-            test_api(m, prompt, n);
-        if (!getenv("DSR1_TEST_NO_BENCH"))
-            bench(m, names[i], prompt, n);
-        dsr1_model_free(m);
     }
     test_no_mtp("qwen2-q8_0");
     if (failures)

@@ -22,6 +22,11 @@ int dsr1_cli_fail(const char *cmd, dsr1_status st);
 /* Parse a decimal integer argument; exits with a message when invalid. */
 long dsr1_cli_parse_long(const char *cmd, const char *flag, const char *value, long lo, long hi);
 double dsr1_cli_parse_double(const char *cmd, const char *flag, const char *value, double lo, double hi);
+/* --kv-type f16|f32; exits with a message otherwise. */
+dsr1_kv_type dsr1_cli_parse_kv_type(const char *cmd, const char *flag, const char *value);
+/* The help line of --kv-type, shared by the subcommands. */
+#define DSR1_CLI_KV_TYPE_HELP "  --kv-type f16|f32       KV cache element type (f16: the default, half the memory;\n" \
+                              "                          f32: the exact reference, as llama.cpp's --cache-type-k/v)\n"
 
 /* Shared by run and chat (defined in cmd_run.c). */
 typedef struct dsr1_cli_gen_opts {
@@ -29,6 +34,7 @@ typedef struct dsr1_cli_gen_opts {
     int32_t n_ctx;
     int32_t n_threads;
     const char *backend;
+    dsr1_kv_type kv_type; /* DSR1_KV_DEFAULT unless --kv-type */
     int verbose;
     dsr1_sampler_params sampler;
     int seed_given;

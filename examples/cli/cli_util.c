@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -50,6 +51,16 @@ long dsr1_cli_parse_long(const char *cmd, const char *flag, const char *value, l
         exit(1);
     }
     return v;
+}
+
+dsr1_kv_type dsr1_cli_parse_kv_type(const char *cmd, const char *flag, const char *value)
+{
+    if (value && !strcmp(value, "f16"))
+        return DSR1_KV_F16;
+    if (value && !strcmp(value, "f32"))
+        return DSR1_KV_F32;
+    fprintf(stderr, "dsr1 %s: %s needs f16 or f32, got '%s'\n", cmd, flag, value ? value : "(nothing)");
+    exit(1);
 }
 
 double dsr1_cli_parse_double(const char *cmd, const char *flag, const char *value, double lo, double hi)

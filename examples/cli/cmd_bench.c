@@ -1,5 +1,5 @@
 /*
- * dsr1 bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPS] [-t N] [--backend NAME]
+ * dsr1 bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPS] [-t N] [--backend NAME] [--kv-type f16|f32]
  *
  * Measures prompt processing (one batch of N_PROMPT tokens) and token
  * generation (N_GEN single-token evaluations after it) like llama-bench's
@@ -20,11 +20,13 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static const char usage[] = "usage: dsr1 bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPS] [-t N] [--backend NAME]\n";
+static const char usage[] = "usage: dsr1 bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-r REPS] [-t N] [--backend NAME]\n"
+                            "                  [--kv-type f16|f32]\n" DSR1_CLI_KV_TYPE_HELP;
 
 int dsr1_cli_bench(int argc, char **argv)
 {
     const char *path = NULL, *backend = NULL;
+    dsr1_kv_type kv_type = DSR1_KV_DEFAULT;
     long n_prompt = 512, n_gen = 128, reps = 3, n_threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -35,6 +37,7 @@ int dsr1_cli_bench(int argc, char **argv)
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && next)
             n_threads = dsr1_cli_parse_long("bench", a, argv[++i], 1, 1024);
         else if (!strcmp(a, "--backend") && next) backend = argv[++i];
+        else if (!strcmp(a, "--kv-type")) kv_type = dsr1_cli_parse_kv_type("bench", a, next), i++;
         else {
             fprintf(stderr, "dsr1 bench: unexpected argument '%s'\n%s", a, usage);
             return 1;
@@ -53,6 +56,7 @@ int dsr1_cli_bench(int argc, char **argv)
     cp.n_batch = n_prompt > 0 ? (int32_t)n_prompt : 1;
     cp.n_threads = (int32_t)n_threads;
     cp.backend = backend;
+    cp.kv_type = kv_type;
     dsr1_context *ctx = NULL;
     dsr1_status st = dsr1_context_new(model, &cp, &ctx);
     if (st) {
@@ -87,14 +91,15 @@ int dsr1_cli_bench(int argc, char **argv)
         rc = dsr1_cli_fail("bench", st);
     } else {
         const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-        printf("| model | size | backend | threads | test | t/s |\n|---|---|---|---|---|---|\n");
+        const char *kv = kv_type == DSR1_KV_F32 ? "f32" : "f16"; /* DSR1_KV_DEFAULT is f16 */
+        printf("| model | size | backend | threads | kv | test | t/s |\n|---|---|---|---|---|---|---|\n");
         double mib = (double)dsr1_model_size_bytes(model) / 1048576.0;
         if (n_prompt > 0)
-            printf("| %s | %.1f MiB | %s | %d | pp%ld | %.2f |\n", name, mib, dsr1_context_backend(ctx),
-                   n_threads ? (int)n_threads : 0, n_prompt, (double)n_prompt / best_pp);
+            printf("| %s | %.1f MiB | %s | %d | %s | pp%ld | %.2f |\n", name, mib, dsr1_context_backend(ctx),
+                   n_threads ? (int)n_threads : 0, kv, n_prompt, (double)n_prompt / best_pp);
         if (n_gen > 0)
-            printf("| %s | %.1f MiB | %s | %d | tg%ld | %.2f |\n", name, mib, dsr1_context_backend(ctx),
-                   n_threads ? (int)n_threads : 0, n_gen, (double)n_gen / best_tg);
+            printf("| %s | %.1f MiB | %s | %d | %s | tg%ld | %.2f |\n", name, mib, dsr1_context_backend(ctx),
+                   n_threads ? (int)n_threads : 0, kv, n_gen, (double)n_gen / best_tg);
         printf("(best of %ld runs; threads 0 = all cores)\n", reps);
     }
     free(tokens);

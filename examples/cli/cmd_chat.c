@@ -24,7 +24,8 @@ static void usage(FILE *f)
             "  -sys, --system-prompt TEXT   system prompt\n"
             "  -n, --n-predict N            most tokens per reply (default: until the end of the turn)\n"
             "  and the sampling, thinking and context options of `dsr1 run`\n"
-            "  (--temp --top-p --top-k --min-p --seed --think-budget --hide-thinking -c -t --backend -v)\n"
+            "  (--temp --top-p --top-k --min-p --seed --think-budget --hide-thinking -c -t --backend\n"
+            "  --kv-type -v)\n"
             "Type a message and press enter. Commands: /think N, /reset, /quit (or end of input).\n");
 }
 

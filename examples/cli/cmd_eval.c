@@ -1,5 +1,6 @@
 /*
  * dsr1 eval -m MODEL --tokens 295,12,7 --out FILE [--step] [--backend NAME] [-t N] [-c N_CTX]
+ *           [--kv-type f16|f32]
  * Writes the logits of every position as little-endian float32, n_tokens rows
  * of n_vocab. --step feeds one token per call through the KV cache.
  */
@@ -10,7 +11,8 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: dsr1 eval -m MODEL --tokens ID,ID,... --out FILE [--step] [--backend NAME] [-t N] [-c N_CTX]\n";
+    "usage: dsr1 eval -m MODEL --tokens ID,ID,... --out FILE [--step] [--backend NAME] [-t N] [-c N_CTX]\n"
+    "                 [--kv-type f16|f32]\n" DSR1_CLI_KV_TYPE_HELP;
 
 static int parse_tokens(const char *s, dsr1_token **out, int32_t *n)
 {
@@ -53,6 +55,7 @@ static int write_le_floats(FILE *f, const float *v, size_t n)
 int dsr1_cli_eval(int argc, char **argv)
 {
     const char *path = NULL, *tokens_arg = NULL, *out_path = NULL, *backend = NULL;
+    dsr1_kv_type kv_type = DSR1_KV_DEFAULT;
     int step = 0;
     long n_threads = 0, n_ctx = 0;
     for (int i = 1; i < argc; i++) {
@@ -62,6 +65,7 @@ int dsr1_cli_eval(int argc, char **argv)
         else if (!strcmp(a, "--tokens") && next) tokens_arg = argv[++i];
         else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && next) out_path = argv[++i];
         else if (!strcmp(a, "--backend") && next) backend = argv[++i];
+        else if (!strcmp(a, "--kv-type")) kv_type = dsr1_cli_parse_kv_type("eval", a, next), i++;
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && next)
             n_threads = dsr1_cli_parse_long("eval", a, argv[++i], 1, 1024);
         else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) && next)
@@ -93,6 +97,7 @@ int dsr1_cli_eval(int argc, char **argv)
     cp.n_ctx = (int32_t)n_ctx;
     cp.n_threads = (int32_t)n_threads;
     cp.backend = backend;
+    cp.kv_type = kv_type;
     if (n_ctx == 0 && n_tokens > dsr1_model_n_ctx_train(model))
         cp.n_ctx = n_tokens;
     dsr1_status st = dsr1_context_new(model, &cp, &ctx);

@@ -38,6 +38,8 @@ int dsr1_cli_gen_option(const char *cmd, dsr1_cli_gen_opts *o, int argc, char **
         o->n_threads = (int32_t)dsr1_cli_parse_long(cmd, a, VALUE(), 0, 1024);
     else if (!strcmp(a, "--backend"))
         o->backend = VALUE();
+    else if (!strcmp(a, "--kv-type"))
+        o->kv_type = dsr1_cli_parse_kv_type(cmd, a, VALUE());
     else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
         o->verbose = 1;
     else if (!strcmp(a, "--temp"))
@@ -82,6 +84,7 @@ int dsr1_cli_gen_open(const char *cmd, dsr1_cli_gen_opts *o, dsr1_model **model,
     cp.n_ctx = o->n_ctx;
     cp.n_threads = o->n_threads;
     cp.backend = o->backend;
+    cp.kv_type = o->kv_type;
     dsr1_status st = dsr1_context_new(*model, &cp, ctx);
     if (st == DSR1_OK) {
         if (!o->seed_given)
@@ -97,8 +100,10 @@ int dsr1_cli_gen_open(const char *cmd, dsr1_cli_gen_opts *o, dsr1_model **model,
         return 1;
     }
     if (o->verbose)
-        fprintf(stderr, "dsr1 %s: n_ctx %d, backend %s, seed %llu\n", cmd, dsr1_context_n_ctx(*ctx),
-                dsr1_context_backend(*ctx), (unsigned long long)o->sampler.seed);
+        fprintf(stderr, "dsr1 %s: n_ctx %d, backend %s, KV cache %.1f MiB, seed %llu\n", cmd,
+                dsr1_context_n_ctx(*ctx), dsr1_context_backend(*ctx),
+                (double)dsr1_context_kv_bytes_per_token(*ctx) * dsr1_context_n_ctx(*ctx) / 1048576.0,
+                (unsigned long long)o->sampler.seed);
     return 0;
 }
 
@@ -249,6 +254,7 @@ static void usage(FILE *f)
             "  -c, --ctx-size N        context size (0 = min(4096, trained))\n"
             "  -t, --threads N         (0 = all cores)\n"
             "  --backend NAME          compute backend\n"
+            DSR1_CLI_KV_TYPE_HELP
             "  -v, --verbose           log loading details\n"
             "Output: on a terminal the reasoning is dimmed; otherwise it is printed between \"<think>\"\n"
             "and \"</think>\" exactly as the model wrote it, followed by the answer. Timing goes to stderr.\n");

@@ -35,6 +35,14 @@ typedef struct dsri_matrix {
 
 typedef struct dsri_backend dsri_backend; /* a backend instance owned by one context */
 
+/* KV cache rows hold DSR1_KV_F32 floats or DSR1_KV_F16 IEEE halves
+ * (uint16_t bit patterns, rounded to nearest even when stored); strides and
+ * widths of cache rows count elements, not bytes. */
+static inline int64_t dsri_kv_elem_bytes(dsr1_kv_type type)
+{
+    return type == DSR1_KV_F16 ? 2 : 4;
+}
+
 /* What an instance must be ready for; it allocates all scratch up front so
  * the ops themselves never allocate (and never fail). */
 typedef struct dsri_backend_config {
@@ -68,14 +76,24 @@ typedef struct dsri_backend_ops {
     void (*rope)(dsri_backend *be, float *x, int n_rows, int64_t stride, int n_heads, int head_dim,
                  int rot_dim, const int32_t *pos, const float *freq, float mscale, int neox);
     /* Causal attention for one batch. q: n_rows rows of n_head*dk (row stride
-     * q_stride); keys/values of positions 0..pos[t] in k_cache/v_cache (row
-     * p at k_cache + p*k_stride, head h at + h*dk / + h*dv); GQA maps query
-     * head h to kv head h / (n_head / n_head_kv). out: n_rows rows of
-     * n_head*dv. */
-    void (*attention)(dsri_backend *be, const float *q, int64_t q_stride, const float *k_cache,
-                      int64_t k_stride, const float *v_cache, int64_t v_stride, float *out,
-                      int n_rows, const int32_t *pos, int n_head, int n_head_kv, int dk, int dv,
-                      float scale);
+     * q_stride); keys/values of positions 0..pos[t] in k_cache/v_cache,
+     * elements of type kv (row p at k_cache + p*k_stride elements, head h at
+     * + h*dk / + h*dv); GQA maps query head h to kv head h / (n_head /
+     * n_head_kv). out: n_rows rows of n_head*dv. f16 keys and values are
+     * widened exactly; the arithmetic is f32 either way. */
+    void (*attention)(dsri_backend *be, const float *q, int64_t q_stride, const void *k_cache,
+                      int64_t k_stride, const void *v_cache, int64_t v_stride, dsr1_kv_type kv,
+                      float *out, int n_rows, const int32_t *pos, int n_head, int n_head_kv, int dk,
+                      int dv, float scale);
+    /* Write n_rows rows of width f32 values (row t at src + t*src_stride)
+     * into cache rows of type kv (row t at dst + t*dst_stride elements): a
+     * copy for f32, round to nearest even for f16 (the same bits on every
+     * backend). */
+    void (*kv_store)(dsri_backend *be, dsr1_kv_type kv, void *dst, int64_t dst_stride, const float *src,
+                     int64_t src_stride, int64_t width, int64_t n_rows);
+    /* The reverse, exact: n_rows cache rows of width elements to f32. */
+    void (*kv_load)(dsri_backend *be, dsr1_kv_type kv, float *dst, int64_t dst_stride, const void *src,
+                    int64_t src_stride, int64_t width, int64_t n_rows);
     /* y[t][i] = sum_o W[o][i] * x[t][o] for t < n_rows, i < W.n_in: the
      * product with the transposed matrix (x rows are W.n_out wide, y rows
      * W.n_in wide); MLA uses it to expand keys from the latent with the

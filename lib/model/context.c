@@ -46,6 +46,12 @@ static dsr1_status check_params(const dsr1_model *model, const dsr1_context_para
     }
     if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "context: n_ctx, n_batch and n_threads must not be negative");
+    if (p->kv_type != DSR1_KV_DEFAULT && p->kv_type != DSR1_KV_F32 && p->kv_type != DSR1_KV_F16)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "context: kv_type %d is not a dsr1_kv_type (DSR1_KV_F32 = 1, DSR1_KV_F16 = 2, or 0 for "
+                          "the default)", (int)p->kv_type);
+    if (p->kv_type == DSR1_KV_DEFAULT)
+        p->kv_type = DSR1_KV_F16;
     if (p->n_ctx == 0)
         p->n_ctx = model->hp.n_ctx_train < DEFAULT_N_CTX ? model->hp.n_ctx_train : DEFAULT_N_CTX;
     if (p->n_batch == 0)
@@ -54,6 +60,19 @@ static dsr1_status check_params(const dsr1_model *model, const dsr1_context_para
         p->n_batch = p->n_ctx;
     if (p->n_threads == 0)
         p->n_threads = default_threads();
+    return DSR1_OK;
+}
+
+static dsr1_status alloc_cache(void **out, int64_t n, dsr1_kv_type type, const char *what)
+{
+    const int64_t es = dsri_kv_elem_bytes(type);
+    if (n <= 0) {
+        *out = NULL;
+        return DSR1_OK;
+    }
+    if ((uint64_t)n > SIZE_MAX / (uint64_t)es || !(*out = dsri_calloc((size_t)n, (size_t)es)))
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: cannot allocate the %s (%lld values of %d bytes)", what,
+                          (long long)n, (int)es);
     return DSR1_OK;
 }
 
@@ -95,11 +114,12 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     ctx->n_ctx = p.n_ctx;
     ctx->n_batch = p.n_batch;
     ctx->n_threads = p.n_threads;
+    ctx->kv_type = p.kv_type;
     ctx->n_cache_layers = model->hp.n_layer + model->hp.n_nextn_layers;
     int64_t cells = (int64_t)ctx->n_cache_layers * p.n_ctx;
     dsri_backend_config cfg = {p.n_threads, model->max_row, p.n_ctx};
-    if ((st = alloc_floats(&ctx->k_cache, cells * model->kv_k_width, "key cache")) ||
-        (st = alloc_floats(&ctx->v_cache, cells * model->kv_v_width, "value cache")) ||
+    if ((st = alloc_cache(&ctx->k_cache, cells * model->kv_k_width, p.kv_type, "key cache")) ||
+        (st = alloc_cache(&ctx->v_cache, cells * model->kv_v_width, p.kv_type, "value cache")) ||
         (st = alloc_floats(&ctx->scratch, model->arch->scratch_floats(model, p.n_batch, p.n_ctx), "scratch")) ||
         (st = alloc_floats(&ctx->logits, model->hp.n_vocab, "logits")) ||
         (st = ops->create(&cfg, &ctx->be))) {
@@ -121,9 +141,9 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
         dsr1_context_free(ctx);
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: out of memory");
     }
-    dsri_log(&model->log, DSR1_LOG_INFO, "context: n_ctx %d, n_batch %d, backend %s, KV cache %.1f MiB",
-             p.n_ctx, p.n_batch, ops->name,
-             (double)cells * (double)(model->kv_k_width + model->kv_v_width) * 4.0 / 1048576.0);
+    dsri_log(&model->log, DSR1_LOG_INFO, "context: n_ctx %d, n_batch %d, backend %s, KV cache %s %.1f MiB",
+             p.n_ctx, p.n_batch, ops->name, p.kv_type == DSR1_KV_F16 ? "f16" : "f32",
+             (double)dsr1_context_kv_bytes_per_token(ctx) * (double)p.n_ctx / 1048576.0);
     *out_ctx = ctx;
     return DSR1_OK;
 }
@@ -156,7 +176,7 @@ uint64_t dsr1_context_kv_bytes_per_token(const dsr1_context *ctx)
     if (!ctx)
         return 0;
     return (uint64_t)ctx->n_cache_layers * (uint64_t)(ctx->model->kv_k_width + ctx->model->kv_v_width) *
-           sizeof(float);
+           (uint64_t)dsri_kv_elem_bytes(ctx->kv_type);
 }
 
 static dsr1_status reserve_logits(dsr1_context *ctx, int32_t rows)

@@ -15,9 +15,12 @@ struct dsr1_context {
     int32_t n_threads;
     int32_t n_past;
 
-    /* KV cache: layer l, position p at k_cache + (l*n_ctx + p)*kv_k_width */
-    float *k_cache;
-    float *v_cache;
+    /* KV cache: layer l, position p at element (l*n_ctx + p)*kv_k_width of
+     * k_cache (v_cache: kv_v_width), elements of kv_type (f32 or f16); the
+     * backend's kv_store / kv_load / attention ops read and write them. */
+    void *k_cache;
+    void *v_cache;
+    dsr1_kv_type kv_type; /* DSR1_KV_F32 or DSR1_KV_F16 (never DEFAULT) */
     int n_cache_layers;
 
     float *scratch;        /* arch->scratch_floats(model, n_batch, n_ctx) floats */
@@ -53,14 +56,32 @@ struct dsr1_context {
     float *mtp_logits;      /* n_vocab: the draft row */
 };
 
-static inline float *dsri_ctx_k(dsr1_context *ctx, int layer, int32_t pos)
+/* The cache row of layer `layer`, position pos (kv_type elements; add
+ * columns with dsri_kv_col). */
+static inline void *dsri_ctx_k(dsr1_context *ctx, int layer, int32_t pos)
 {
-    return ctx->k_cache + ((int64_t)layer * ctx->n_ctx + pos) * ctx->model->kv_k_width;
+    return (uint8_t *)ctx->k_cache +
+           ((int64_t)layer * ctx->n_ctx + pos) * ctx->model->kv_k_width * dsri_kv_elem_bytes(ctx->kv_type);
 }
 
-static inline float *dsri_ctx_v(dsr1_context *ctx, int layer, int32_t pos)
+static inline void *dsri_ctx_v(dsr1_context *ctx, int layer, int32_t pos)
 {
-    return ctx->v_cache + ((int64_t)layer * ctx->n_ctx + pos) * ctx->model->kv_v_width;
+    return (uint8_t *)ctx->v_cache +
+           ((int64_t)layer * ctx->n_ctx + pos) * ctx->model->kv_v_width * dsri_kv_elem_bytes(ctx->kv_type);
+}
+
+/* Column col of the cache row at p. */
+static inline const void *dsri_kv_col(const dsr1_context *ctx, const void *p, int64_t col)
+{
+    return (const uint8_t *)p + col * dsri_kv_elem_bytes(ctx->kv_type);
+}
+
+/* Row pos of the key cache of layer `layer` as f32 (width kv_k_width), for
+ * tests and tools. */
+static inline void dsri_ctx_k_f32(dsr1_context *ctx, int layer, int32_t pos, float *out)
+{
+    int64_t w = ctx->model->kv_k_width;
+    ctx->ops->kv_load(ctx->be, ctx->kv_type, out, w, dsri_ctx_k(ctx, layer, pos), w, w, 1);
 }
 
 #endif

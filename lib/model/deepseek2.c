@@ -17,7 +17,8 @@
  *                                               (older files: attn_kv_b)
  *   o = softmax(([q_C ; q_R] . [k_C ; k_R]) * s) v, out = W_O o
  * The cache keeps only the normed c_KV and the rotated k_R of each position
- * (kv_lora_rank + rope_dim floats per layer), never per-head keys/values.
+ * (kv_lora_rank + rope_dim values per layer, f16 or f32: ctx->kv_type), never
+ * per-head keys/values.
  * Two equal ways to compute the attention:
  *   absorbed     q_C . (W_UK c) = (W_UK^T q_C) . c: queries are moved into
  *                the latent space, attention runs directly over the cache as
@@ -536,14 +537,14 @@ static void mla_attention(dsr1_context *ctx, int l, const int32_t *pos, int n, d
     for (int t = 0; t < n; t++) {
         float *row = s->kva + t * kw;
         op->rmsnorm(be, row, L->attn_kv_a_norm, row, (int)R, 1, hp->rms_eps);
-        memcpy(dsri_ctx_k(ctx, l, pos[t]), row, (size_t)kw * sizeof(float));
+        op->kv_store(be, ctx->kv_type, dsri_ctx_k(ctx, l, pos[t]), kw, row, kw, kw, 1);
     }
-    const float *cache = dsri_ctx_k(ctx, l, 0);
+    const void *cache = dsri_ctx_k(ctx, l, 0); /* rows of kw elements of ctx->kv_type */
     const int64_t n_keys = (int64_t)pos[n - 1] + 1;
 
     if (n > MLA_DECODE_ROWS && n_keys <= ctx->n_batch) {
         /* decompressed: k_C = W_UK c, v = W_UV c for every cached position */
-        copy_rows(s->lat, R, cache, kw, R, n_keys);
+        op->kv_load(be, ctx->kv_type, s->lat, R, cache, kw, R, n_keys);
         for (int hh = 0; hh < H; hh++) {
             if (split) {
                 dsri_matrix kb = rows_of(&L->wk_b, hh * R, R); /* [R rows of nope] */
@@ -553,14 +554,15 @@ static void mla_attention(dsr1_context *ctx, int l, const int32_t *pos, int n, d
                 op->matmul(be, &kb, s->lat, s->tout, (int)n_keys);
             }
             copy_rows(s->kdec + (int64_t)hh * dk, (int64_t)H * dk, s->tout, nope, nope, n_keys);
-            copy_rows(s->kdec + (int64_t)hh * dk + nope, (int64_t)H * dk, cache + R, kw, r, n_keys);
+            op->kv_load(be, ctx->kv_type, s->kdec + (int64_t)hh * dk + nope, (int64_t)H * dk,
+                        dsri_kv_col(ctx, cache, R), kw, r, n_keys);
             dsri_matrix vb = split ? rows_of(&L->wv_b, (int64_t)hh * dv, dv)
                                    : rows_of(&L->wkv_b, hh * (nope + dv) + nope, dv);
             op->matmul(be, &vb, s->lat, s->tout, (int)n_keys);
             copy_rows(s->vdec + (int64_t)hh * dv, (int64_t)H * dv, s->tout, dv, dv, n_keys);
         }
-        op->attention(be, s->q, (int64_t)H * dk, s->kdec, (int64_t)H * dk, s->vdec, (int64_t)H * dv, s->att, n,
-                      pos, H, H, dk, dv, m->attn_scale);
+        op->attention(be, s->q, (int64_t)H * dk, s->kdec, (int64_t)H * dk, s->vdec, (int64_t)H * dv, DSR1_KV_F32,
+                      s->att, n, pos, H, H, dk, dv, m->attn_scale);
     } else {
         /* absorbed: q_lat = W_UK^T q_C per head, attention over [c | k_R]
          * as one shared head, then v = W_UV (attention-weighted c) */
@@ -576,8 +578,8 @@ static void mla_attention(dsr1_context *ctx, int l, const int32_t *pos, int n, d
             copy_rows(s->qabs + hh * kw, H * kw, s->tout, R, R, n);
             copy_rows(s->qabs + hh * kw + R, H * kw, s->q + (int64_t)hh * dk + nope, (int64_t)H * dk, r, n);
         }
-        op->attention(be, s->qabs, H * kw, cache, kw, cache, kw, s->latt, n, pos, H, 1, (int)kw, (int)R,
-                      m->attn_scale);
+        op->attention(be, s->qabs, H * kw, cache, kw, cache, kw, ctx->kv_type, s->latt, n, pos, H, 1, (int)kw,
+                      (int)R, m->attn_scale);
         for (int hh = 0; hh < H; hh++) {
             copy_rows(s->tin, R, s->latt + hh * R, H * R, R, n);
             dsri_matrix vb = split ? rows_of(&L->wv_b, (int64_t)hh * dv, dv)

@@ -174,11 +174,11 @@ static dsr1_status dense_forward(dsr1_context *ctx, const dsr1_token *tokens, co
         op->rope(be, q, n, dq, hp->n_head, (int)hd, hp->rope_dim, pos, m->rope_freq, m->rope_mscale, neox);
         op->rope(be, k, n, dkv, hp->n_head_kv, (int)hd, hp->rope_dim, pos, m->rope_freq, m->rope_mscale, neox);
         for (int t = 0; t < n; t++) {
-            memcpy(dsri_ctx_k(ctx, l, pos[t]), k + t * dkv, (size_t)dkv * sizeof(float));
-            memcpy(dsri_ctx_v(ctx, l, pos[t]), v + t * dkv, (size_t)dkv * sizeof(float));
+            op->kv_store(be, ctx->kv_type, dsri_ctx_k(ctx, l, pos[t]), dkv, k + t * dkv, dkv, dkv, 1);
+            op->kv_store(be, ctx->kv_type, dsri_ctx_v(ctx, l, pos[t]), dkv, v + t * dkv, dkv, dkv, 1);
         }
-        op->attention(be, q, dq, dsri_ctx_k(ctx, l, 0), dkv, dsri_ctx_v(ctx, l, 0), dkv, att, n, pos,
-                      hp->n_head, hp->n_head_kv, (int)hd, (int)hd, m->attn_scale);
+        op->attention(be, q, dq, dsri_ctx_k(ctx, l, 0), dkv, dsri_ctx_v(ctx, l, 0), dkv, ctx->kv_type, att, n,
+                      pos, hp->n_head, hp->n_head_kv, (int)hd, (int)hd, m->attn_scale);
         op->matmul(be, &L->wo, att, h, n);
         op->add(be, x, h, n * d);
 

@@ -8,6 +8,7 @@ DSR1_TEST_DATA overrides the fixture directory (default: tests/data).
 """
 
 import array
+import ctypes
 import gc
 import math
 import os
@@ -35,7 +36,8 @@ DATA = Path(os.environ.get("DSR1_TEST_DATA", ROOT / "tests" / "data"))
 MODEL = DATA / "models" / "qwen2-q8_0.gguf"
 VOCAB = DATA / "vocab" / "ggml-vocab-qwen2.gguf"
 R1_VOCAB = DATA / "vocab" / "ggml-vocab-deepseek-r1.gguf"
-TOLERANCE = 1e-3
+TOLERANCE = 1e-3  # with an f32 KV cache (kv_type="f32"): the strict reference
+F16_TOLERANCE = 3e-3  # with the default f16 cache (tests/test_logits.c measures it)
 
 
 def manifest(name):
@@ -313,7 +315,7 @@ def test_error_type():
 def test_logits_batch_matches_reference(name):
     toks, ref = reference(name)
     with dsr1.Model.load(DATA / "models" / f"{name}.gguf") as m, \
-            dsr1.Context(m, n_ctx=64, backend="scalar") as c:
+            dsr1.Context(m, n_ctx=64, backend="scalar", kv_type="f32") as c:
         assert m.arch == name.split("-")[0]
         c.eval(toks, logits_all=True)
         assert c.n_past == len(toks)
@@ -334,7 +336,7 @@ def test_generate_deepseek2():
 
 def test_logits_step_matches_reference(model):
     toks, ref = reference("qwen2-q8_0")
-    with dsr1.Context(model, n_ctx=64, n_batch=5, backend="scalar", n_threads=2) as c:
+    with dsr1.Context(model, n_ctx=64, n_batch=5, backend="scalar", n_threads=2, kv_type=dsr1.KVType.F32) as c:
         for i, t in enumerate(toks):
             c.eval(t)  # one int, at n_past
             assert c.n_past == i + 1
@@ -344,7 +346,7 @@ def test_logits_step_matches_reference(model):
 @needs_numpy
 def test_logits_numpy(model):
     toks, ref = reference("qwen2-q8_0")
-    with dsr1.Context(model, n_ctx=64, backend="scalar") as c:
+    with dsr1.Context(model, n_ctx=64, backend="scalar", kv_type="f32") as c:
         c.eval(np.array(toks, dtype=np.int64), logits_all=True)
         ref_np = np.array([list(r) for r in ref], dtype=np.float32)
         for i in range(len(toks)):
@@ -358,7 +360,7 @@ def test_logits_numpy(model):
 
 def test_truncate_rewind_reset(model):
     toks, ref = reference("qwen2-q8_0")
-    with dsr1.Context(model, n_ctx=64, backend="scalar") as c:
+    with dsr1.Context(model, n_ctx=64, backend="scalar", kv_type="f32") as c:
         assert c.n_ctx == 64 and c.backend == "scalar" and c.kv_bytes_per_token > 0
         c.eval(toks)
         c.truncate(10)
@@ -372,6 +374,38 @@ def test_truncate_rewind_reset(model):
         assert c.n_past == 0
         c.eval(toks[:1])
         assert max_diff(c.logits(as_numpy=False), ref[0]) < TOLERANCE
+
+
+def test_kv_type(model):
+    """f16 (the default) halves the cache and stays within F16_TOLERANCE of
+    the reference; batched and one token at a time agree bit for bit."""
+    toks, ref = reference("qwen2-q8_0")
+    sizes = {}
+    for kv in (dsr1.KVType.DEFAULT, dsr1.KVType.F16, "f16", dsr1.KVType.F32, "F32"):
+        with dsr1.Context(model, n_ctx=64, backend="scalar", kv_type=kv) as c:
+            sizes[str(kv)] = c.kv_bytes_per_token
+            if kv in (dsr1.KVType.DEFAULT, "f16"):
+                c.eval(toks, logits_all=True)
+                batched = [list(c.logits(i, as_numpy=False)) for i in range(len(toks))]
+                assert max(max_diff(b, r) for b, r in zip(batched, ref)) < F16_TOLERANCE
+                c.reset()
+                for i, t in enumerate(toks):
+                    c.eval(t)
+                    assert list(c.logits(as_numpy=False)) == batched[i]
+    f16, f32 = sizes[str(dsr1.KVType.F16)], sizes[str(dsr1.KVType.F32)]
+    assert f32 == 2 * f16 == model.n_layer * 2 * 2 * 64 * 4
+    assert sizes[str(dsr1.KVType.DEFAULT)] == sizes["f16"] == f16 and sizes["F32"] == f32
+    # the ctypes struct is the library's: the default function fills all of it
+    p = dsr1._capi.dsr1_context_params()
+    p.kv_type = 77
+    dsr1._capi.lib().context_params_default(ctypes.byref(p), ctypes.sizeof(p))
+    assert p.size == ctypes.sizeof(p) and p.kv_type == dsr1.KVType.DEFAULT
+    for bad in (3, -1):
+        with pytest.raises(DSR1Error) as e:
+            dsr1.Context(model, n_ctx=16, kv_type=bad)
+        assert e.value.status == Status.ERR_INVALID_ARGUMENT and "kv_type" in str(e.value)
+    with pytest.raises(ValueError):
+        dsr1.Context(model, n_ctx=16, kv_type="q8_0")
 
 
 def test_context_errors(model, vocab):

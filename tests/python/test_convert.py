@@ -63,7 +63,7 @@ def converted(tmp_path_factory):
 
 
 def all_logits(model, toks, one_by_one=False):
-    with dsr1.Context(model, n_ctx=64, backend="scalar", n_threads=1) as ctx:
+    with dsr1.Context(model, n_ctx=64, backend="scalar", n_threads=1, kv_type="f32") as ctx:
         if not one_by_one:
             ctx.eval(toks, logits_all=True)
             return np.stack([ctx.logits(i) for i in range(len(toks))])

@@ -50,7 +50,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = [
     "ABI_VERSION", "BudgetAction", "Chat", "ChatMessage", "Completion", "Context", "DSR1Error",
-    "Decoder", "Event", "EventType", "Generation", "GenerationStats", "LibraryError", "LogLevel",
+    "Decoder", "Event", "EventType", "Generation", "GenerationStats", "KVType", "LibraryError", "LogLevel",
     "Model", "Sampler", "Special", "Status", "StopReason", "TensorInfo", "TokenAttr", "Type",
     "abi_version", "backend_available", "backends", "find_library", "generate", "load_library",
     "status_string", "stream", "type_name", "version",
@@ -143,6 +143,14 @@ class StopReason(IntEnum):
 class BudgetAction(IntEnum):
     CLOSE = 0
     STOP = 1
+
+
+class KVType(IntEnum):
+    """KV cache element type (dsr1_kv_type). DEFAULT is F16: half the
+    memory of F32, logits within about 2e-3 of the f32 cache's."""
+    DEFAULT = 0
+    F32 = 1
+    F16 = 2
 
 
 def _enum(cls, value):
@@ -678,13 +686,16 @@ class Context(_Handle):
     """KV cache, scratch memory and logits for one model (one thread at a time).
 
     n_ctx 0: min(4096, trained context); n_threads 0: all cores; n_batch 0:
-    512; backend None: $DSR1_BACKEND, else the best available.
+    512; backend None: $DSR1_BACKEND, else the best available; kv_type: a
+    KVType or "f16" / "f32" (DEFAULT: f16, half the memory; F32: the exact
+    reference).
     """
 
     _kind = "context"
 
     def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0,
-                 backend: Optional[str] = None, n_batch: int = 0):
+                 backend: Optional[str] = None, n_batch: int = 0,
+                 kv_type: Union[KVType, int, str] = KVType.DEFAULT):
         super().__init__()
         lib = self._capi
         p = _capi.dsr1_context_params()
@@ -692,6 +703,12 @@ class Context(_Handle):
         p.n_ctx = int(n_ctx)
         p.n_threads = int(n_threads)
         p.n_batch = int(n_batch)
+        if isinstance(kv_type, str):
+            names = {"f16": KVType.F16, "f32": KVType.F32, "default": KVType.DEFAULT}
+            if kv_type.lower() not in names:
+                raise ValueError(f"kv_type must be 'f16' or 'f32', not {kv_type!r}")
+            kv_type = names[kv_type.lower()]
+        p.kv_type = int(kv_type)  # other ints: the library refuses them (DSR1Error)
         self._backend_name = _cstr_in(backend, "backend") if backend is not None else None
         if self._backend_name is not None:
             p.backend = self._backend_name

@@ -130,6 +130,7 @@ class dsr1_context_params(Structure):
         ("n_batch", c_int32),
         ("n_threads", c_int32),
         ("backend", c_char_p),
+        ("kv_type", c_enum),  # dsr1_kv_type
     ]
 
 

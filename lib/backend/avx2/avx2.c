@@ -179,6 +179,11 @@ static void avx2_matmul(dsri_backend *be, const dsri_matrix *w, const float *x, 
     size_t row_bytes = act == DSRI_ACT_F32 ? (size_t)w->n_in * sizeof(float) : DSRI_VARIANT_ACT_ROW_BYTES(act, w->n_in);
     int tile = (int)(TILE_BYTES / (row_bytes ? row_bytes : 1));
     tile = tile < DSRI_AVX2_NR ? DSRI_AVX2_NR : tile > ROW_TILE ? ROW_TILE : tile - tile % DSRI_AVX2_NR;
+    /* f32 activations need no scratch, and a gemm kernel on them blocks k
+     * itself (avx512's float kernels): the bigger the tile, the fewer passes
+     * over the weights */
+    if (act == DSRI_ACT_F32 && k && k->gemm)
+        tile = ROW_TILE;
 
     for (int t0 = 0; t0 < n_rows; t0 += tile) {
         int nt = n_rows - t0 < tile ? n_rows - t0 : tile;
@@ -248,6 +253,8 @@ const dsri_backend_ops DSRI_VARIANT_OPS = {
     .silu_mul = simd_silu_mul,
     .rope = simd_rope,
     .attention = simd_attention,
+    .kv_store = simd_kv_store,
+    .kv_load = simd_kv_load,
     .matmul_t = avx2_matmul_t,
     .add_scaled = simd_add_scaled,
 };

@@ -16,6 +16,11 @@
  *   activation rows the weights are not packed: each pair's integers come
  *   from maddubs + vpdpwssd and are reduced across lanes (the same exact
  *   integers, then the same float operations).
+ * - F32 / F16 / BF16: f32 FMA on 512-bit vectors (half the instructions
+ *   per product; full rate where the core has 512-bit FMA units, as Zen 5
+ *   has, and the same work as two 256-bit FMAs where it has not), weights
+ *   converted once per k block into an f32 panel and register-tiled against
+ *   6 activation rows at a time; see "f32 / f16 / bf16 weights" below.
  *
  * Every (weight row, activation row) pair is computed by the same sequence
  * of operations whatever the number of rows, so a row's result does not
@@ -32,9 +37,12 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 4")
+/* loops over up to 8 (the f32 register tiles: 6 activation rows) */
+#define FUNROLL _Pragma("GCC unroll 8")
 #else
 #define INLINE static inline
 #define UNROLL
+#define FUNROLL
 #endif
 
 /* 16 bytes of nibbles -> 32 bytes: low nibbles first, then the high ones. */
@@ -714,8 +722,215 @@ INLINE void q6k_rows(const pack8q6 *pk, int kc, const uint8_t *x, size_t xs, __m
 
 GEMM_K(q6k, 210, pack8q6, KC_Q6, 208, 208)
 
+/* ---- f32 / f16 / bf16 weights, f32 activations ----
+ *
+ * Every (weight row, activation row) pair is summed one way, whatever the
+ * batch and the grouping: one 16-lane f32 accumulator, acc = fma(w, x, acc)
+ * over k = 0, 16, 32, ... in order (weights converted to f32 exactly; the
+ * last step masked, its missing lanes zero in both operands), then the 16
+ * lanes added by the fixed tree of reduce8. So a batch row gets the bits it
+ * gets alone (tests/test_backend.c).
+ *
+ * One activation row (generation, memory-bound): the 8 weight rows are read
+ * straight from the matrix and converted on the fly, 8 independent
+ * accumulators, one vector of x per 8 FMAs, and a software prefetch of the
+ * next 8 rows (8 interleaved short streams, as for the Q8_0 kernels).
+ *
+ * More rows (prompts, compute-bound): the weights are converted once per
+ * block of FKC elements into a panel of 8 f32 rows (16 KiB, L1), and a
+ * register tile of FMR weight rows x FNR activation rows (24 accumulators;
+ * 4 + 6 vector loads per 24 FMAs) runs over the panel for every activation
+ * row of the batch, so a weight is converted once per FROWS activation rows
+ * instead of once per row. The accumulators wait in a buffer between k
+ * blocks (a store and a load keep the bits). The weights of the next block
+ * and the activations a few vectors ahead are prefetched: without it the
+ * conversion waited on memory for a quarter of the time. */
+
+#define FKC 512  /* k block (elements of each weight row in the panel) */
+#define FMR 4    /* weight rows of the register tile */
+#define FNR 6    /* activation rows of the register tile */
+#define FROWS 64 /* activation rows whose accumulators wait in the buffer
+                  * (32 KiB of stack, with the 16 KiB panel; 32 rows ran the
+                  * 8960-wide rows 12% slower) */
+#define FPF_X 4  /* activation prefetch distance in the tile, vectors */
+
+/* 16 weights at p as f32, all or the first lanes of mask m (the others 0). */
+INLINE __m512 ldw_f32(const uint8_t *p) { return _mm512_loadu_ps(p); }
+INLINE __m512 ldw_f32_m(const uint8_t *p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+INLINE __m512 ldw_f16(const uint8_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+INLINE __m512 ldw_f16_m(const uint8_t *p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+/* bf16 is the top half of an f32: widen and shift (exact) */
+INLINE __m512 ldw_bf16(const uint8_t *p)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+INLINE __m512 ldw_bf16_m(const uint8_t *p, __mmask16 m)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+
+/* Lane k = the sum of the 16 lanes of c[k], always by the same tree: the
+ * 256-bit halves added, then the 128-bit halves, then lanes j and j + 2,
+ * then lanes 0 and 1; 8 rows at once, every lane through the same
+ * additions. */
+INLINE __m256 reduce8(const __m512 c[8])
+{
+    __m512 t[4], u[2];
+    for (int i = 0; i < 4; i++) /* 256-bit half h: row 2i + h, its two 256-bit halves added */
+        t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0xEE));
+    for (int i = 0; i < 2; i++) /* 128-bit lane q: row 4i + q, its two 128-bit halves added */
+        u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xDD));
+    /* 128-bit lane q: row q lanes 0+2, 1+3, row q + 4 lanes 0+2, 1+3 */
+    __m512 v = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u[0]), _mm512_castps_pd(u[1]))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u[0]), _mm512_castps_pd(u[1]))));
+    /* 128-bit lane q: row q, row q + 4 (then don't-cares) */
+    v = _mm512_add_ps(_mm512_shuffle_ps(v, v, _MM_SHUFFLE(2, 2, 2, 0)), _mm512_shuffle_ps(v, v, _MM_SHUFFLE(3, 3, 3, 1)));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_castps512_ps256(_mm512_permutexvar_ps(order, v));
+}
+
+/* the first nw (1..8) lanes of v to y */
+INLINE void store_nw(float *y, __m256 v, int nw)
+{
+    _mm256_mask_storeu_ps(y, (__mmask8)((1u << nw) - 1), v);
+}
+
+/* The register tile: FMR panel rows (pw, FKC floats apart) times NR
+ * activation rows (x, xs bytes apart, at the block's first element), steps
+ * vectors of 16; a non-zero tail adds one step with x masked by it (the
+ * panel is zero there). Accumulators in and out through acc (activation row
+ * j, weight row i at acc[8 * j + i]). */
+INLINE void ftile(const float *pw, int steps, __mmask16 tail, const uint8_t *x, size_t xs, __m512 *acc, const int NR)
+{
+    __m512 c[FMR][FNR];
+    FUNROLL for (int j = 0; j < NR; j++)
+        FUNROLL for (int i = 0; i < FMR; i++)
+            c[i][j] = acc[8 * j + i];
+    for (int s = 0; s < steps; s++) {
+        __m512 w[FMR];
+        FUNROLL for (int i = 0; i < FMR; i++)
+            w[i] = _mm512_load_ps(pw + i * FKC + 16 * s);
+        FUNROLL for (int j = 0; j < NR; j++) {
+            const float *xj = (const float *)(x + (size_t)j * xs) + 16 * s;
+            _mm_prefetch((const char *)(xj + 16 * FPF_X), _MM_HINT_T0);
+            const __m512 xv = _mm512_loadu_ps(xj);
+            FUNROLL for (int i = 0; i < FMR; i++)
+                c[i][j] = _mm512_fmadd_ps(w[i], xv, c[i][j]);
+        }
+    }
+    if (tail) {
+        __m512 w[FMR];
+        FUNROLL for (int i = 0; i < FMR; i++)
+            w[i] = _mm512_load_ps(pw + i * FKC + 16 * steps);
+        FUNROLL for (int j = 0; j < NR; j++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(tail, (const float *)(x + (size_t)j * xs) + 16 * steps);
+            FUNROLL for (int i = 0; i < FMR; i++)
+                c[i][j] = _mm512_fmadd_ps(w[i], xv, c[i][j]);
+        }
+    }
+    FUNROLL for (int j = 0; j < NR; j++)
+        FUNROLL for (int i = 0; i < FMR; i++)
+            acc[8 * j + i] = c[i][j];
+}
+
+/* NR activation rows against the nw (1..8) rows of the panel, FMR at a
+ * time (the second time the NR rows of x come from L1). */
+INLINE void ftiles(const float *panel, int steps, __mmask16 tail, const uint8_t *x, size_t xs, __m512 *acc, int nw,
+                   const int NR)
+{
+    ftile(panel, steps, tail, x, xs, acc, NR);
+    if (nw > FMR)
+        ftile(panel + FMR * FKC, steps, tail, x, xs, acc + FMR, NR);
+}
+
+/* ESZ: bytes per weight; LD / LDM: 16 weights as f32 (all / masked). */
+#define GEMM_FLOAT(T, ESZ, LD, LDM)                                                                \
+    static void gemm_##T(int64_t n, const void *wv, size_t ws, int nw, const void *xv, size_t xs, int nr, \
+                         float *y, size_t ys)                                                      \
+    {                                                                                              \
+        const uint8_t *rows[8], *x = xv;                                                           \
+        for (int k = 0; k < 8; k++) /* missing rows repeat row 0; their lanes are dropped */       \
+            rows[k] = (const uint8_t *)wv + (size_t)(k < nw ? k : 0) * ws;                         \
+        const int64_t nfull = n / 16;                                                              \
+        const __mmask16 tail = (__mmask16)((1u << (n % 16)) - 1);                                  \
+        if (nr == 1) {                                                                             \
+            __m512 c[8];                                                                           \
+            for (int k = 0; k < 8; k++)                                                            \
+                c[k] = _mm512_setzero_ps();                                                        \
+            const float *xr = (const float *)x;                                                    \
+            for (int64_t s = 0; s < nfull; s++) {                                                  \
+                const __m512 xv = _mm512_loadu_ps(xr + 16 * s);                                    \
+                FUNROLL for (int k = 0; k < 8; k++) {                                              \
+                    const uint8_t *p = rows[k] + (size_t)s * 16 * (ESZ);                           \
+                    _mm_prefetch((const char *)((uintptr_t)p + 8 * ws), _MM_HINT_T0);              \
+                    c[k] = _mm512_fmadd_ps(LD(p), xv, c[k]);                                       \
+                }                                                                                  \
+            }                                                                                      \
+            if (tail) {                                                                            \
+                const __m512 xv = _mm512_maskz_loadu_ps(tail, xr + 16 * nfull);                    \
+                FUNROLL for (int k = 0; k < 8; k++)                                                \
+                    c[k] = _mm512_fmadd_ps(LDM(rows[k] + (size_t)nfull * 16 * (ESZ), tail), xv, c[k]); \
+            }                                                                                      \
+            store_nw(y, reduce8(c), nw);                                                           \
+            return;                                                                                \
+        }                                                                                          \
+        _Alignas(64) float panel[8 * FKC];                                                         \
+        __m512 acc[8 * FROWS];                                                                     \
+        const int np = nw > FMR ? 8 : FMR; /* panel rows in use */                                \
+        for (int r0 = 0; r0 < nr; r0 += FROWS) {                                                   \
+            const int nrr = nr - r0 < FROWS ? nr - r0 : FROWS;                                     \
+            for (int i = 0; i < 8 * nrr; i++)                                                      \
+                acc[i] = _mm512_setzero_ps();                                                      \
+            for (int64_t k0 = 0; k0 < n; k0 += FKC) {                                              \
+                const int kc = n - k0 < FKC ? (int)(n - k0) : FKC;                                 \
+                const int steps = kc / 16;                                                         \
+                const __mmask16 bt = kc % 16 ? tail : 0;                                           \
+                /* the block's weights as f32 (zero past n); the next block, or the                \
+                 * next 8 rows' first, on its way meanwhile */                                     \
+                const size_t next = k0 + FKC < n ? (size_t)FKC * (ESZ) : 8 * ws - (size_t)k0 * (ESZ); \
+                for (int k = 0; k < np; k++) {                                                     \
+                    const uint8_t *p = rows[k] + (size_t)k0 * (ESZ);                               \
+                    for (int l = 0; l < FKC * (ESZ); l += 64)                                      \
+                        _mm_prefetch((const char *)((uintptr_t)p + next + (size_t)l), _MM_HINT_T0); \
+                    for (int s = 0; s < steps; s++)                                                \
+                        _mm512_store_ps(panel + k * FKC + 16 * s, LD(p + (size_t)s * 16 * (ESZ)));   \
+                    if (bt)                                                                        \
+                        _mm512_store_ps(panel + k * FKC + 16 * steps, LDM(p + (size_t)steps * 16 * (ESZ), bt)); \
+                }                                                                                  \
+                const uint8_t *xb = x + (size_t)r0 * xs + (size_t)k0 * sizeof(float);              \
+                int r = 0;                                                                         \
+                for (; r + FNR <= nrr; r += FNR)                                                   \
+                    ftiles(panel, steps, bt, xb + (size_t)r * xs, xs, acc + 8 * r, nw, FNR);       \
+                const uint8_t *xr = xb + (size_t)r * xs;                                           \
+                switch (nrr - r) {                                                                 \
+                case 5: ftiles(panel, steps, bt, xr, xs, acc + 8 * r, nw, 5); break;               \
+                case 4: ftiles(panel, steps, bt, xr, xs, acc + 8 * r, nw, 4); break;               \
+                case 3: ftiles(panel, steps, bt, xr, xs, acc + 8 * r, nw, 3); break;               \
+                case 2: ftiles(panel, steps, bt, xr, xs, acc + 8 * r, nw, 2); break;               \
+                case 1: ftiles(panel, steps, bt, xr, xs, acc + 8 * r, nw, 1); break;               \
+                default: break;                                                                    \
+                }                                                                                  \
+            }                                                                                      \
+            for (int r = 0; r < nrr; r++)                                                          \
+                store_nw(y + (size_t)(r0 + r) * ys, reduce8(acc + 8 * r), nw);                     \
+        }                                                                                          \
+    }                                                                                              \
+    static void dot_##T(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out)    \
+    {                                                                                              \
+        gemm_##T(n, w, 0, 1, x, xs, nr, out, 1);                                                   \
+    }
+
+GEMM_FLOAT(f32, 4, ldw_f32, ldw_f32_m)
+GEMM_FLOAT(f16, 2, ldw_f16, ldw_f16_m)
+GEMM_FLOAT(bf16, 2, ldw_bf16, ldw_bf16_m)
+
 /* ---- kernel table ---- */
 
+static const dsri_avx2_kernel k_f32 = {DSRI_ACT_F32, dot_f32, NULL, gemm_f32};
+static const dsri_avx2_kernel k_f16 = {DSRI_ACT_F32, dot_f16, NULL, gemm_f16};
+static const dsri_avx2_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, NULL, gemm_bf16};
 static const dsri_avx2_kernel k_q4_0 = {DSRI_ACT_X8_0, dot_q4_0, NULL, gemm_q4_0};
 static const dsri_avx2_kernel k_q5_0 = {DSRI_ACT_X8_0, dot_q5_0, NULL, gemm_q5_0};
 static const dsri_avx2_kernel k_q8_0 = {DSRI_ACT_X8_0, dot_q8_0, NULL, gemm_q8_0};
@@ -727,6 +942,9 @@ static const dsri_avx2_kernel k_q6_k = {DSRI_ACT_Q8_K, dot8_q6k, NULL, gemm_q6k}
 const dsri_avx2_kernel *dsri_avx512_kernel_for(uint32_t type)
 {
     switch (type) {
+    case DSRI_TYPE_F32: return &k_f32;
+    case DSRI_TYPE_F16: return &k_f16;
+    case DSRI_TYPE_BF16: return &k_bf16;
     case DSRI_TYPE_Q4_0: return &k_q4_0;
     case DSRI_TYPE_Q5_0: return &k_q5_0;
     case DSRI_TYPE_Q8_0: return &k_q8_0;
@@ -734,7 +952,7 @@ const dsri_avx2_kernel *dsri_avx512_kernel_for(uint32_t type)
     case DSRI_TYPE_Q4_K: return &k_q4_k;
     case DSRI_TYPE_Q5_K: return &k_q5_k;
     case DSRI_TYPE_Q6_K: return &k_q6_k;
-    default: return dsri_avx2_kernel_for(type); /* f32/f16/bf16, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_XS */
+    default: return dsri_avx2_kernel_for(type); /* Q4_1, Q5_1, Q2_K, Q3_K, IQ4_XS */
     }
 }
 

@@ -251,6 +251,8 @@ const dsri_backend_ops dsri_backend_neon = {
     .silu_mul = simd_silu_mul,
     .rope = simd_rope,
     .attention = simd_attention,
+    .kv_store = simd_kv_store,
+    .kv_load = simd_kv_load,
     .matmul_t = neon_matmul_t,
     .add_scaled = simd_add_scaled,
 };

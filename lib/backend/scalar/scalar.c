@@ -161,12 +161,41 @@ static void scalar_rope(dsri_backend *be, float *x, int n_rows, int64_t stride, 
     }
 }
 
-static void scalar_attention(dsri_backend *be, const float *q, int64_t q_stride, const float *k_cache,
-                             int64_t k_stride, const float *v_cache, int64_t v_stride, float *out,
-                             int n_rows, const int32_t *pos, int n_head, int n_head_kv, int dk, int dv,
-                             float scale)
+/* q . key over n values, one sequential accumulator (dsri_vec_dot_f32's
+ * order for f32 keys) */
+static float dot_kv(const float *q, const void *k, dsr1_kv_type kv, int64_t n)
 {
-    int group = n_head / n_head_kv;
+    if (kv == DSR1_KV_F32)
+        return dsri_vec_dot_f32(q, k, n);
+    const uint16_t *h = k;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        sum += q[i] * dsri_fp16_to_fp32(h[i]);
+    return sum;
+}
+
+/* y += a * value over n values */
+static void axpy_kv(float *y, const void *v, dsr1_kv_type kv, float a, int64_t n)
+{
+    if (kv == DSR1_KV_F32) {
+        const float *f = v;
+        for (int64_t i = 0; i < n; i++)
+            y[i] += a * f[i];
+    } else {
+        const uint16_t *h = v;
+        for (int64_t i = 0; i < n; i++)
+            y[i] += a * dsri_fp16_to_fp32(h[i]);
+    }
+}
+
+static void scalar_attention(dsri_backend *be, const float *q, int64_t q_stride, const void *k_cache,
+                             int64_t k_stride, const void *v_cache, int64_t v_stride, dsr1_kv_type kv,
+                             float *out, int n_rows, const int32_t *pos, int n_head, int n_head_kv, int dk,
+                             int dv, float scale)
+{
+    const int group = n_head / n_head_kv;
+    const int64_t es = dsri_kv_elem_bytes(kv);
+    const uint8_t *kc = k_cache, *vc = v_cache;
     for (int t = 0; t < n_rows; t++) {
         int64_t n_keys = (int64_t)pos[t] + 1; /* <= cfg->n_ctx */
         for (int h = 0; h < n_head; h++) {
@@ -176,7 +205,7 @@ static void scalar_attention(dsri_backend *be, const float *q, int64_t q_stride,
             memset(oh, 0, (size_t)dv * sizeof(float));
             float mx = -INFINITY;
             for (int64_t p = 0; p < n_keys; p++) {
-                float s = dsri_vec_dot_f32(qh, k_cache + p * k_stride + (int64_t)kvh * dk, dk) * scale;
+                float s = dot_kv(qh, kc + (p * k_stride + (int64_t)kvh * dk) * es, kv, dk) * scale;
                 be->scores[p] = s;
                 if (s > mx)
                     mx = s;
@@ -187,12 +216,40 @@ static void scalar_attention(dsri_backend *be, const float *q, int64_t q_stride,
                 sum += be->scores[p];
             }
             float inv = 1.0f / sum;
-            for (int64_t p = 0; p < n_keys; p++) {
-                const float *vr = v_cache + p * v_stride + (int64_t)kvh * dv;
-                float wgt = be->scores[p] * inv;
-                for (int i = 0; i < dv; i++)
-                    oh[i] += wgt * vr[i];
-            }
+            for (int64_t p = 0; p < n_keys; p++)
+                axpy_kv(oh, vc + (p * v_stride + (int64_t)kvh * dv) * es, kv, be->scores[p] * inv, dv);
+        }
+    }
+}
+
+static void scalar_kv_store(dsri_backend *be, dsr1_kv_type kv, void *dst, int64_t dst_stride, const float *src,
+                            int64_t src_stride, int64_t width, int64_t n_rows)
+{
+    (void)be;
+    for (int64_t t = 0; t < n_rows; t++) {
+        const float *s = src + t * src_stride;
+        if (kv == DSR1_KV_F32) {
+            memcpy((float *)dst + t * dst_stride, s, (size_t)width * sizeof(float));
+        } else {
+            uint16_t *d = (uint16_t *)dst + t * dst_stride;
+            for (int64_t i = 0; i < width; i++)
+                d[i] = dsri_fp32_to_fp16(s[i]);
+        }
+    }
+}
+
+static void scalar_kv_load(dsri_backend *be, dsr1_kv_type kv, float *dst, int64_t dst_stride, const void *src,
+                           int64_t src_stride, int64_t width, int64_t n_rows)
+{
+    (void)be;
+    for (int64_t t = 0; t < n_rows; t++) {
+        float *d = dst + t * dst_stride;
+        if (kv == DSR1_KV_F32) {
+            memcpy(d, (const float *)src + t * src_stride, (size_t)width * sizeof(float));
+        } else {
+            const uint16_t *s = (const uint16_t *)src + t * src_stride;
+            for (int64_t i = 0; i < width; i++)
+                d[i] = dsri_fp16_to_fp32(s[i]);
         }
     }
 }
@@ -239,6 +296,8 @@ const dsri_backend_ops dsri_backend_scalar = {
     .silu_mul = scalar_silu_mul,
     .rope = scalar_rope,
     .attention = scalar_attention,
+    .kv_store = scalar_kv_store,
+    .kv_load = scalar_kv_load,
     .matmul_t = scalar_matmul_t,
     .add_scaled = scalar_add_scaled,
 };
