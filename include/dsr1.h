@@ -544,6 +544,13 @@ typedef struct dsr1_generate_params {
                                     The head keeps its own cache: a prefix the context holds
                                     from a generation without MTP is evaluated again (once).
                                     Ignored (0) for models without an MTP head. */
+    float speculative_min_p;     /* a draft whose probability under the MTP head is below
+                                    this is not verified (that step decodes plainly), since
+                                    verifying costs a 2-token evaluation: on a memory-bound
+                                    machine about half an evaluation more for R1 (the second
+                                    token's experts), so a draft pays when the main model
+                                    agrees more than about half the time. 0..1; default
+                                    0.5; 0 verifies every draft. Tokens never depend on it. */
 } dsr1_generate_params;
 
 DSR1_API void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_size);
@@ -585,8 +592,9 @@ typedef struct dsr1_generation_stats {
     int32_t n_reasoning;
     double prompt_seconds;
     double generate_seconds;
-    int32_t n_drafted;      /* speculative_mtp: tokens the MTP head proposed */
+    int32_t n_drafted;      /* speculative_mtp: drafts verified by the main model */
     int32_t n_accepted;     /* of which the main model confirmed */
+    int32_t n_declined;     /* drafts below speculative_min_p, not verified */
 } dsr1_generation_stats;
 DSR1_API dsr1_status dsr1_generation_get_stats(const dsr1_generation *gen, dsr1_generation_stats *stats);
 

@@ -18,6 +18,8 @@
  *   also when a plain generation filled the reused prefix;
  * - stats: n_drafted / n_accepted, and an older caller's smaller struct is
  *   not written past its size; speculative_mtp outside {0, 1} is refused;
+ * - the draft gate (speculative_min_p): 0 verifies every draft, 1 none, the
+ *   tokens never change;
  * - a model without an MTP head (qwen2) ignores the flag (n_drafted 0);
  * - a timing printout with and without MTP (no assertions on it).
  * All of it with an f32 KV cache, then the token identities, bit-identical
@@ -680,6 +682,90 @@ static void test_chat(const dsr1_model *m, const char *name)
     CHECK(sb.n_accepted > 0, "%s: no accepted drafts in the chat", name);
 }
 
+/* ---- the draft confidence gate (speculative_min_p) ---------------------- */
+
+typedef struct gate_run {
+    dsr1_token tokens[MAXTOK];
+    int n;
+    dsr1_generation_stats stats;
+} gate_run;
+
+/* size: how much of dsr1_generate_params the "caller" knows (sizeof: all) */
+static void gate_generate(const dsr1_model *m, const dsr1_token *prompt, int n_prompt, float min_p, size_t size,
+                          gate_run *o)
+{
+    memset(o, 0, sizeof *o);
+    dsr1_context *ctx = new_ctx_on(m, 256, 64, "scalar");
+    dsr1_sampler *smp = new_sampler(m, GREEDY);
+    dsr1_generate_params gp;
+    dsr1_generate_params_default(&gp, sizeof gp);
+    gp.max_new_tokens = N_GEN;
+    gp.speculative_mtp = 1;
+    gp.speculative_min_p = min_p;
+    gp.size = size;
+    dsr1_generation *gen = NULL;
+    if (ctx && smp)
+        CHECK(dsr1_generation_new(ctx, smp, prompt, n_prompt, &gp, &gen) == DSR1_OK, "new: %s", dsr1_last_error());
+    dsr1_stop_reason why = DSR1_STOP_NONE;
+    while (gen && why == DSR1_STOP_NONE && o->n < MAXTOK) {
+        dsr1_token t;
+        if (dsr1_generation_step(gen, &t, &why) != DSR1_OK)
+            break;
+        if (t >= 0)
+            o->tokens[o->n++] = t;
+    }
+    o->stats.size = sizeof o->stats;
+    if (gen)
+        dsr1_generation_get_stats(gen, &o->stats);
+    dsr1_generation_free(gen);
+    dsr1_sampler_free(smp);
+    dsr1_context_free(ctx);
+}
+
+/* Drafts the head is less sure of than speculative_min_p are not verified:
+ * 0 verifies all, 1 none (a random-weight head is never certain), the
+ * default (0.5) some or none; the tokens are the same in every case, an
+ * older caller's struct gets the default, values outside [0, 1] are refused. */
+static void test_min_p(const dsr1_model *m, const char *name, const dsr1_token *prompt, int n_prompt)
+{
+    static gate_run all, none, dflt, old;
+    gate_generate(m, prompt, n_prompt, 0.0f, sizeof(dsr1_generate_params), &all);
+    gate_generate(m, prompt, n_prompt, 1.0f, sizeof(dsr1_generate_params), &none);
+    gate_generate(m, prompt, n_prompt, 0.5f, sizeof(dsr1_generate_params), &dflt);
+    gate_generate(m, prompt, n_prompt, 0.0f, offsetof(dsr1_generate_params, speculative_min_p), &old);
+    printf("%s draft gate: min_p 0: %d verified (%d accepted), %d declined; min_p 1: %d / %d; "
+           "default 0.5: %d / %d\n",
+           name, all.stats.n_drafted, all.stats.n_accepted, all.stats.n_declined, none.stats.n_drafted,
+           none.stats.n_declined, dflt.stats.n_drafted, dflt.stats.n_declined);
+    CHECK(all.n > 0 && same_tokens(all.tokens, all.n, none.tokens, none.n) &&
+              same_tokens(all.tokens, all.n, dflt.tokens, dflt.n) && same_tokens(all.tokens, all.n, old.tokens, old.n),
+          "%s: the tokens depend on speculative_min_p", name);
+    CHECK(all.stats.n_drafted > 0 && all.stats.n_declined == 0, "%s: min_p 0: %d verified, %d declined", name,
+          all.stats.n_drafted, all.stats.n_declined);
+    CHECK(none.stats.n_drafted == 0 && none.stats.n_declined > 0, "%s: min_p 1: %d verified, %d declined", name,
+          none.stats.n_drafted, none.stats.n_declined);
+    CHECK(dflt.stats.n_drafted <= all.stats.n_drafted && dflt.stats.n_declined > 0,
+          "%s: min_p 0.5: %d verified, %d declined (a random head is rarely that sure)", name, dflt.stats.n_drafted,
+          dflt.stats.n_declined);
+    CHECK(old.stats.n_drafted == dflt.stats.n_drafted && old.stats.n_declined == dflt.stats.n_declined,
+          "%s: an older caller's params did not get the default gate", name);
+    dsr1_context *ctx = new_ctx(m, 64, 16);
+    dsr1_sampler *smp = new_sampler(m, GREEDY);
+    const float bad[] = {-0.01f, 1.01f, NAN, INFINITY};
+    for (size_t i = 0; ctx && smp && i < sizeof bad / sizeof bad[0]; i++) {
+        dsr1_generate_params gp;
+        dsr1_generate_params_default(&gp, sizeof gp);
+        gp.speculative_mtp = 1;
+        gp.speculative_min_p = bad[i];
+        dsr1_generation *gen = NULL;
+        CHECK(dsr1_generation_new(ctx, smp, prompt, n_prompt, &gp, &gen) == DSR1_ERR_INVALID_ARGUMENT && !gen &&
+                  strstr(dsr1_last_error(), "speculative_min_p"),
+              "%s: speculative_min_p %g accepted", name, (double)bad[i]);
+    }
+    dsr1_sampler_free(smp);
+    dsr1_context_free(ctx);
+}
+
 /* ---- stats and parameters ---------------------------------------------- */
 
 static void test_api(const dsr1_model *m, const dsr1_token *prompt, int n_prompt)
@@ -725,7 +811,7 @@ static void test_api(const dsr1_model *m, const dsr1_token *prompt, int n_prompt
               "old stats struct: n_generated %d, n_drafted %d written", s.n_generated, s.n_drafted);
         s.size = sizeof s;
         dsr1_generation_get_stats(gen, &s);
-        CHECK(s.n_drafted > 0, "no drafts");
+        CHECK(s.n_drafted + s.n_declined > 0, "no drafts");
         dsr1_generation_free(gen);
     }
 done:
@@ -815,6 +901,7 @@ int main(int argc, char **argv)
             test_mtp_cache(m, names[i], prompt, n, 8);
             test_mtp_after_plain(m, names[i], prompt, n);
             test_chat(m, names[i]);
+        test_min_p(m, names[i], prompt, n);
             if (i == 0 && kv == 0)
                 test_api(m, prompt, n);
             if (!getenv("DSR1_TEST_NO_BENCH") && kv == 0)

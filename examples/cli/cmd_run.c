@@ -220,10 +220,11 @@ void dsr1_cli_print_stats(const dsr1_generation *gen, dsr1_stop_reason why)
     st.size = sizeof st;
     if (dsr1_generation_get_stats(gen, &st) != DSR1_OK)
         return;
-    char mtp[96] = "";
-    if (st.n_drafted > 0) /* speculative decoding: how often the MTP head's draft was right */
-        snprintf(mtp, sizeof mtp, " | MTP drafts accepted %d/%d (%.1f%%)", st.n_accepted, st.n_drafted,
-                 100.0 * st.n_accepted / st.n_drafted);
+    char mtp[128] = "";
+    if (st.n_drafted + st.n_declined > 0) /* speculative decoding: how often the MTP head's draft was right */
+        snprintf(mtp, sizeof mtp, " | MTP drafts accepted %d/%d (%.1f%%), %d not verified (below --draft-p-min)",
+                 st.n_accepted, st.n_drafted, st.n_drafted ? 100.0 * st.n_accepted / st.n_drafted : 0.0,
+                 st.n_declined);
     fprintf(stderr, "[prompt: %d tokens in %.2f s, %.1f tokens/s | generation: %d tokens (%d reasoning) in %.2f s, "
                     "%.1f tokens/s%s | %s]\n",
             st.n_prompt_eval, st.prompt_seconds, st.prompt_seconds > 0 ? st.n_prompt_eval / st.prompt_seconds : 0.0,
@@ -249,6 +250,8 @@ static void usage(FILE *f)
             "  --hide-thinking         generate the reasoning but do not print it\n"
             "  --mtp                   speculative decoding with the model's multi-token-prediction head\n"
             "                          (DeepSeek-R1/V3 files that have one; same tokens, other speed)\n"
+            "  --draft-p-min P         verify only drafts the MTP head gives at least this probability\n"
+            "                          (0.5; 0 = every draft)\n"
             "  --raw                   no chat formatting: the prompt is tokenized as is (special tokens\n"
             "                          recognised) and the output is the generated text exactly\n"
             "  -c, --ctx-size N        context size (0 = min(4096, trained))\n"
@@ -307,6 +310,7 @@ int dsr1_cli_run(int argc, char **argv)
     const char *prompt = NULL;
     long n_predict = 0;
     int raw = 0, mtp = 0;
+    double draft_p_min = 0.5;
     for (int i = 1; i < argc; i++) {
         if (dsr1_cli_gen_option("run", &o, argc, argv, &i))
             continue;
@@ -319,6 +323,9 @@ int dsr1_cli_run(int argc, char **argv)
             raw = 1;
         } else if (!strcmp(argv[i], "--mtp")) {
             mtp = 1;
+        } else if (!strcmp(argv[i], "--draft-p-min")) {
+            draft_p_min = dsr1_cli_parse_double("run", argv[i], i + 1 < argc ? argv[i + 1] : NULL, 0.0, 1.0);
+            i++;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
@@ -354,6 +361,7 @@ int dsr1_cli_run(int argc, char **argv)
         gp.on_event = dsr1_cli_display_event;
         gp.user_data = &disp;
         gp.speculative_mtp = mtp;
+        gp.speculative_min_p = (float)draft_p_min;
         dsr1_stop_reason why = DSR1_STOP_NONE;
         dsr1_cli_install_interrupt();
         dsr1_status st = dsr1_generation_new(ctx, smp, tokens, n_tokens, &gp, &gen);

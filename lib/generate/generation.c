@@ -56,7 +56,8 @@ struct dsr1_generation {
     int ready;          /* a draft was accepted: row 1 of the last eval holds the logits
                            for the next token, and the draft is the last cached token */
     int32_t ready_past; /* n_past then */
-    int32_t n_drafted, n_accepted;
+    float min_p;        /* speculative_min_p */
+    int32_t n_drafted, n_accepted, n_declined;
     dsri_draft_fn draft_override; /* tests only */
     void *draft_user;
     dsr1_token think_begin, think_end;
@@ -95,6 +96,7 @@ void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_si
     d.think_budget = -1;
     d.think_budget_action = DSR1_BUDGET_CLOSE;
     d.starts_in_reasoning = -1;
+    d.speculative_min_p = 0.5f;
     size_t n = struct_size < sizeof d ? struct_size : sizeof d;
     memset(params, 0, struct_size);
     memcpy(params, &d, n);
@@ -206,12 +208,13 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     if (p.max_new_tokens < 0 || p.think_budget < -1 ||
         (p.think_budget_action != DSR1_BUDGET_CLOSE && p.think_budget_action != DSR1_BUDGET_STOP) ||
         p.starts_in_reasoning < -1 || p.starts_in_reasoning > 1 || p.n_stop_strings < 0 ||
-        (p.n_stop_strings > 0 && !p.stop_strings) || p.speculative_mtp < 0 || p.speculative_mtp > 1)
+        (p.n_stop_strings > 0 && !p.stop_strings) || p.speculative_mtp < 0 || p.speculative_mtp > 1 ||
+        !(p.speculative_min_p >= 0.0f && p.speculative_min_p <= 1.0f))
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
                           "dsr1_generation_new: invalid parameters (max_new_tokens %d, think_budget %d, action %d, "
-                          "starts_in_reasoning %d, n_stop_strings %d, speculative_mtp %d)",
+                          "starts_in_reasoning %d, n_stop_strings %d, speculative_mtp %d, speculative_min_p %g)",
                           p.max_new_tokens, p.think_budget, p.think_budget_action, p.starts_in_reasoning,
-                          p.n_stop_strings, p.speculative_mtp);
+                          p.n_stop_strings, p.speculative_mtp, (double)p.speculative_min_p);
     const dsr1_model *model = ctx->model;
     int32_t n_vocab = model->hp.n_vocab;
     if (dsri_sampler_n_vocab(smp) != n_vocab)
@@ -236,6 +239,7 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     /* (with n_batch 1 a token and its draft could not share a batch) */
     gen->mtp = p.speculative_mtp == 1 && dsri_deepseek2_has_mtp(model) && ctx->hidden && ctx->n_batch >= 2;
     gen->draft = -1;
+    gen->min_p = p.speculative_min_p;
     gen->think_begin = dsr1_token_special(model, DSR1_SPECIAL_THINK_BEGIN);
     gen->think_end = dsr1_token_special(model, DSR1_SPECIAL_THINK_END);
     gen->n_prompt = n_prompt;
@@ -379,7 +383,7 @@ static dsr1_status eval_prompt(dsr1_generation *gen)
             st = dsr1_eval(ctx, gen->prompt + common + done, c, common + done, 0);
             done += c;
             if (!st && done < n)
-                st = dsri_deepseek2_mtp_draft(ctx, gen->prompt[common + done], NULL);
+                st = dsri_deepseek2_mtp_draft(ctx, gen->prompt[common + done], NULL, NULL);
         }
     }
     if (st)
@@ -500,10 +504,15 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
      * samples the last token, injects, or the context has no room for two) */
     if (gen->mtp && !(gen->max_new_tokens > 0 && gen->n_generated + 1 >= gen->max_new_tokens) &&
         !budget_due(gen) && ctx->n_ctx - ctx->n_past >= 2) {
-        if ((st = dsri_deepseek2_mtp_draft(ctx, t, &gen->draft)))
+        float draft_p;
+        if ((st = dsri_deepseek2_mtp_draft(ctx, t, &gen->draft, &draft_p)))
             return fail(gen, st);
-        if (gen->draft >= 0 && gen->draft_override)
+        if (gen->draft >= 0 && gen->draft_override) { /* tests: the override decides */
             gen->draft = gen->draft_override(gen->draft_user, gen->draft, gen->n_generated);
+        } else if (gen->draft >= 0 && !(draft_p >= gen->min_p)) {
+            gen->draft = -1; /* more likely a wasted verification than a saved evaluation */
+            gen->n_declined++;
+        }
     }
     return DSR1_OK;
 }
@@ -568,6 +577,7 @@ dsr1_status dsr1_generation_get_stats(const dsr1_generation *gen, dsr1_generatio
     s.generate_seconds = gen->generate_seconds;
     s.n_drafted = gen->n_drafted;
     s.n_accepted = gen->n_accepted;
+    s.n_declined = gen->n_declined;
     size_t n = stats->size < sizeof s ? stats->size : sizeof s;
     s.size = n;
     memcpy(stats, &s, n);

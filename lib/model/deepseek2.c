@@ -768,10 +768,12 @@ dsr1_status dsri_deepseek2_mtp(dsr1_context *ctx, const float *hidden, const dsr
     return DSR1_OK;
 }
 
-dsr1_status dsri_deepseek2_mtp_draft(dsr1_context *ctx, dsr1_token next, dsr1_token *draft)
+dsr1_status dsri_deepseek2_mtp_draft(dsr1_context *ctx, dsr1_token next, dsr1_token *draft, float *draft_p)
 {
     if (draft)
         *draft = -1;
+    if (draft_p)
+        *draft_p = 0.0f;
     const dsr1_model *m = ctx->model;
     if (!dsri_deepseek2_has_mtp(m) || !ctx->hidden)
         return dsri_error(DSR1_ERR_UNSUPPORTED, "deepseek2 MTP: the model has no multi-token-prediction block");
@@ -801,6 +803,12 @@ dsr1_status dsri_deepseek2_mtp_draft(dsr1_context *ctx, dsr1_token next, dsr1_to
             if (lg[v] > lg[best])
                 best = v;
         *draft = best;
+        if (draft_p) { /* softmax of the best: 1 / sum(exp(l - l_best)) */
+            double sum = 0.0;
+            for (int32_t v = 0; v < m->hp.n_vocab; v++)
+                sum += exp((double)(lg[v] - lg[best]));
+            *draft_p = (float)(1.0 / sum);
+        }
     }
     return DSR1_OK;
 }

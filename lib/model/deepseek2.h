@@ -59,9 +59,12 @@ dsr1_status dsri_deepseek2_mtp(dsr1_context *ctx, const float *hidden, const dsr
  * holds (their next tokens from the cache, the last one `next`), so that
  * the MTP cache is current up to n_past. draft (may be NULL: only update
  * the cache) receives the greedy draft for position n_past + 1, or -1 when
- * the hidden state of position n_past - 1 is not available. Entries older
- * than the held hidden states that are stale (the cache was filled without
- * the MTP head) stay stale: drafts get worse, never wrong. */
-dsr1_status dsri_deepseek2_mtp_draft(dsr1_context *ctx, dsr1_token next, dsr1_token *draft);
+ * the hidden state of position n_past - 1 is not available; draft_p (may be
+ * NULL) its probability under the head's softmax, the head's own estimate
+ * of how likely the main model is to agree. Entries older than the held
+ * hidden states that are stale (the cache was filled without the MTP head)
+ * stay stale: drafts get worse, never wrong (the generation API avoids it
+ * by evaluating such a prefix again). */
+dsr1_status dsri_deepseek2_mtp_draft(dsr1_context *ctx, dsr1_token next, dsr1_token *draft, float *draft_p);
 
 #endif

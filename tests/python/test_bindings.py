@@ -902,13 +902,20 @@ def test_speculative_mtp_same_tokens():
     with dsr1.Model.load(DATA / "models" / "deepseek2-q8_0.gguf") as model:
         prompt = [295, 12, 7, 40, 41]
         runs = []
-        for mtp in (False, True):
+        # plain; every draft verified; none verified (min_p 1); the default gate
+        for mtp, min_p in ((False, None), (True, 0.0), (True, 1.0), (True, None)):
             with dsr1.Context(model, n_ctx=128, backend="scalar") as ctx, dsr1.Sampler.greedy(model) as smp:
-                gen = dsr1.Generation(ctx, smp, prompt, max_new_tokens=32, speculative_mtp=mtp)
+                gen = dsr1.Generation(ctx, smp, prompt, max_new_tokens=32, speculative_mtp=mtp,
+                                      speculative_min_p=min_p)
                 tokens = [t for ev in gen for t in ev.tokens]
                 runs.append((tokens, gen.stats))
                 gen.close()
-        assert runs[0][0] == runs[1][0]
-        assert runs[0][1].n_drafted == 0
-        assert runs[1][1].n_drafted > 0
+        assert all(r[0] == runs[0][0] for r in runs)
+        assert runs[0][1].n_drafted == 0 and runs[0][1].n_declined == 0
+        assert runs[1][1].n_drafted > 0 and runs[1][1].n_declined == 0
         assert 0 <= runs[1][1].n_accepted <= runs[1][1].n_drafted
+        assert runs[2][1].n_declined > 0  # a random-weight head is never that sure
+        with dsr1.Context(model, n_ctx=128) as ctx, dsr1.Sampler.greedy(model) as smp:
+            for bad in (-0.1, 1.5, float("nan")):
+                with pytest.raises(dsr1.DSR1Error):
+                    dsr1.Generation(ctx, smp, prompt, speculative_mtp=True, speculative_min_p=bad)

@@ -159,7 +159,8 @@ def test_speculative_mtp_on_converted(converted):
         for mtp in (False, True):
             with dsr1.Context(model, n_ctx=64, backend="scalar", n_threads=1) as ctx, \
                     dsr1.Sampler.greedy(model) as smp:
-                gen = dsr1.Generation(ctx, smp, prompt, max_new_tokens=16, speculative_mtp=mtp)
+                gen = dsr1.Generation(ctx, smp, prompt, max_new_tokens=16, speculative_mtp=mtp,
+                                      speculative_min_p=0.0)  # verify every draft
                 runs.append(([t for ev in gen for t in ev.tokens], gen.stats))
                 gen.close()
         assert runs[0][0] == runs[1][0]

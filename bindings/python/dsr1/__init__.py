@@ -897,6 +897,7 @@ class GenerationStats:
     generate_seconds: float
     n_drafted: int = 0   # speculative_mtp: drafts the main model checked
     n_accepted: int = 0  # of which it confirmed
+    n_declined: int = 0  # drafts below speculative_min_p, not checked
 
 
 def _event_from_c(ev) -> Event:
@@ -955,7 +956,7 @@ class _EventSink:
 
 def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
                      think_budget_action=None, hide_reasoning=None, stop_strings=None,
-                     starts_in_reasoning=None, speculative_mtp=None):
+                     starts_in_reasoning=None, speculative_mtp=None, speculative_min_p=None):
     """(dsr1_generate_params, keepalive). None keeps the library's default."""
     lib = _lib()
     p = _capi.dsr1_generate_params()
@@ -971,6 +972,8 @@ def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
         p.hide_reasoning = 1 if hide_reasoning else 0
     if speculative_mtp is not None:
         p.speculative_mtp = 1 if speculative_mtp else 0
+    if speculative_min_p is not None:
+        p.speculative_min_p = float(speculative_min_p)
     if starts_in_reasoning is not None:
         p.starts_in_reasoning = int(starts_in_reasoning) if not isinstance(starts_in_reasoning, bool) \
             else (1 if starts_in_reasoning else 0)
@@ -991,7 +994,8 @@ def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Calla
              think_budget_action: Optional[int] = None, hide_reasoning: Optional[bool] = None,
              stop_strings: Optional[Iterable[str]] = None,
              starts_in_reasoning: Optional[bool] = None,
-             speculative_mtp: Optional[bool] = None) -> Completion:
+             speculative_mtp: Optional[bool] = None,
+             speculative_min_p: Optional[float] = None) -> Completion:
     """Prompt tokens -> completion in one call (dsr1_generate).
 
     on_event(Event) is called for every event; a truthy return cancels. An
@@ -1002,7 +1006,7 @@ def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Calla
     sink = _EventSink(on_event)
     params, _keep = _generate_params(sink, max_new_tokens, think_budget, think_budget_action,
                                      hide_reasoning, stop_strings, starts_in_reasoning,
-                                     speculative_mtp)
+                                     speculative_mtp, speculative_min_p)
     ptr, count, _keep_prompt = _tokens_in(prompt)
     stop = ctypes.c_int(0)
     st = _lib().generate(ctx._p, sampler._p, ptr, count, byref(params), byref(stop))
@@ -1120,7 +1124,7 @@ class Generation(_Handle):
         s.size = sizeof(s)
         _check(self._capi.generation_get_stats(self._p, byref(s)))
         return GenerationStats(s.n_prompt_eval, s.n_generated, s.n_reasoning, s.prompt_seconds,
-                               s.generate_seconds, s.n_drafted, s.n_accepted)
+                               s.generate_seconds, s.n_drafted, s.n_accepted, s.n_declined)
 
     def completion(self) -> Completion:
         return self._sink.completion(self.stop_reason)

@@ -195,6 +195,7 @@ class dsr1_generate_params(Structure):
         ("on_event", dsr1_event_fn),
         ("user_data", c_void_p),
         ("speculative_mtp", c_int32),
+        ("speculative_min_p", c_float),
     ]
 
 
@@ -208,6 +209,7 @@ class dsr1_generation_stats(Structure):
         ("generate_seconds", c_double),
         ("n_drafted", c_int32),
         ("n_accepted", c_int32),
+        ("n_declined", c_int32),
     ]
 
 
