@@ -545,6 +545,13 @@ static void mla_attention(dsr1_context *ctx, int l, const int32_t *pos, int n, d
     if (n > MLA_DECODE_ROWS && n_keys <= ctx->n_batch) {
         /* decompressed: k_C = W_UK c, v = W_UV c for every cached position */
         op->kv_load(be, ctx->kv_type, s->lat, R, cache, kw, R, n_keys);
+        /* attn_v_b stores the heads' value blocks one after the other, so
+         * one product over all its rows writes the n_keys x H*dv values
+         * directly: each element is the same dot product as per head, but
+         * one large call splits over the threads where 16 (128 for R1)
+         * small ones each paid the pool's start and finish */
+        if (split)
+            op->matmul(be, &L->wv_b, s->lat, s->vdec, (int)n_keys);
         for (int hh = 0; hh < H; hh++) {
             if (split) {
                 dsri_matrix kb = rows_of(&L->wk_b, hh * R, R); /* [R rows of nope] */
@@ -556,10 +563,11 @@ static void mla_attention(dsr1_context *ctx, int l, const int32_t *pos, int n, d
             copy_rows(s->kdec + (int64_t)hh * dk, (int64_t)H * dk, s->tout, nope, nope, n_keys);
             op->kv_load(be, ctx->kv_type, s->kdec + (int64_t)hh * dk + nope, (int64_t)H * dk,
                         dsri_kv_col(ctx, cache, R), kw, r, n_keys);
-            dsri_matrix vb = split ? rows_of(&L->wv_b, (int64_t)hh * dv, dv)
-                                   : rows_of(&L->wkv_b, hh * (nope + dv) + nope, dv);
-            op->matmul(be, &vb, s->lat, s->tout, (int)n_keys);
-            copy_rows(s->vdec + (int64_t)hh * dv, (int64_t)H * dv, s->tout, dv, dv, n_keys);
+            if (!split) { /* attn_kv_b interleaves each head's key and value rows */
+                dsri_matrix vb = rows_of(&L->wkv_b, hh * (nope + dv) + nope, dv);
+                op->matmul(be, &vb, s->lat, s->tout, (int)n_keys);
+                copy_rows(s->vdec + (int64_t)hh * dv, (int64_t)H * dv, s->tout, dv, dv, n_keys);
+            }
         }
         op->attention(be, s->q, (int64_t)H * dk, s->kdec, (int64_t)H * dk, s->vdec, (int64_t)H * dv, DSR1_KV_F32,
                       s->att, n, pos, H, H, dk, dv, m->attn_scale);
