@@ -1,17 +1,19 @@
 /*
  * The non-matmul ops shared by the SIMD backends (avx2, avx512, neon): row
  * lookup, RMSNorm, elementwise ops, RoPE and threaded attention. Included by
- * each backend's driver after it defines its vector helpers:
+ * the shared driver (simd_driver.inc.c, which has row_ptr(),
+ * PARALLEL_MIN_MACS and struct dsri_backend) after the backend file defined
+ * its vector helpers:
  *   SIMD_DOT_F32(a, b, n)   SIMD_SUMSQ(x, n)   SIMD_AXPY(y, x, a, n)
  *   SIMD_SCALE_MUL(y, x, s, w, n)   SIMD_ADD(y, x, n)   SIMD_SILU_MUL(g, u, n)
  *   SIMD_MAX(x, n)   SIMD_EXP_SUM(x, max, n)
- * and has row_ptr(), PARALLEL_MIN_MACS and a struct dsri_backend with pool,
- * n_threads, max_row, n_ctx, scores and rope_cs. The functions are static
- * (simd_*), one copy per backend, each compiled with its backend's flags.
- * The f16 KV cache helpers below are written here per instruction set: F16C
- * (vcvtph2ps / vcvtps2ph) for avx2 and avx512, vcvt_f32_f16 / vcvt_f16_f32
- * for neon, plain C elsewhere.
+ * The functions are static (simd_*), one copy per backend, each compiled
+ * with its backend's flags. The f16 KV cache helpers below are written here
+ * per instruction set: F16C (vcvtph2ps / vcvtps2ph) for avx2 and avx512,
+ * vcvt_f32_f16 / vcvt_f16_f32 for neon, plain C elsewhere.
  */
+#include <math.h>
+#include <string.h>
 
 /* ---- f16 KV cache rows ---- */
 

@@ -135,7 +135,7 @@ INLINE __m256 ld_bf16(const uint8_t *p)
     INLINE void dotw_##T##_n(int64_t n, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,   \
                              float *out, const int NW, const int NR)                               \
     {                                                                                              \
-        __m256 a0[2][DSRI_AVX2_NR], a1[2][DSRI_AVX2_NR];                                           \
+        __m256 a0[2][DSRI_SIMD_NR], a1[2][DSRI_SIMD_NR];                                           \
         UNROLL for (int k = 0; k < NW; k++)                                                        \
             UNROLL for (int r = 0; r < NR; r++)                                                    \
                 a0[k][r] = a1[k][r] = _mm256_setzero_ps();                                         \
@@ -212,8 +212,8 @@ DOT_FLOAT(bf16, ld_bf16, 2, sc_bf16)
     INLINE void dot_##T##_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out,  \
                             const int NR)                                                          \
     {                                                                                              \
-        __m256 acc[DSRI_AVX2_NR];                                                                  \
-        float corr[DSRI_AVX2_NR];                                                                  \
+        __m256 acc[DSRI_SIMD_NR];                                                                  \
+        float corr[DSRI_SIMD_NR];                                                                  \
         UNROLL for (int r = 0; r < NR; r++) {                                                             \
             acc[r] = _mm256_setzero_ps();                                                          \
             corr[r] = 0.0f;                                                                        \
@@ -263,7 +263,7 @@ DOT_Q32_UNSIGNED(q5_1, 24,
     INLINE void dot_##T##_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out,  \
                             const int NR)                                                          \
     {                                                                                              \
-        __m256 acc[DSRI_AVX2_NR];                                                                  \
+        __m256 acc[DSRI_SIMD_NR];                                                                  \
         UNROLL for (int r = 0; r < NR; r++)                                                               \
             acc[r] = _mm256_setzero_ps();                                                          \
         const int64_t nb = n / 32;                                                                 \
@@ -296,8 +296,8 @@ DOT_Q32_SIGNED(iq4_nl, 18,
 
 INLINE void dot_q4_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out, const int NR)
 {
-    __m256 acc[DSRI_AVX2_NR];
-    float corr[DSRI_AVX2_NR];
+    __m256 acc[DSRI_SIMD_NR];
+    float corr[DSRI_SIMD_NR];
     UNROLL for (int r = 0; r < NR; r++) {
         acc[r] = _mm256_setzero_ps();
         corr[r] = 0.0f;
@@ -313,7 +313,7 @@ INLINE void dot_q4_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs,
             sc[j + 4] = (s[j + 8] & 0x0F) | ((s[j] >> 6) << 4);
             mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
         }
-        __m256i isum[DSRI_AVX2_NR];
+        __m256i isum[DSRI_SIMD_NR];
         UNROLL for (int r = 0; r < NR; r++)
             isum[r] = _mm256_setzero_si256();
         UNROLL for (int c = 0; c < 4; c++) {
@@ -343,8 +343,8 @@ NR_DISPATCH(q4_k)
 
 INLINE void dot_q5_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out, const int NR)
 {
-    __m256 acc[DSRI_AVX2_NR];
-    float corr[DSRI_AVX2_NR];
+    __m256 acc[DSRI_SIMD_NR];
+    float corr[DSRI_SIMD_NR];
     UNROLL for (int r = 0; r < NR; r++) {
         acc[r] = _mm256_setzero_ps();
         corr[r] = 0.0f;
@@ -361,7 +361,7 @@ INLINE void dot_q5_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs,
             mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
         }
         const __m256i hb = _mm256_loadu_si256((const __m256i *)(w + 16));
-        __m256i isum[DSRI_AVX2_NR];
+        __m256i isum[DSRI_SIMD_NR];
         UNROLL for (int r = 0; r < NR; r++)
             isum[r] = _mm256_setzero_si256();
         UNROLL for (int c = 0; c < 4; c++) {
@@ -394,14 +394,14 @@ NR_DISPATCH(q5_k)
 
 INLINE void dot_q6_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out, const int NR)
 {
-    __m256 acc[DSRI_AVX2_NR];
+    __m256 acc[DSRI_SIMD_NR];
     UNROLL for (int r = 0; r < NR; r++)
         acc[r] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
     for (int64_t ib = 0; ib < n / 256; ib++, w += 210) {
         const float d = rd_f16(w + 208);
         const int8_t *sc = (const int8_t *)(w + 192);
-        __m256i isum[DSRI_AVX2_NR];
+        __m256i isum[DSRI_SIMD_NR];
         UNROLL for (int r = 0; r < NR; r++)
             isum[r] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
@@ -443,8 +443,8 @@ NR_DISPATCH(q6_k)
 
 INLINE void dot_q2_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out, const int NR)
 {
-    __m256 acc[DSRI_AVX2_NR];
-    float corr[DSRI_AVX2_NR];
+    __m256 acc[DSRI_SIMD_NR];
+    float corr[DSRI_SIMD_NR];
     UNROLL for (int r = 0; r < NR; r++) {
         acc[r] = _mm256_setzero_ps();
         corr[r] = 0.0f;
@@ -453,7 +453,7 @@ INLINE void dot_q2_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs,
     for (int64_t ib = 0; ib < n / 256; ib++, w += 84) {
         const uint8_t *sc = w;
         const float d = rd_f16(w + 80), dmin = rd_f16(w + 82);
-        __m256i isum[DSRI_AVX2_NR];
+        __m256i isum[DSRI_SIMD_NR];
         UNROLL for (int r = 0; r < NR; r++)
             isum[r] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
@@ -484,7 +484,7 @@ NR_DISPATCH(q2_k)
 
 INLINE void dot_q3_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out, const int NR)
 {
-    __m256 acc[DSRI_AVX2_NR];
+    __m256 acc[DSRI_SIMD_NR];
     UNROLL for (int r = 0; r < NR; r++)
         acc[r] = _mm256_setzero_ps();
     const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
@@ -498,7 +498,7 @@ INLINE void dot_q3_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs,
             sc[j] = (lo | (hi << 4)) - 32;
         }
         const __m256i hm = _mm256_loadu_si256((const __m256i *)w);
-        __m256i isum[DSRI_AVX2_NR];
+        __m256i isum[DSRI_SIMD_NR];
         UNROLL for (int r = 0; r < NR; r++)
             isum[r] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
@@ -530,14 +530,14 @@ NR_DISPATCH(q3_k)
 
 INLINE void dot_iq4_xs_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out, const int NR)
 {
-    __m256 acc[DSRI_AVX2_NR];
+    __m256 acc[DSRI_SIMD_NR];
     UNROLL for (int r = 0; r < NR; r++)
         acc[r] = _mm256_setzero_ps();
     const __m256i kv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
     for (int64_t ib = 0; ib < n / 256; ib++, w += 136) {
         const float d = rd_f16(w);
         const unsigned sh = (unsigned)w[2] | ((unsigned)w[3] << 8);
-        __m256i isum[DSRI_AVX2_NR];
+        __m256i isum[DSRI_SIMD_NR];
         UNROLL for (int r = 0; r < NR; r++)
             isum[r] = _mm256_setzero_si256();
         for (int j = 0; j < 8; j++) {
@@ -560,23 +560,23 @@ NR_DISPATCH(iq4_xs)
 
 /* ---- kernel table ---- */
 
-const dsri_avx2_kernel dsri_avx2_kernel_f32 = {DSRI_ACT_F32, dot_f32, dot2_f32, NULL};
-static const dsri_avx2_kernel k_f16 = {DSRI_ACT_F32, dot_f16, dot2_f16, NULL};
-static const dsri_avx2_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, dot2_bf16, NULL};
-static const dsri_avx2_kernel k_q4_0 = {DSRI_ACT_Q8_0, dot_q4_0, NULL, NULL};
-static const dsri_avx2_kernel k_q4_1 = {DSRI_ACT_Q8_0, dot_q4_1, NULL, NULL};
-static const dsri_avx2_kernel k_q5_0 = {DSRI_ACT_Q8_0, dot_q5_0, NULL, NULL};
-static const dsri_avx2_kernel k_q5_1 = {DSRI_ACT_Q8_0, dot_q5_1, NULL, NULL};
-static const dsri_avx2_kernel k_q8_0 = {DSRI_ACT_Q8_0, dot_q8_0, NULL, NULL};
-static const dsri_avx2_kernel k_iq4_nl = {DSRI_ACT_Q8_0, dot_iq4_nl, NULL, NULL};
-static const dsri_avx2_kernel k_q2_k = {DSRI_ACT_Q8_K, dot_q2_k, NULL, NULL};
-static const dsri_avx2_kernel k_q3_k = {DSRI_ACT_Q8_K, dot_q3_k, NULL, NULL};
-static const dsri_avx2_kernel k_q4_k = {DSRI_ACT_Q8_K, dot_q4_k, NULL, NULL};
-static const dsri_avx2_kernel k_q5_k = {DSRI_ACT_Q8_K, dot_q5_k, NULL, NULL};
-static const dsri_avx2_kernel k_q6_k = {DSRI_ACT_Q8_K, dot_q6_k, NULL, NULL};
-static const dsri_avx2_kernel k_iq4_xs = {DSRI_ACT_Q8_K, dot_iq4_xs, NULL, NULL};
+const dsri_simd_kernel dsri_avx2_kernel_f32 = {DSRI_ACT_F32, dot_f32, dot2_f32, NULL};
+static const dsri_simd_kernel k_f16 = {DSRI_ACT_F32, dot_f16, dot2_f16, NULL};
+static const dsri_simd_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, dot2_bf16, NULL};
+static const dsri_simd_kernel k_q4_0 = {DSRI_ACT_Q8_0, dot_q4_0, NULL, NULL};
+static const dsri_simd_kernel k_q4_1 = {DSRI_ACT_Q8_0, dot_q4_1, NULL, NULL};
+static const dsri_simd_kernel k_q5_0 = {DSRI_ACT_Q8_0, dot_q5_0, NULL, NULL};
+static const dsri_simd_kernel k_q5_1 = {DSRI_ACT_Q8_0, dot_q5_1, NULL, NULL};
+static const dsri_simd_kernel k_q8_0 = {DSRI_ACT_Q8_0, dot_q8_0, NULL, NULL};
+static const dsri_simd_kernel k_iq4_nl = {DSRI_ACT_Q8_0, dot_iq4_nl, NULL, NULL};
+static const dsri_simd_kernel k_q2_k = {DSRI_ACT_Q8_K, dot_q2_k, NULL, NULL};
+static const dsri_simd_kernel k_q3_k = {DSRI_ACT_Q8_K, dot_q3_k, NULL, NULL};
+static const dsri_simd_kernel k_q4_k = {DSRI_ACT_Q8_K, dot_q4_k, NULL, NULL};
+static const dsri_simd_kernel k_q5_k = {DSRI_ACT_Q8_K, dot_q5_k, NULL, NULL};
+static const dsri_simd_kernel k_q6_k = {DSRI_ACT_Q8_K, dot_q6_k, NULL, NULL};
+static const dsri_simd_kernel k_iq4_xs = {DSRI_ACT_Q8_K, dot_iq4_xs, NULL, NULL};
 
-const dsri_avx2_kernel *dsri_avx2_kernel_for(uint32_t type)
+const dsri_simd_kernel *dsri_avx2_kernel_for(uint32_t type)
 {
     switch (type) {
     case DSRI_TYPE_F32: return &dsri_avx2_kernel_f32;
@@ -599,15 +599,6 @@ const dsri_avx2_kernel *dsri_avx2_kernel_for(uint32_t type)
 }
 
 /* ---- activation quantization ---- */
-
-size_t dsri_avx2_act_row_bytes(dsri_act_kind act, int64_t n)
-{
-    switch (act) {
-    case DSRI_ACT_Q8_0: return (size_t)(n / 32) * sizeof(dsri_aq8_0);
-    case DSRI_ACT_Q8_K: return (size_t)(n / 256) * sizeof(dsri_aq8_k);
-    default: return (size_t)n * sizeof(float);
-    }
-}
 
 /* 32 floats -> 32 int8 = round(x * id); returns sum(q). */
 INLINE int round32(const float *x, float id, int8_t *q)
@@ -634,33 +625,20 @@ INLINE float absmax(const float *x, int64_t n)
     return hmax_ps(m);
 }
 
+/* the Q8_K blocks' sums of 16 (simd_act_quant.inc.c) */
+INLINE int sum16(const int8_t *q)
+{
+    __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q));
+    return hsum_epi32(_mm256_madd_epi16(w, _mm256_set1_epi16(1)));
+}
+
+#include "backend/simd_act_quant.inc.c"
+
+size_t dsri_avx2_act_row_bytes(dsri_act_kind act, int64_t n) { return act_row_bytes(act, n); }
+
 void dsri_avx2_quantize_act(dsri_act_kind act, const float *x, void *dst, int64_t n)
 {
-    if (act == DSRI_ACT_Q8_0) {
-        dsri_aq8_0 *y = dst;
-        for (int64_t ib = 0; ib < n / 32; ib++, x += 32) {
-            float amax = absmax(x, 32);
-            float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-            int sum = round32(x, id, y[ib].q);
-            y[ib].d = d;
-            y[ib].s = d * (float)sum;
-        }
-    } else if (act == DSRI_ACT_Q8_K) {
-        dsri_aq8_k *y = dst;
-        for (int64_t ib = 0; ib < n / 256; ib++, x += 256) {
-            float amax = absmax(x, 256);
-            float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-            for (int k = 0; k < 8; k++)
-                round32(x + 32 * k, id, y[ib].q + 32 * k);
-            for (int j = 0; j < 16; j++) {
-                __m128i v = _mm_loadu_si128((const __m128i *)(y[ib].q + 16 * j));
-                __m256i w = _mm256_cvtepi8_epi16(v);
-                __m256i s = _mm256_madd_epi16(w, _mm256_set1_epi16(1));
-                y[ib].bsums[j] = (int16_t)hsum_epi32(s);
-            }
-            y[ib].d = d;
-        }
-    }
+    quantize_act(act, x, dst, n);
 }
 
 /* ---- elementwise ---- */

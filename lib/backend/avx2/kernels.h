@@ -1,15 +1,8 @@
 /*
  * AVX2 kernels of the avx2 backend (internal; compiled with -mavx2 -mfma
- * -mf16c, called only after the CPU was checked).
- *
- * Matmuls work like llama.cpp's CPU backend: each activation row is rounded
- * once to 8-bit blocks (Q8_0-like blocks of 32 for the 32-element weight
- * types, Q8_K-like blocks of 256 for the K types and IQ4_XS) and every weight
- * row is then an integer dot product with it (maddubs/madd), scaled per
- * block. F32/F16/BF16 weights use f32 FMA dots against the f32 activations.
- *
- * A dot kernel takes up to DSRI_AVX2_NR activation rows at once (x_stride
- * bytes apart) so one decoded weight block serves several rows.
+ * -mf16c, called only after the CPU was checked). The kernel interface and
+ * the activation blocks are the SIMD backends' shared ones
+ * (lib/backend/simd_kernel.h); the integer dots here use maddubs/madd.
  */
 #ifndef DSRI_AVX2_KERNELS_H
 #define DSRI_AVX2_KERNELS_H
@@ -17,60 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DSRI_AVX2_NR 4
+#include "backend/simd_kernel.h"
 
-/* The form the activations take for a weight type. */
-typedef enum dsri_act_kind {
-    DSRI_ACT_F32 = 0, /* as they are */
-    DSRI_ACT_Q8_0,    /* blocks of 32: f32 d, f32 d*sum(q), 32 x int8 */
-    DSRI_ACT_Q8_K,    /* blocks of 256: f32 d, 16 x int16 sums of 16, 256 x int8 */
-    DSRI_ACT_X8_0     /* avx512 only: blocks of 32: f32 d, int32 -128*sum(q), 32 x int8 */
-} dsri_act_kind;
-
-typedef struct dsri_aq8_0 {
-    float d;
-    float s; /* d * sum(q) */
-    int8_t q[32];
-} dsri_aq8_0;
-
-typedef struct dsri_aq8_k {
-    float d;
-    int16_t bsums[16];
-    int8_t q[256];
-} dsri_aq8_k;
-
-/* out[r] = dot(weight row w, activation row r) for r < nr (1..DSRI_AVX2_NR);
- * n elements; activation row r at (const char *)x + r * x_stride. */
-typedef void (*dsri_avx2_dot_fn)(int64_t n, const void *w, const void *x, size_t x_stride, int nr,
-                                 float *out);
-
-/* The same for two weight rows (w and w + w_stride bytes) and up to
- * DSRI_AVX2_NR2 activation rows at once: out[2*r + k] = dot(weight row k,
- * activation row r), bit-identical to what dot gives for each pair. Where a
- * weight row costs little to decode (f32/f16/bf16), this halves the
- * activation loads. */
-#define DSRI_AVX2_NR2 2
-typedef void (*dsri_avx2_dot2_fn)(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,
-                                  int nr, float *out);
-
-/* Up to DSRI_AVX2_GEMM_NW weight rows (nw of them, w_stride bytes apart)
- * times nr activation rows (any number): y[r * y_stride + k] = dot(weight
- * row k, activation row r). Each value bit-identical to what the kernel gives
- * for that pair in any other call (grouping never changes a result). */
-#define DSRI_AVX2_GEMM_NW 8
-typedef void (*dsri_avx2_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride,
-                                  int nr, float *y, size_t y_stride);
-
-typedef struct dsri_avx2_kernel {
-    dsri_act_kind act;
-    dsri_avx2_dot_fn dot;
-    dsri_avx2_dot2_fn dot2; /* NULL: none */
-    dsri_avx2_gemm_fn gemm; /* NULL: none; else used for every matmul of the type (avx512) */
-} dsri_avx2_kernel;
+/* avx512/kernels.c still spells the shared kernel type by its old name. */
+typedef dsri_simd_kernel dsri_avx2_kernel;
 
 /* NULL when the type has no fast kernel (dequantize and use the F32 one). */
-const dsri_avx2_kernel *dsri_avx2_kernel_for(uint32_t type);
-extern const dsri_avx2_kernel dsri_avx2_kernel_f32;
+const dsri_simd_kernel *dsri_avx2_kernel_for(uint32_t type);
+extern const dsri_simd_kernel dsri_avx2_kernel_f32;
 
 /* Bytes of one activation row of n elements in that form (n a multiple of
  * the block size for the quantized forms). */
@@ -94,5 +41,16 @@ void dsri_avx2_scale_mul(float *y, const float *x, float s, const float *w, int6
 float dsri_avx2_exp_sum(float *v, float mx, int64_t n);
 float dsri_avx2_max(const float *v, int64_t n);
 void dsri_avx2_scale(float *v, float s, int64_t n);
+
+/* The same under the names the shared ops (lib/backend/simd_ops.inc.c) use:
+ * the avx2 and avx512 backends both take these. */
+#define SIMD_DOT_F32 dsri_avx2_dot_f32
+#define SIMD_SUMSQ dsri_avx2_sumsq
+#define SIMD_AXPY dsri_avx2_axpy
+#define SIMD_SCALE_MUL dsri_avx2_scale_mul
+#define SIMD_ADD dsri_avx2_add
+#define SIMD_SILU_MUL dsri_avx2_silu_mul
+#define SIMD_MAX dsri_avx2_max
+#define SIMD_EXP_SUM dsri_avx2_exp_sum
 
 #endif

@@ -3,10 +3,11 @@
  * -mavx512f -mavx512bw -mavx512vl -mavx512vnni on top of the avx2 flags,
  * called only after dsri_avx512_available() said yes).
  *
- * The backend is the avx2 driver (lib/backend/avx2/avx2.c, compiled again by
- * avx512.c) with these kernels: the same kernel interface (the gemm entry,
- * 8 weight rows by a whole tile of activation rows), activation rows rounded
- * once per matmul. Types without a kernel here take the avx2 kernels.
+ * The backend is the SIMD backends' shared driver (lib/backend/
+ * simd_driver.inc.c, compiled by avx512.c) with these kernels: the shared
+ * kernel interface (simd_kernel.h; here the gemm entry, 8 weight rows by a
+ * whole tile of activation rows), activation rows rounded once per matmul.
+ * Types without a kernel here take the avx2 kernels.
  */
 #ifndef DSRI_AVX512_KERNELS_H
 #define DSRI_AVX512_KERNELS_H

@@ -78,8 +78,8 @@ static const int8_t kvalues_iq4nl[16] = {
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 };
 
-#define ACT0(r) ((const dsri_neon_q8_0 *)(x + (size_t)(r) * xs))
-#define ACTK(r) ((const dsri_neon_q8_k *)(x + (size_t)(r) * xs))
+#define ACT0(r) ((const dsri_aq8_0 *)(x + (size_t)(r) * xs))
+#define ACTK(r) ((const dsri_aq8_k *)(x + (size_t)(r) * xs))
 
 /* dot_T(n, w, x, xs, nr, out) from dot_T_n(..., NR) with NR a constant. */
 #define NR_DISPATCH(T)                                                                             \
@@ -102,7 +102,7 @@ static const int8_t kvalues_iq4nl[16] = {
     INLINE void dot_##T##_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out,  \
                             const int NR)                                                          \
     {                                                                                              \
-        float acc[DSRI_NEON_NR], corr[DSRI_NEON_NR];                                               \
+        float acc[DSRI_SIMD_NR], corr[DSRI_SIMD_NR];                                               \
         UNROLL for (int r = 0; r < NR; r++) acc[r] = corr[r] = 0.0f;                               \
         const int64_t nb = n / 32;                                                                 \
         for (int64_t ib = 0; ib < nb; ib++, w += (BYTES)) {                                        \
@@ -110,7 +110,7 @@ static const int8_t kvalues_iq4nl[16] = {
             int8x16_t q0, q1;                                                                      \
             DECODE                                                                                 \
             UNROLL for (int r = 0; r < NR; r++) {                                                  \
-                const dsri_neon_q8_0 *a = ACT0(r) + ib;                                            \
+                const dsri_aq8_0 *a = ACT0(r) + ib;                                                \
                 acc[r] += dw * a->d * (float)dot32(q0, q1, a->q);                                  \
                 corr[r] += mw * a->s;                                                              \
             }                                                                                      \
@@ -187,14 +187,14 @@ INLINE void scales_k4(const uint8_t *s, int *sc, int *mn)
     INLINE void dot_##T##_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out,  \
                             const int NR)                                                          \
     {                                                                                              \
-        float acc[DSRI_NEON_NR], corr[DSRI_NEON_NR];                                               \
+        float acc[DSRI_SIMD_NR], corr[DSRI_SIMD_NR];                                               \
         UNROLL for (int r = 0; r < NR; r++) acc[r] = corr[r] = 0.0f;                               \
         const uint8x16_t m4 = vdupq_n_u8(0x0F);                                                    \
         for (int64_t ib = 0; ib < n / 256; ib++, w += (BYTES)) {                                   \
             const float d = rd_f16(w), dmin = rd_f16(w + 2);                                       \
             int sc[8], mn[8];                                                                      \
             scales_k4(w + 4, sc, mn);                                                              \
-            int32_t isum[DSRI_NEON_NR] = {0};                                                      \
+            int32_t isum[DSRI_SIMD_NR] = {0};                                                      \
             for (int c = 0; c < 4; c++) {                                                          \
                 uint8x16_t l[2], h[2];                                                             \
                 for (int k = 0; k < 2; k++) {                                                      \
@@ -217,7 +217,7 @@ INLINE void scales_k4(const uint8_t *s, int *sc, int *mn)
                 }                                                                                  \
             }                                                                                      \
             UNROLL for (int r = 0; r < NR; r++) {                                                  \
-                const dsri_neon_q8_k *a = ACTK(r) + ib;                                            \
+                const dsri_aq8_k *a = ACTK(r) + ib;                                                \
                 int m = 0;                                                                         \
                 for (int j = 0; j < 8; j++)                                                        \
                     m += mn[j] * (a->bsums[2 * j] + a->bsums[2 * j + 1]);                          \
@@ -234,14 +234,14 @@ DOT_K45(q5_k, 176, 48, 1)
 
 INLINE void dot_q6_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out, const int NR)
 {
-    float acc[DSRI_NEON_NR];
+    float acc[DSRI_SIMD_NR];
     UNROLL for (int r = 0; r < NR; r++) acc[r] = 0.0f;
     const uint8x16_t m4 = vdupq_n_u8(0x0F), m2 = vdupq_n_u8(3);
     const int8x16_t off = vdupq_n_s8(32);
     for (int64_t ib = 0; ib < n / 256; ib++, w += 210) {
         const float d = rd_f16(w + 208);
         const int8_t *sc = (const int8_t *)(w + 192);
-        int32_t isum[DSRI_NEON_NR] = {0};
+        int32_t isum[DSRI_SIMD_NR] = {0};
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = w + 64 * h, *qh = w + 128 + 32 * h;
             for (int half = 0; half < 2; half++) { /* elements l = 16*half .. +15 of each group of 32 */
@@ -269,13 +269,13 @@ NR_DISPATCH(q6_k)
 
 INLINE void dot_q2_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out, const int NR)
 {
-    float acc[DSRI_NEON_NR], corr[DSRI_NEON_NR];
+    float acc[DSRI_SIMD_NR], corr[DSRI_SIMD_NR];
     UNROLL for (int r = 0; r < NR; r++) acc[r] = corr[r] = 0.0f;
     const uint8x16_t m2 = vdupq_n_u8(3);
     for (int64_t ib = 0; ib < n / 256; ib++, w += 84) {
         const uint8_t *sc = w;
         const float d = rd_f16(w + 80), dmin = rd_f16(w + 82);
-        int32_t isum[DSRI_NEON_NR] = {0};
+        int32_t isum[DSRI_SIMD_NR] = {0};
         for (int h = 0; h < 2; h++)
             for (int half = 0; half < 2; half++) {
                 uint8x16_t q16 = vld1q_u8(w + 16 + 32 * h + 16 * half);
@@ -287,7 +287,7 @@ INLINE void dot_q2_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs,
                 }
             }
         UNROLL for (int r = 0; r < NR; r++) {
-            const dsri_neon_q8_k *a = ACTK(r) + ib;
+            const dsri_aq8_k *a = ACTK(r) + ib;
             int m = 0;
             for (int j = 0; j < 16; j++)
                 m += (sc[j] >> 4) * a->bsums[j];
@@ -301,7 +301,7 @@ NR_DISPATCH(q2_k)
 
 INLINE void dot_q3_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out, const int NR)
 {
-    float acc[DSRI_NEON_NR];
+    float acc[DSRI_SIMD_NR];
     UNROLL for (int r = 0; r < NR; r++) acc[r] = 0.0f;
     const uint8x16_t m2 = vdupq_n_u8(3), one = vdupq_n_u8(1);
     const int8x16_t four = vdupq_n_s8(4);
@@ -314,7 +314,7 @@ INLINE void dot_q3_k_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs,
             int hi = (ss[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
             sc[j] = (lo | (hi << 4)) - 32;
         }
-        int32_t isum[DSRI_NEON_NR] = {0};
+        int32_t isum[DSRI_SIMD_NR] = {0};
         for (int h = 0; h < 2; h++)
             for (int half = 0; half < 2; half++) {
                 uint8x16_t q16 = vld1q_u8(w + 32 + 32 * h + 16 * half);
@@ -336,13 +336,13 @@ NR_DISPATCH(q3_k)
 
 INLINE void dot_iq4_xs_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out, const int NR)
 {
-    float acc[DSRI_NEON_NR];
+    float acc[DSRI_SIMD_NR];
     UNROLL for (int r = 0; r < NR; r++) acc[r] = 0.0f;
     const int8x16_t kv = vld1q_s8(kvalues_iq4nl);
     for (int64_t ib = 0; ib < n / 256; ib++, w += 136) {
         const float d = rd_f16(w);
         const unsigned sh = (unsigned)w[2] | ((unsigned)w[3] << 8);
-        int32_t isum[DSRI_NEON_NR] = {0};
+        int32_t isum[DSRI_SIMD_NR] = {0};
         for (int j = 0; j < 8; j++) {
             int ls = ((w[4 + j / 2] >> (4 * (j % 2))) & 0x0F) | (int)(((sh >> (2 * j)) & 3u) << 4);
             NIB(w + 8 + 16 * j)
@@ -358,24 +358,24 @@ NR_DISPATCH(iq4_xs)
 
 /* ---- kernel table ---- */
 
-static const dsri_neon_kernel K(k_q4_0) = {DSRI_NEON_ACT_Q8_0, K(dot_q4_0)};
-static const dsri_neon_kernel K(k_q4_1) = {DSRI_NEON_ACT_Q8_0, K(dot_q4_1)};
-static const dsri_neon_kernel K(k_q5_0) = {DSRI_NEON_ACT_Q8_0, K(dot_q5_0)};
-static const dsri_neon_kernel K(k_q5_1) = {DSRI_NEON_ACT_Q8_0, K(dot_q5_1)};
-static const dsri_neon_kernel K(k_q8_0) = {DSRI_NEON_ACT_Q8_0, K(dot_q8_0)};
-static const dsri_neon_kernel K(k_iq4_nl) = {DSRI_NEON_ACT_Q8_0, K(dot_iq4_nl)};
-static const dsri_neon_kernel K(k_q2_k) = {DSRI_NEON_ACT_Q8_K, K(dot_q2_k)};
-static const dsri_neon_kernel K(k_q3_k) = {DSRI_NEON_ACT_Q8_K, K(dot_q3_k)};
-static const dsri_neon_kernel K(k_q4_k) = {DSRI_NEON_ACT_Q8_K, K(dot_q4_k)};
-static const dsri_neon_kernel K(k_q5_k) = {DSRI_NEON_ACT_Q8_K, K(dot_q5_k)};
-static const dsri_neon_kernel K(k_q6_k) = {DSRI_NEON_ACT_Q8_K, K(dot_q6_k)};
-static const dsri_neon_kernel K(k_iq4_xs) = {DSRI_NEON_ACT_Q8_K, K(dot_iq4_xs)};
+static const dsri_simd_kernel K(k_q4_0) = {DSRI_ACT_Q8_0, K(dot_q4_0), NULL, NULL};
+static const dsri_simd_kernel K(k_q4_1) = {DSRI_ACT_Q8_0, K(dot_q4_1), NULL, NULL};
+static const dsri_simd_kernel K(k_q5_0) = {DSRI_ACT_Q8_0, K(dot_q5_0), NULL, NULL};
+static const dsri_simd_kernel K(k_q5_1) = {DSRI_ACT_Q8_0, K(dot_q5_1), NULL, NULL};
+static const dsri_simd_kernel K(k_q8_0) = {DSRI_ACT_Q8_0, K(dot_q8_0), NULL, NULL};
+static const dsri_simd_kernel K(k_iq4_nl) = {DSRI_ACT_Q8_0, K(dot_iq4_nl), NULL, NULL};
+static const dsri_simd_kernel K(k_q2_k) = {DSRI_ACT_Q8_K, K(dot_q2_k), NULL, NULL};
+static const dsri_simd_kernel K(k_q3_k) = {DSRI_ACT_Q8_K, K(dot_q3_k), NULL, NULL};
+static const dsri_simd_kernel K(k_q4_k) = {DSRI_ACT_Q8_K, K(dot_q4_k), NULL, NULL};
+static const dsri_simd_kernel K(k_q5_k) = {DSRI_ACT_Q8_K, K(dot_q5_k), NULL, NULL};
+static const dsri_simd_kernel K(k_q6_k) = {DSRI_ACT_Q8_K, K(dot_q6_k), NULL, NULL};
+static const dsri_simd_kernel K(k_iq4_xs) = {DSRI_ACT_Q8_K, K(dot_iq4_xs), NULL, NULL};
 
 #ifndef DSRI_NEON_DOTPROD
-static const dsri_neon_kernel k_f16, k_bf16;
+static const dsri_simd_kernel k_f16, k_bf16;
 #endif
 
-const dsri_neon_kernel *KERNEL_FOR(uint32_t type)
+const dsri_simd_kernel *KERNEL_FOR(uint32_t type)
 {
     switch (type) {
     case DSRI_TYPE_Q4_0: return &K(k_q4_0);
@@ -433,7 +433,7 @@ INLINE float sc_bf16(const uint8_t *p)
     INLINE void dot_##T##_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, float *out,  \
                             const int NR)                                                          \
     {                                                                                              \
-        float32x4_t a0[DSRI_NEON_NR], a1[DSRI_NEON_NR];                                            \
+        float32x4_t a0[DSRI_SIMD_NR], a1[DSRI_SIMD_NR];                                            \
         UNROLL for (int r = 0; r < NR; r++) a0[r] = a1[r] = vdupq_n_f32(0.0f);                     \
         int64_t i = 0;                                                                             \
         for (; i + 8 <= n; i += 8) {                                                               \
@@ -458,20 +458,11 @@ DOT_FLOAT(f32, ld_f32, 4, sc_f32)
 DOT_FLOAT(f16, ld_f16, 2, sc_f16)
 DOT_FLOAT(bf16, ld_bf16, 2, sc_bf16)
 
-const dsri_neon_kernel dsri_neon_kernel_f32 = {DSRI_NEON_ACT_F32, dot_f32};
-static const dsri_neon_kernel k_f16 = {DSRI_NEON_ACT_F32, dot_f16};
-static const dsri_neon_kernel k_bf16 = {DSRI_NEON_ACT_F32, dot_bf16};
+const dsri_simd_kernel dsri_neon_kernel_f32 = {DSRI_ACT_F32, dot_f32, NULL, NULL};
+static const dsri_simd_kernel k_f16 = {DSRI_ACT_F32, dot_f16, NULL, NULL};
+static const dsri_simd_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, NULL, NULL};
 
 /* ---- activation quantization ---- */
-
-size_t dsri_neon_act_row_bytes(dsri_neon_act act, int64_t n)
-{
-    switch (act) {
-    case DSRI_NEON_ACT_Q8_0: return (size_t)(n / 32) * sizeof(dsri_neon_q8_0);
-    case DSRI_NEON_ACT_Q8_K: return (size_t)(n / 256) * sizeof(dsri_neon_q8_k);
-    default: return (size_t)n * sizeof(float);
-    }
-}
 
 /* 32 floats -> 32 int8 = round(x * id), ties to even; returns sum(q). */
 INLINE int round32(const float *x, float id, int8_t *q)
@@ -497,29 +488,16 @@ INLINE float absmax(const float *x, int64_t n)
     return vmaxvq_f32(m);
 }
 
-void dsri_neon_quantize_act(dsri_neon_act act, const float *x, void *dst, int64_t n)
+/* the Q8_K blocks' sums of 16 (simd_act_quant.inc.c) */
+INLINE int sum16(const int8_t *q) { return (int)vaddlvq_s8(vld1q_s8(q)); }
+
+#include "backend/simd_act_quant.inc.c"
+
+size_t dsri_neon_act_row_bytes(dsri_act_kind act, int64_t n) { return act_row_bytes(act, n); }
+
+void dsri_neon_quantize_act(dsri_act_kind act, const float *x, void *dst, int64_t n)
 {
-    if (act == DSRI_NEON_ACT_Q8_0) {
-        dsri_neon_q8_0 *y = dst;
-        for (int64_t ib = 0; ib < n / 32; ib++, x += 32) {
-            float amax = absmax(x, 32);
-            float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-            int sum = round32(x, id, y[ib].q);
-            y[ib].d = d;
-            y[ib].s = d * (float)sum;
-        }
-    } else if (act == DSRI_NEON_ACT_Q8_K) {
-        dsri_neon_q8_k *y = dst;
-        for (int64_t ib = 0; ib < n / 256; ib++, x += 256) {
-            float amax = absmax(x, 256);
-            float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-            for (int k = 0; k < 8; k++)
-                round32(x + 32 * k, id, y[ib].q + 32 * k);
-            for (int j = 0; j < 16; j++)
-                y[ib].bsums[j] = (int16_t)vaddlvq_s8(vld1q_s8(y[ib].q + 16 * j));
-            y[ib].d = d;
-        }
-    }
+    quantize_act(act, x, dst, n);
 }
 
 /* ---- elementwise ---- */
