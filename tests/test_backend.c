@@ -190,12 +190,25 @@ static void test_matmul(const char *be, int64_t n_in)
                dsri_type_traits_get(type)->name, (long long)n_in, worst, tol);
         failures += !ok;
 
-        /* matmul_t: x rows n_out wide, y rows n_in wide */
-        fill(&r, x, 3 * n_out, 1.0f);
-        s.ops->matmul_t(s.be, &w, x, ys, 3);
-        a1.ops->matmul_t(a1.be, &w, x, ya, 3);
-        double d = rel_diff(ya, ys, 3 * n_in);
-        CHECK(d < 1e-5, "matmul_t %s: rel %.3g", dsri_type_traits_get(type)->name, d);
+        /* matmul_t: x rows n_out wide, y rows n_in wide; 3 rows run on the
+         * calling thread, 40 are split over the threads (the same bits) */
+        const int t_rows[2] = {3, 40};
+        float *ts = malloc(40 * (size_t)n_in * sizeof *ts), *t1 = malloc(40 * (size_t)n_in * sizeof *t1),
+              *t2 = malloc(40 * (size_t)n_in * sizeof *t2);
+        for (int k = 0; k < 2; k++) {
+            int nt = t_rows[k];
+            fill(&r, x, nt * n_out, 1.0f);
+            s.ops->matmul_t(s.be, &w, x, ts, nt);
+            a1.ops->matmul_t(a1.be, &w, x, t1, nt);
+            a2.ops->matmul_t(a2.be, &w, x, t2, nt);
+            double d = rel_diff(t1, ts, nt * n_in);
+            CHECK(d < 1e-5, "matmul_t %s, %d rows: rel %.3g", dsri_type_traits_get(type)->name, nt, d);
+            CHECK(memcmp(t1, t2, (size_t)nt * n_in * sizeof *t1) == 0, "matmul_t %s, %d rows: 1 and 2 threads differ",
+                  dsri_type_traits_get(type)->name, nt);
+        }
+        free(ts);
+        free(t1);
+        free(t2);
         free(buf);
     }
     free(x);

@@ -214,20 +214,56 @@ static void simd_matmul(dsri_backend *be, const dsri_matrix *w, const float *x, 
     }
 }
 
-static void simd_matmul_t(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
+typedef struct matmul_t_job {
+    dsri_backend *be;
+    const dsri_matrix *w;
+    const float *x;
+    float *y;
+    int n_rows;
+    int rows_per_task;
+} matmul_t_job;
+
+/* Rows [i*rows_per_task, ...) of y: every task walks all weight rows in the
+ * same order (dequantizing each into its thread's scratch), so each y row
+ * is summed the same way whatever the split. */
+static void matmul_t_task(void *arg, int i, int thread)
 {
-    /* y[t] = sum_o x[t][o] * W[o]: one dequantized weight row at a time */
-    for (int t = 0; t < n_rows; t++)
-        memset(y + (int64_t)t * w->n_in, 0, (size_t)w->n_in * sizeof(float));
+    const matmul_t_job *j = arg;
+    const dsri_matrix *w = j->w;
+    const int t0 = i * j->rows_per_task;
+    const int t1 = t0 + j->rows_per_task < j->n_rows ? t0 + j->rows_per_task : j->n_rows;
+    float *scratch = j->be->rows + (int64_t)thread * j->be->max_row;
+    for (int t = t0; t < t1; t++)
+        memset(j->y + (int64_t)t * w->n_in, 0, (size_t)w->n_in * sizeof(float));
     for (int64_t o = 0; o < w->n_out; o++) {
-        const float *wr = be->rows;
+        const float *wr = scratch;
         if (w->type == DSRI_TYPE_F32 && (uintptr_t)row_ptr(w, o) % sizeof(float) == 0)
             wr = row_ptr(w, o);
         else
-            dsri_dequantize_row(w->type, row_ptr(w, o), be->rows, w->n_in);
-        for (int t = 0; t < n_rows; t++)
-            SIMD_AXPY(y + (int64_t)t * w->n_in, wr, x[(int64_t)t * w->n_out + o], w->n_in);
+            dsri_dequantize_row(w->type, row_ptr(w, o), scratch, w->n_in);
+        for (int t = t0; t < t1; t++)
+            SIMD_AXPY(j->y + (int64_t)t * w->n_in, wr, j->x[(int64_t)t * w->n_out + o], w->n_in);
     }
+}
+
+static void simd_matmul_t(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
+{
+    /* y[t] = sum_o x[t][o] * W[o], one dequantized weight row at a time. MLA
+     * prefill expands every cached position's keys this way: split the rows
+     * over the threads (each task dequantizes the weights again, which costs
+     * less than its share of the products once it has a few rows) */
+    matmul_t_job j = {be, w, x, y, n_rows, n_rows};
+    const int64_t macs = (int64_t)n_rows * w->n_in * w->n_out;
+    int n_tasks = 1;
+    if (be->n_threads > 1 && macs >= PARALLEL_MIN_MACS && n_rows >= 8 * be->n_threads) {
+        n_tasks = be->n_threads * 2;
+        j.rows_per_task = (n_rows + n_tasks - 1) / n_tasks;
+        n_tasks = (n_rows + j.rows_per_task - 1) / j.rows_per_task;
+    }
+    if (n_tasks == 1)
+        matmul_t_task(&j, 0, 0);
+    else
+        dsri_pool_run(be->pool, matmul_t_task, &j, n_tasks);
 }
 
 #include "backend/simd_ops.inc.c"
