@@ -19,23 +19,13 @@
 #include "model/deepseek2.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "check.h"
 
 #define TOL 1e-3f
 /* f16 KV cache vs the strict reference: measured at most 1.44e-3 on the
  * three fixtures (gcc 12, x86-64); about twice that as the bound. */
 #define F16_TOL 3e-3f
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                      \
-            printf(__VA_ARGS__);                                                                             \
-            printf("\n");                                                                                    \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
 
 static const char *data_dir;
 
@@ -161,15 +151,6 @@ static void compare_paths(dsr1_context *ctx, const dsr1_token *tok, int n, const
                           const char *what, float *out_batched, float *out_step)
 {
     compare_paths_tol(ctx, tok, n, ref, n_vocab, what, out_batched, out_step, TOL);
-}
-
-static int argmax(const float *v, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[b])
-            b = i;
-    return b;
 }
 
 /* ---- the fixtures against strict -------------------------------------- */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "dsr1.h"
+#include "check.h"
 
 #define TOLERANCE 1e-3
 /* Measured on the 18 dense fixtures (gcc 12, x86-64): at most 9.2e-4
@@ -23,7 +24,6 @@
 #define F16_TOLERANCE 2e-3
 #define MAX_TOKENS 64
 
-static int failures;
 static double worst_f16; /* over all models and modes */
 
 static float *read_floats(const char *path, size_t n)
@@ -54,15 +54,6 @@ static double max_diff(const float *a, const float *b, size_t n)
 
 typedef enum mode { BATCH, STEP, CHUNKED } mode;
 static const char *const mode_names[] = {"batch", "step", "chunked"};
-
-static int argmax(const float *v, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[b])
-            b = i;
-    return b;
-}
 
 /* Positions where the argmax differs from the reference's although its
  * top-1 margin exceeds `margin`. */

@@ -57,6 +57,7 @@
 #include "dsr1.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
+#include "check.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -69,17 +70,6 @@
 #define UNDER_ASAN 0
 #endif
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                      \
-            printf(__VA_ARGS__);                                                                             \
-            printf("\n");                                                                                    \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
 
 /* The scaled-down MoE written by this test. */
 #define N_EXPERT 1024
@@ -577,15 +567,6 @@ typedef struct run_result {
     dsr1_token toks[N_PROMPT + N_DECODE];
     double seconds;
 } run_result;
-
-static int argmax(const float *v, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[b])
-            b = i;
-    return b;
-}
 
 static int all_finite(const float *v, int n)
 {

@@ -41,18 +41,8 @@
 #include "model/context.h"
 #include "model/deepseek2.h"
 #include "model/model.h"
+#include "check.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                      \
-            printf(__VA_ARGS__);                                                                             \
-            printf("\n");                                                                                    \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
 
 #define MAXTOK 1024
 #define N_GEN 64

@@ -1,0 +1,33 @@
+/*
+ * What the C tests share: a failure counter, CHECK (a printf-style message
+ * on failure; the test goes on, so one run reports every broken case) and
+ * small helpers. Header-only: each test is one program.
+ */
+#ifndef DSR1_TEST_CHECK_H
+#define DSR1_TEST_CHECK_H
+
+#include <stdio.h>
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                      \
+            printf(__VA_ARGS__);                                                                             \
+            printf("\n");                                                                                    \
+            failures++;                                                                                      \
+        }                                                                                                    \
+    } while (0)
+
+/* The index of the largest value (the first of equal ones). */
+static inline int argmax(const float *v, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b])
+            b = i;
+    return b;
+}
+
+#endif
