@@ -74,10 +74,13 @@ static dsr1_status simd_create(const dsri_backend_config *cfg, dsri_backend **ou
     be->max_row = cfg->max_row > 0 ? cfg->max_row : 1;
     be->n_ctx = cfg->n_ctx > 0 ? cfg->n_ctx : 1;
     /* the largest form: rows rounded up to whole blocks of either size
-     * (DSRI_ACT_X8_0 blocks are the size of Q8_0's) */
+     * (DSRI_ACT_X8_0 blocks are the size of Q8_0's), or avx512's bf16 rows
+     * (DSRI_ACT_BF16: 2 bytes an element, padded to 32 elements) */
     size_t q0 = SIMD_ACT_ROW_BYTES(DSRI_ACT_Q8_0, be->max_row + 31);
     size_t qk = SIMD_ACT_ROW_BYTES(DSRI_ACT_Q8_K, be->max_row + 255);
+    size_t qb = ((size_t)be->max_row + 31) / 32 * 64;
     be->act_row = q0 > qk ? q0 : qk;
+    be->act_row = be->act_row > qb ? be->act_row : qb;
     be->rows = dsri_calloc((size_t)be->max_row * (size_t)be->n_threads, sizeof(float));
     be->scores = dsri_calloc((size_t)be->n_ctx * (size_t)be->n_threads, sizeof(float));
     be->act = dsri_calloc(ROW_TILE, be->act_row);
@@ -179,9 +182,10 @@ static void simd_matmul(dsri_backend *be, const dsri_matrix *w, const float *x, 
     int tile = (int)(TILE_BYTES / (row_bytes ? row_bytes : 1));
     tile = tile < DSRI_SIMD_NR ? DSRI_SIMD_NR : tile > ROW_TILE ? ROW_TILE : tile - tile % DSRI_SIMD_NR;
     /* f32 activations need no scratch, and a gemm kernel on them blocks k
-     * itself (avx512's float kernels): the bigger the tile, the fewer passes
-     * over the weights */
-    if (act == DSRI_ACT_F32 && k && k->gemm)
+     * itself (avx512's float kernels; and its BF16 kernel on bf16
+     * activations, whose scratch holds ROW_TILE rows): the bigger the tile,
+     * the fewer passes over the weights */
+    if ((act == DSRI_ACT_F32 || act == DSRI_ACT_BF16) && k && k->gemm)
         tile = ROW_TILE;
 
     for (int t0 = 0; t0 < n_rows; t0 += tile) {

@@ -22,7 +22,8 @@ typedef enum dsri_act_kind {
     DSRI_ACT_F32 = 0, /* as they are */
     DSRI_ACT_Q8_0,    /* blocks of 32: f32 d, f32 d*sum(q), 32 x int8 */
     DSRI_ACT_Q8_K,    /* blocks of 256: f32 d, 16 x int16 sums of 16, 256 x int8 */
-    DSRI_ACT_X8_0     /* avx512 only: blocks of 32: f32 d, int32 -128*sum(q), 32 x int8 */
+    DSRI_ACT_X8_0,    /* avx512 only: blocks of 32: f32 d, int32 -128*sum(q), 32 x int8 */
+    DSRI_ACT_BF16     /* avx512 only: bf16 (rounded to nearest even), zero to a multiple of 32 */
 } dsri_act_kind;
 
 typedef struct dsri_aq8_0 {

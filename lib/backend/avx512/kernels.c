@@ -21,6 +21,8 @@
  *   has, and the same work as two 256-bit FMAs where it has not), weights
  *   converted once per k block into an f32 panel and register-tiled against
  *   6 activation rows at a time; see "f32 / f16 / bf16 weights" below.
+ *   BF16 where the CPU has AVX512_BF16: vdpbf16ps against activations
+ *   rounded to bf16, as llama.cpp does; see "bf16 weights" below.
  *
  * Every (weight row, activation row) pair is computed by the same sequence
  * of operations whatever the number of rows, so a row's result does not
@@ -926,11 +928,175 @@ GEMM_FLOAT(f32, 4, ldw_f32, ldw_f32_m)
 GEMM_FLOAT(f16, 2, ldw_f16, ldw_f16_m)
 GEMM_FLOAT(bf16, 2, ldw_bf16, ldw_bf16_m)
 
+/* ---- bf16 weights, activations rounded to bf16 (vdpbf16ps) ----
+ *
+ * Where the CPU has AVX512_BF16 (Zen 4/5, Sapphire Rapids; checked at run
+ * time, the f32 kernel above otherwise), BF16 weights take vdpbf16ps, as
+ * llama.cpp does: the activations are rounded to bf16 once per matmul
+ * (DSRI_ACT_BF16, to nearest even like llama.cpp, by the driver's
+ * quantize step) and each instruction adds two exact products per lane: 32
+ * multiply-adds per instruction against 16 for the f32 FMA, and no weight
+ * conversion. The rounding costs accuracy: up to 2^-9 of |w||x| per dot
+ * (tests/test_backend.c, bf16_tolerance). Rounding inside the kernel
+ * instead, once per call (8 weight rows), cost as much as vdpbf16ps saved
+ * (one vcvtne2ps2bf16 per 8 vdpbf16ps; 75 against 82 GMAC/s for the f32
+ * kernel).
+ *
+ * The sum of every (weight row, activation row) pair is again one way,
+ * whatever the batch: one 16-lane accumulator, acc = dpbf16(acc, x, w) over
+ * k = 0, 32, 64, ... in order (past n the activations are zero and so are
+ * the weights: masked loads or the panel's padding), then reduce8. One
+ * activation row: the 8 weight rows read straight from the matrix (8
+ * accumulators, the next 8 rows prefetched, as above). More rows: per block
+ * of FKC elements the 8 weight rows are copied to a bf16 panel (zero past
+ * n, 8 KiB) and the FMR x FNR register tile runs over it and the
+ * activations (4 + 6 loads per 24 vdpbf16ps). */
+
+#define BF16_FN __attribute__((target("avx512bf16")))
+#define BPF_X 4 /* activation prefetch distance in the bf16 tile, vectors */
+
+/* 32 activations at x rounded to bf16 (to nearest even, as llama.cpp
+ * does); the masked form zero past mask m */
+INLINE BF16_FN __m512i round_bf16(const float *x)
+{
+    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
+}
+INLINE BF16_FN __m512i round_bf16_m(const float *x, __mmask32 m)
+{
+    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps((__mmask16)(m >> 16), x + 16),
+                                        _mm512_maskz_loadu_ps((__mmask16)m, x));
+}
+
+/* One activation row in DSRI_ACT_BF16 form: bf16, zero up to a multiple
+ * of 32 elements (the kernels read whole vectors of it). */
+static BF16_FN void round_row_bf16(const float *x, uint16_t *dst, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        _mm512_storeu_si512(dst + i, round_bf16(x + i));
+    if (i < n)
+        _mm512_storeu_si512(dst + i, round_bf16_m(x + i, (__mmask32)((1ull << (n - i)) - 1)));
+}
+
+INLINE BF16_FN __m512bh ldbh(const void *p) { return (__m512bh)_mm512_loadu_si512(p); }
+INLINE BF16_FN __m512bh ldbh_m(const void *p, __mmask32 m) { return (__m512bh)_mm512_maskz_loadu_epi16(m, p); }
+
+/* The bf16 register tile: FMR panel rows (pw, FKC apart) times NR
+ * activation rows (x, xs bytes apart, at the block's first element), steps
+ * of 32 (the panel and the activations zero past n: no tail); accumulators
+ * as in ftile. */
+INLINE BF16_FN void btile(const uint16_t *pw, int steps, const uint8_t *x, size_t xs, __m512 *acc, const int NR)
+{
+    __m512 c[FMR][FNR];
+    FUNROLL for (int j = 0; j < NR; j++)
+        FUNROLL for (int i = 0; i < FMR; i++)
+            c[i][j] = acc[8 * j + i];
+    for (int s = 0; s < steps; s++) {
+        __m512bh w[FMR];
+        FUNROLL for (int i = 0; i < FMR; i++)
+            w[i] = (__m512bh)_mm512_load_si512(pw + i * FKC + 32 * s);
+        FUNROLL for (int j = 0; j < NR; j++) {
+            const uint8_t *xj = x + (size_t)j * xs + 64 * (size_t)s;
+            _mm_prefetch((const char *)(xj + 64 * BPF_X), _MM_HINT_T0);
+            const __m512bh xv = ldbh(xj);
+            FUNROLL for (int i = 0; i < FMR; i++)
+                c[i][j] = _mm512_dpbf16_ps(c[i][j], xv, w[i]);
+        }
+    }
+    FUNROLL for (int j = 0; j < NR; j++)
+        FUNROLL for (int i = 0; i < FMR; i++)
+            acc[8 * j + i] = c[i][j];
+}
+
+INLINE BF16_FN void btiles(const uint16_t *panel, int steps, const uint8_t *x, size_t xs, __m512 *acc, int nw,
+                           const int NR)
+{
+    btile(panel, steps, x, xs, acc, NR);
+    if (nw > FMR)
+        btile(panel + FMR * FKC, steps, x, xs, acc + FMR, NR);
+}
+
+static BF16_FN void gemm_bf16dp(int64_t n, const void *wv, size_t ws, int nw, const void *xv, size_t xs, int nr,
+                                float *y, size_t ys)
+{
+    const uint8_t *rows[8], *x = xv;
+    for (int k = 0; k < 8; k++) /* missing rows repeat row 0; their lanes are dropped */
+        rows[k] = (const uint8_t *)wv + (size_t)(k < nw ? k : 0) * ws;
+    const int64_t nfull = n / 32;
+    const __mmask32 tail = (__mmask32)((1ull << (n % 32)) - 1);
+    if (nr == 1) {
+        __m512 c[8];
+        for (int k = 0; k < 8; k++)
+            c[k] = _mm512_setzero_ps();
+        for (int64_t s = 0; s < nfull; s++) {
+            const __m512bh xb = ldbh(x + 64 * s);
+            FUNROLL for (int k = 0; k < 8; k++) {
+                const uint8_t *p = rows[k] + (size_t)s * 64;
+                _mm_prefetch((const char *)((uintptr_t)p + 8 * ws), _MM_HINT_T0);
+                c[k] = _mm512_dpbf16_ps(c[k], xb, ldbh(p));
+            }
+        }
+        if (tail) {
+            const __m512bh xb = ldbh(x + 64 * nfull); /* zero past n */
+            FUNROLL for (int k = 0; k < 8; k++)
+                c[k] = _mm512_dpbf16_ps(c[k], xb, ldbh_m(rows[k] + (size_t)nfull * 64, tail));
+        }
+        store_nw(y, reduce8(c), nw);
+        return;
+    }
+    _Alignas(64) uint16_t panel[8 * FKC];
+    __m512 acc[8 * FROWS];
+    const int np = nw > FMR ? 8 : FMR; /* panel rows in use */
+    for (int r0 = 0; r0 < nr; r0 += FROWS) {
+        const int nrr = nr - r0 < FROWS ? nr - r0 : FROWS;
+        for (int i = 0; i < 8 * nrr; i++)
+            acc[i] = _mm512_setzero_ps();
+        for (int64_t k0 = 0; k0 < n; k0 += FKC) {
+            const int kc = n - k0 < FKC ? (int)(n - k0) : FKC;
+            const int full = kc / 32, steps = (kc + 31) / 32;
+            const __mmask32 bt = kc % 32 ? tail : 0;
+            /* the block's weights (zero past n); the next block, or the next
+             * 8 rows' first, on its way meanwhile */
+            const size_t next = k0 + FKC < n ? (size_t)FKC * 2 : 8 * ws - (size_t)k0 * 2;
+            for (int k = 0; k < np; k++) {
+                const uint8_t *p = rows[k] + (size_t)k0 * 2;
+                for (int l = 0; l < FKC * 2; l += 64)
+                    _mm_prefetch((const char *)((uintptr_t)p + next + (size_t)l), _MM_HINT_T0);
+                for (int s = 0; s < full; s++)
+                    _mm512_store_si512(panel + k * FKC + 32 * s, _mm512_loadu_si512(p + (size_t)s * 64));
+                if (bt)
+                    _mm512_store_si512(panel + k * FKC + 32 * full, _mm512_maskz_loadu_epi16(bt, p + (size_t)full * 64));
+            }
+            const uint8_t *xb = x + (size_t)r0 * xs + (size_t)k0 * 2;
+            int r = 0;
+            for (; r + FNR <= nrr; r += FNR)
+                btiles(panel, steps, xb + (size_t)r * xs, xs, acc + 8 * r, nw, FNR);
+            const uint8_t *xr = xb + (size_t)r * xs;
+            switch (nrr - r) {
+            case 5: btiles(panel, steps, xr, xs, acc + 8 * r, nw, 5); break;
+            case 4: btiles(panel, steps, xr, xs, acc + 8 * r, nw, 4); break;
+            case 3: btiles(panel, steps, xr, xs, acc + 8 * r, nw, 3); break;
+            case 2: btiles(panel, steps, xr, xs, acc + 8 * r, nw, 2); break;
+            case 1: btiles(panel, steps, xr, xs, acc + 8 * r, nw, 1); break;
+            default: break;
+            }
+        }
+        for (int r = 0; r < nrr; r++)
+            store_nw(y + (size_t)(r0 + r) * ys, reduce8(acc + 8 * r), nw);
+    }
+}
+
+static BF16_FN void dot_bf16dp(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out)
+{
+    gemm_bf16dp(n, w, 0, 1, x, xs, nr, out, 1);
+}
+
 /* ---- kernel table ---- */
 
 static const dsri_avx2_kernel k_f32 = {DSRI_ACT_F32, dot_f32, NULL, gemm_f32};
 static const dsri_avx2_kernel k_f16 = {DSRI_ACT_F32, dot_f16, NULL, gemm_f16};
 static const dsri_avx2_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, NULL, gemm_bf16};
+static const dsri_avx2_kernel k_bf16dp = {DSRI_ACT_BF16, dot_bf16dp, NULL, gemm_bf16dp};
 static const dsri_avx2_kernel k_q4_0 = {DSRI_ACT_X8_0, dot_q4_0, NULL, gemm_q4_0};
 static const dsri_avx2_kernel k_q5_0 = {DSRI_ACT_X8_0, dot_q5_0, NULL, gemm_q5_0};
 static const dsri_avx2_kernel k_q8_0 = {DSRI_ACT_X8_0, dot_q8_0, NULL, gemm_q8_0};
@@ -939,12 +1105,20 @@ static const dsri_avx2_kernel k_q4_k = {DSRI_ACT_Q8_K, dot8_q4k, NULL, gemm_q4k}
 static const dsri_avx2_kernel k_q5_k = {DSRI_ACT_Q8_K, dot8_q5k, NULL, gemm_q5k};
 static const dsri_avx2_kernel k_q6_k = {DSRI_ACT_Q8_K, dot8_q6k, NULL, gemm_q6k};
 
+/* AVX512_BF16 (CPUID leaf 7 sub-leaf 1, EAX bit 5): not every AVX-512 VNNI
+ * CPU has it (Ice Lake, Cascade Lake do not); the OS saving the zmm state
+ * was checked with the rest (cpu.c). */
+static int bf16dp_available(void)
+{
+    return __builtin_cpu_supports("avx512bf16");
+}
+
 const dsri_avx2_kernel *dsri_avx512_kernel_for(uint32_t type)
 {
     switch (type) {
     case DSRI_TYPE_F32: return &k_f32;
     case DSRI_TYPE_F16: return &k_f16;
-    case DSRI_TYPE_BF16: return &k_bf16;
+    case DSRI_TYPE_BF16: return bf16dp_available() ? &k_bf16dp : &k_bf16;
     case DSRI_TYPE_Q4_0: return &k_q4_0;
     case DSRI_TYPE_Q5_0: return &k_q5_0;
     case DSRI_TYPE_Q8_0: return &k_q8_0;
@@ -960,11 +1134,17 @@ const dsri_avx2_kernel *dsri_avx512_kernel_for(uint32_t type)
 
 size_t dsri_avx512_act_row_bytes(dsri_act_kind act, int64_t n)
 {
+    if (act == DSRI_ACT_BF16)
+        return (size_t)((n + 31) / 32) * 64;
     return dsri_avx2_act_row_bytes(act == DSRI_ACT_X8_0 ? DSRI_ACT_Q8_0 : act, n);
 }
 
 void dsri_avx512_quantize_act(dsri_act_kind act, const float *x, void *dst, int64_t n)
 {
+    if (act == DSRI_ACT_BF16) {
+        round_row_bf16(x, dst, n);
+        return;
+    }
     if (act != DSRI_ACT_X8_0) {
         dsri_avx2_quantize_act(act, x, dst, n);
         return;

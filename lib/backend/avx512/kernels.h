@@ -22,6 +22,10 @@ typedef struct dsri_ax8_0 {
     int8_t q[32];
 } dsri_ax8_0;
 
+/* DSRI_ACT_BF16 rows (BF16 weights where the CPU has AVX512_BF16): the
+ * activations rounded to bf16 (to nearest even), zero up to a multiple of
+ * 32 elements; dsri_avx512_act_row_bytes gives the padded size. */
+
 const dsri_avx2_kernel *dsri_avx512_kernel_for(uint32_t type);
 size_t dsri_avx512_act_row_bytes(dsri_act_kind act, int64_t n);
 void dsri_avx512_quantize_act(dsri_act_kind act, const float *x, void *dst, int64_t n);
