@@ -12,9 +12,6 @@
 
 #include "backend/simd_kernel.h"
 
-/* avx512/kernels.c still spells the shared kernel type by its old name. */
-typedef dsri_simd_kernel dsri_avx2_kernel;
-
 /* NULL when the type has no fast kernel (dequantize and use the F32 one). */
 const dsri_simd_kernel *dsri_avx2_kernel_for(uint32_t type);
 extern const dsri_simd_kernel dsri_avx2_kernel_f32;

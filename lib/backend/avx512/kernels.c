@@ -1093,17 +1093,17 @@ static BF16_FN void dot_bf16dp(int64_t n, const void *w, const void *x, size_t x
 
 /* ---- kernel table ---- */
 
-static const dsri_avx2_kernel k_f32 = {DSRI_ACT_F32, dot_f32, NULL, gemm_f32};
-static const dsri_avx2_kernel k_f16 = {DSRI_ACT_F32, dot_f16, NULL, gemm_f16};
-static const dsri_avx2_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, NULL, gemm_bf16};
-static const dsri_avx2_kernel k_bf16dp = {DSRI_ACT_BF16, dot_bf16dp, NULL, gemm_bf16dp};
-static const dsri_avx2_kernel k_q4_0 = {DSRI_ACT_X8_0, dot_q4_0, NULL, gemm_q4_0};
-static const dsri_avx2_kernel k_q5_0 = {DSRI_ACT_X8_0, dot_q5_0, NULL, gemm_q5_0};
-static const dsri_avx2_kernel k_q8_0 = {DSRI_ACT_X8_0, dot_q8_0, NULL, gemm_q8_0};
-static const dsri_avx2_kernel k_iq4_nl = {DSRI_ACT_X8_0, dot_iq4_nl, NULL, gemm_iq4_nl};
-static const dsri_avx2_kernel k_q4_k = {DSRI_ACT_Q8_K, dot8_q4k, NULL, gemm_q4k};
-static const dsri_avx2_kernel k_q5_k = {DSRI_ACT_Q8_K, dot8_q5k, NULL, gemm_q5k};
-static const dsri_avx2_kernel k_q6_k = {DSRI_ACT_Q8_K, dot8_q6k, NULL, gemm_q6k};
+static const dsri_simd_kernel k_f32 = {DSRI_ACT_F32, dot_f32, NULL, gemm_f32};
+static const dsri_simd_kernel k_f16 = {DSRI_ACT_F32, dot_f16, NULL, gemm_f16};
+static const dsri_simd_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, NULL, gemm_bf16};
+static const dsri_simd_kernel k_bf16dp = {DSRI_ACT_BF16, dot_bf16dp, NULL, gemm_bf16dp};
+static const dsri_simd_kernel k_q4_0 = {DSRI_ACT_X8_0, dot_q4_0, NULL, gemm_q4_0};
+static const dsri_simd_kernel k_q5_0 = {DSRI_ACT_X8_0, dot_q5_0, NULL, gemm_q5_0};
+static const dsri_simd_kernel k_q8_0 = {DSRI_ACT_X8_0, dot_q8_0, NULL, gemm_q8_0};
+static const dsri_simd_kernel k_iq4_nl = {DSRI_ACT_X8_0, dot_iq4_nl, NULL, gemm_iq4_nl};
+static const dsri_simd_kernel k_q4_k = {DSRI_ACT_Q8_K, dot8_q4k, NULL, gemm_q4k};
+static const dsri_simd_kernel k_q5_k = {DSRI_ACT_Q8_K, dot8_q5k, NULL, gemm_q5k};
+static const dsri_simd_kernel k_q6_k = {DSRI_ACT_Q8_K, dot8_q6k, NULL, gemm_q6k};
 
 /* AVX512_BF16 (CPUID leaf 7 sub-leaf 1, EAX bit 5): not every AVX-512 VNNI
  * CPU has it (Ice Lake, Cascade Lake do not); the OS saving the zmm state
@@ -1113,7 +1113,7 @@ static int bf16dp_available(void)
     return __builtin_cpu_supports("avx512bf16");
 }
 
-const dsri_avx2_kernel *dsri_avx512_kernel_for(uint32_t type)
+const dsri_simd_kernel *dsri_avx512_kernel_for(uint32_t type)
 {
     switch (type) {
     case DSRI_TYPE_F32: return &k_f32;

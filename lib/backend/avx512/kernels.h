@@ -26,7 +26,7 @@ typedef struct dsri_ax8_0 {
  * activations rounded to bf16 (to nearest even), zero up to a multiple of
  * 32 elements; dsri_avx512_act_row_bytes gives the padded size. */
 
-const dsri_avx2_kernel *dsri_avx512_kernel_for(uint32_t type);
+const dsri_simd_kernel *dsri_avx512_kernel_for(uint32_t type);
 size_t dsri_avx512_act_row_bytes(dsri_act_kind act, int64_t n);
 void dsri_avx512_quantize_act(dsri_act_kind act, const float *x, void *dst, int64_t n);
 
