@@ -8,17 +8,25 @@
 
 #include <stdio.h>
 
-static int failures;
+static int failures, checks;
 
 #define CHECK(cond, ...)                                                                                     \
     do {                                                                                                     \
+        checks++;                                                                                            \
         if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                      \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
             printf(__VA_ARGS__);                                                                             \
             printf("\n");                                                                                    \
             failures++;                                                                                      \
         }                                                                                                    \
     } while (0)
+
+/* "NAME: N checks, M failures"; the exit status for main. */
+static inline int check_summary(const char *name)
+{
+    printf("%s: %d checks, %d failures\n", name, checks, failures);
+    return failures ? 1 : 0;
+}
 
 /* The index of the largest value (the first of equal ones). */
 static inline int argmax(const float *v, int n)

@@ -29,21 +29,8 @@
 #include "dsr1.h"
 
 #include "utf8_check.h"
+#include "check.h"
 
-static int g_fail = 0;
-static int g_checks = 0;
-
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        g_checks++;                                                           \
-        if (!(cond)) {                                                        \
-            fflush(stdout);                                                   \
-            g_fail++;                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fputc('\n', stderr);                                              \
-        }                                                                     \
-    } while (0)
 
 #define MAXTOK 1024
 
@@ -212,15 +199,6 @@ static int chat_prompt(dsr1_model *m, const char *user, dsr1_token *out, int cap
     return n;
 }
 
-static dsr1_token argmax(const float *l, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (l[i] > l[b])
-            b = i;
-    return b;
-}
-
 /* Step through a generation collecting the sampled tokens. */
 static int run_steps(dsr1_generation *gen, dsr1_token *out, int cap, dsr1_stop_reason *why)
 {
@@ -231,7 +209,7 @@ static int run_steps(dsr1_generation *gen, dsr1_token *out, int cap, dsr1_stop_r
         dsr1_status st = dsr1_generation_step(gen, &t, &r);
         if (st != DSR1_OK) {
             fprintf(stderr, "step: %s\n", dsr1_last_error());
-            g_fail++;
+            failures++;
             break;
         }
         if (t >= 0 && n < cap)
@@ -820,7 +798,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         dsr1_model *m = load(dir, names[i]);
         if (!m) {
-            g_fail++;
+            failures++;
             continue;
         }
         printf("%s\n", names[i]);
@@ -833,6 +811,5 @@ int main(int argc, char **argv)
         test_chat(m);
         dsr1_model_free(m);
     }
-    printf("test_generate: %d checks, %d failures\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return check_summary("test_generate");
 }

@@ -18,21 +18,8 @@
 #include <string.h>
 
 #include "quant/quant.h"
+#include "check.h"
 
-static int g_fail = 0;
-static int g_checks = 0;
-
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        g_checks++;                                                           \
-        if (!(cond)) {                                                        \
-            fflush(stdout);                                                   \
-            g_fail++;                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fputc('\n', stderr);                                              \
-        }                                                                     \
-    } while (0)
 
 static uint32_t bits_of(float f)
 {
@@ -915,6 +902,5 @@ int main(int argc, char **argv)
     test_roundtrip();
     printf("test_quant: fixture models in %s\n", dir);
     test_models(dir);
-    printf("test_quant: %d checks, %d failed\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return check_summary("test_quant");
 }

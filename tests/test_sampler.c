@@ -19,21 +19,8 @@
 #include <time.h>
 
 #include "dsr1.h"
+#include "check.h"
 
-static int g_fail = 0;
-static int g_checks = 0;
-
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        g_checks++;                                                           \
-        if (!(cond)) {                                                        \
-            fflush(stdout);                                                   \
-            g_fail++;                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fputc('\n', stderr);                                              \
-        }                                                                     \
-    } while (0)
 
 static dsr1_sampler *make(int32_t n_vocab, const dsr1_sampler_params *p)
 {
@@ -463,6 +450,5 @@ int main(int argc, char **argv)
     test_determinism();
     test_edges();
     test_speed();
-    printf("test_sampler: %d checks, %d failures\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return check_summary("test_sampler");
 }

@@ -17,21 +17,8 @@
 #include "generate/think_split.h"
 
 #include "utf8_check.h"
+#include "check.h"
 
-static int g_fail = 0;
-static int g_checks = 0;
-
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        g_checks++;                                                           \
-        if (!(cond)) {                                                        \
-            fflush(stdout);                                                   \
-            g_fail++;                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fputc('\n', stderr);                                              \
-        }                                                                     \
-    } while (0)
 
 enum { SPECIAL_BEGIN = 1000, SPECIAL_END = 1001, EOS = 1002 };
 
@@ -519,7 +506,7 @@ static void test_random(void)
         CHECK(cover, "iteration %d: %d tokens delivered", iter, r.n_tokens);
         common_checks(&r, "random");
         dsri_split_free(s);
-        if (g_fail > 20)
+        if (failures > 20)
             return;
     }
 }
@@ -539,6 +526,5 @@ int main(int argc, char **argv)
     test_hidden();
     test_stray_and_cancel();
     test_random();
-    printf("test_think_split: %d checks, %d failures\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return check_summary("test_think_split");
 }
