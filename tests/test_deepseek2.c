@@ -153,25 +153,51 @@ static void compare_paths(dsr1_context *ctx, const dsr1_token *tok, int n, const
     compare_paths_tol(ctx, tok, n, ref, n_vocab, what, out_batched, out_step, TOL);
 }
 
+/* A fixture: its prompt (MANIFEST), its strict reference logits (n rows of
+ * n_vocab) and the model. 0 (nothing to free) when any part is missing. */
+typedef struct fixture {
+    dsr1_token tok[64];
+    int n, n_vocab;
+    float *ref;
+    dsr1_model *m;
+} fixture;
+
+static int fixture_open(const char *name, fixture *f)
+{
+    f->n_vocab = 0;
+    f->n = read_manifest(name, f->tok, 64, &f->n_vocab);
+    CHECK(f->n > 0, "%s: no MANIFEST line", name);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/%s.strict.f32", data_dir, name);
+    size_t n_ref = 0;
+    f->ref = read_floats(path, &n_ref);
+    CHECK(f->ref && n_ref == (size_t)f->n * (size_t)f->n_vocab, "%s: cannot read %s", name, path);
+    f->m = load(name);
+    if (f->n <= 0 || !f->ref || !f->m || n_ref != (size_t)f->n * (size_t)f->n_vocab) {
+        free(f->ref);
+        dsr1_model_free(f->m);
+        return 0;
+    }
+    return 1;
+}
+
+static void fixture_close(fixture *f)
+{
+    dsr1_model_free(f->m);
+    free(f->ref);
+}
+
 /* ---- the fixtures against strict -------------------------------------- */
 
 static void test_fixture(const char *name)
 {
-    dsr1_token tok[64];
-    int n_vocab = 0;
-    int n = read_manifest(name, tok, 64, &n_vocab);
-    CHECK(n > 0, "%s: no MANIFEST line", name);
-    char path[1024];
-    snprintf(path, sizeof path, "%s/models/%s.strict.f32", data_dir, name);
-    size_t n_ref = 0;
-    float *ref = read_floats(path, &n_ref);
-    CHECK(ref && n_ref == (size_t)n * (size_t)n_vocab, "%s: cannot read %s", name, path);
-    dsr1_model *m = load(name);
-    if (n <= 0 || !ref || !m || n_ref != (size_t)n * (size_t)n_vocab) {
-        free(ref);
-        dsr1_model_free(m);
+    fixture f;
+    if (!fixture_open(name, &f))
         return;
-    }
+    const dsr1_token *tok = f.tok;
+    const int n = f.n, n_vocab = f.n_vocab;
+    const float *ref = f.ref;
+    dsr1_model *m = f.m;
     printf("%s\n", name);
     CHECK(strcmp(dsr1_model_arch(m), "deepseek2") == 0, "arch %s", dsr1_model_arch(m));
     CHECK(dsr1_model_n_vocab(m) == n_vocab, "n_vocab %d", dsr1_model_n_vocab(m));
@@ -209,8 +235,7 @@ static void test_fixture(const char *name)
         compare_paths(ctx, tok, n, ref, n_vocab, "n_batch 5", NULL, NULL);
         dsr1_context_free(ctx);
     }
-    free(ref);
-    dsr1_model_free(m);
+    fixture_close(&f);
 }
 
 /* ---- the f16 KV cache against strict ---------------------------------- */
@@ -223,19 +248,13 @@ static float worst_f16;
 
 static void test_fixture_f16(const char *name)
 {
-    dsr1_token tok[64];
-    int n_vocab = 0;
-    int n = read_manifest(name, tok, 64, &n_vocab);
-    char path[1024];
-    snprintf(path, sizeof path, "%s/models/%s.strict.f32", data_dir, name);
-    size_t n_ref = 0;
-    float *ref = read_floats(path, &n_ref);
-    dsr1_model *m = load(name);
-    if (n <= 0 || !ref || !m || n_ref != (size_t)n * (size_t)n_vocab) {
-        free(ref);
-        dsr1_model_free(m);
+    fixture f;
+    if (!fixture_open(name, &f))
         return;
-    }
+    const dsr1_token *tok = f.tok;
+    const int n = f.n, n_vocab = f.n_vocab;
+    const float *ref = f.ref;
+    dsr1_model *m = f.m;
     printf("%s, f16 KV cache\n", name);
     dsr1_context *ctx = new_ctx_kv(m, 64, 64, DSR1_KV_DEFAULT), *ctx5 = new_ctx_kv(m, 64, 5, DSR1_KV_F16);
     if (ctx && ctx5) {
@@ -265,8 +284,7 @@ static void test_fixture_f16(const char *name)
     }
     dsr1_context_free(ctx);
     dsr1_context_free(ctx5);
-    free(ref);
-    dsr1_model_free(m);
+    fixture_close(&f);
 }
 
 /* ---- the older single attn_kv_b layout -------------------------------- */
@@ -305,19 +323,13 @@ static float *to_kv_b(dsr1_model *m, int l)
 
 static void test_legacy_kv_b(const char *name)
 {
-    dsr1_token tok[64];
-    int n_vocab = 0;
-    int n = read_manifest(name, tok, 64, &n_vocab);
-    char path[1024];
-    snprintf(path, sizeof path, "%s/models/%s.strict.f32", data_dir, name);
-    size_t n_ref = 0;
-    float *ref = read_floats(path, &n_ref);
-    dsr1_model *m = load(name);
-    if (n <= 0 || !ref || !m) {
-        free(ref);
-        dsr1_model_free(m);
+    fixture f;
+    if (!fixture_open(name, &f))
         return;
-    }
+    const dsr1_token *tok = f.tok;
+    const int n = f.n, n_vocab = f.n_vocab;
+    const float *ref = f.ref;
+    dsr1_model *m = f.m;
     printf("%s with attn_kv_b\n", name);
     float *owned[8] = {0};
     int n_all = m->hp.n_layer + m->hp.n_nextn_layers;
@@ -328,10 +340,9 @@ static void test_legacy_kv_b(const char *name)
         compare_paths(ctx, tok, n, ref, n_vocab, "attn_kv_b", NULL, NULL);
         dsr1_context_free(ctx);
     }
-    dsr1_model_free(m);
+    fixture_close(&f);
     for (int l = 0; l < 8; l++)
         free(owned[l]);
-    free(ref);
 }
 
 /* ---- past the YaRN original context ------------------------------------ */
