@@ -7,6 +7,7 @@
 #define DSR1_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static int failures, checks;
 
@@ -36,6 +37,24 @@ static inline int argmax(const float *v, int n)
         if (v[i] > v[b])
             b = i;
     return b;
+}
+
+/* Exactly n little-endian f32 values from a file (the fixtures' reference
+ * logits), malloc'ed; NULL when the file is missing or has another size. */
+static inline float *read_f32_file(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    float *v = malloc(n * sizeof *v);
+    size_t got = v ? fread(v, sizeof *v, n, f) : 0;
+    int extra = fgetc(f) != EOF;
+    fclose(f);
+    if (got != n || extra) {
+        free(v);
+        return NULL;
+    }
+    return v;
 }
 
 #endif

@@ -33,20 +33,10 @@
 #include "backend/backend.h"
 #include "dsr1.h"
 #include "quant/quant.h"
+#include "check.h"
 
 #define MAX_TOKENS 64
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 typedef struct rng {
     uint64_t s;
@@ -457,36 +447,12 @@ static void test_ops(const char *be)
 
 /* ---- fixture logits ---- */
 
-static float *read_floats(const char *path, size_t n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    float *v = malloc(n * sizeof *v);
-    size_t got = v ? fread(v, sizeof *v, n, f) : 0;
-    fclose(f);
-    if (got != n) {
-        free(v);
-        return NULL;
-    }
-    return v;
-}
-
 typedef struct stats {
     double max_diff;
     int confident;   /* positions whose reference margin exceeds 0.25 */
     int mismatched;  /* of those, positions with another argmax */
     double worst_margin; /* the largest reference margin of a mismatch */
 } stats;
-
-static int argmax(const float *v, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[b])
-            b = i;
-    return b;
-}
 
 static void compare_row(const float *got, const float *ref, int n_vocab, stats *st)
 {
@@ -563,7 +529,7 @@ static void check_model(const char *be, const char *dir, const char *name, const
         return;
     }
     snprintf(path, sizeof path, "%s/models/%s.strict.f32", dir, name);
-    float *ref = read_floats(path, (size_t)n * (size_t)n_vocab);
+    float *ref = read_f32_file(path, (size_t)n * (size_t)n_vocab);
     float *l1 = malloc((size_t)n * n_vocab * sizeof *l1), *l2 = malloc((size_t)n * n_vocab * sizeof *l2);
     int moe = strncmp(name, "deepseek2-", 10) == 0;
     if (!ref || dsr1_model_n_vocab(model) != n_vocab) {

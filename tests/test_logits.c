@@ -26,21 +26,6 @@
 
 static double worst_f16; /* over all models and modes */
 
-static float *read_floats(const char *path, size_t n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    float *v = malloc(n * sizeof *v);
-    size_t got = v ? fread(v, sizeof *v, n, f) : 0;
-    fclose(f);
-    if (got != n) {
-        free(v);
-        return NULL;
-    }
-    return v;
-}
-
 static double max_diff(const float *a, const float *b, size_t n)
 {
     double m = 0;
@@ -127,7 +112,7 @@ static void check_model(const char *dir, const char *name, const dsr1_token *tok
         return;
     }
     snprintf(path, sizeof path, "%s/models/%s.strict.f32", dir, name);
-    float *ref = read_floats(path, (size_t)n * (size_t)n_vocab);
+    float *ref = read_f32_file(path, (size_t)n * (size_t)n_vocab);
     if (!ref || dsr1_model_n_vocab(model) != n_vocab) {
         printf("FAIL %s: reference logits missing or n_vocab mismatch\n", name);
         failures++;
