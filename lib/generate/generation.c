@@ -504,8 +504,8 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
      * samples the last token, injects, or the context has no room for two) */
     if (gen->mtp && !(gen->max_new_tokens > 0 && gen->n_generated + 1 >= gen->max_new_tokens) &&
         !budget_due(gen) && ctx->n_ctx - ctx->n_past >= 2) {
-        float draft_p;
-        if ((st = dsri_deepseek2_mtp_draft(ctx, t, &gen->draft, &draft_p)))
+        float draft_p = 1.0f; /* the head's softmax costs a pass over the vocabulary: only for a gate */
+        if ((st = dsri_deepseek2_mtp_draft(ctx, t, &gen->draft, gen->min_p > 0.0f ? &draft_p : NULL)))
             return fail(gen, st);
         if (gen->draft >= 0 && gen->draft_override) { /* tests: the override decides */
             gen->draft = gen->draft_override(gen->draft_user, gen->draft, gen->n_generated);

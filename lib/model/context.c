@@ -63,29 +63,25 @@ static dsr1_status check_params(const dsr1_model *model, const dsr1_context_para
     return DSR1_OK;
 }
 
-static dsr1_status alloc_cache(void **out, int64_t n, dsr1_kv_type type, const char *what)
+/* n zeroed values of elem_bytes each (none when n <= 0), with overflow and
+ * out-of-memory reported as the named buffer. */
+static dsr1_status alloc_values(void **out, int64_t n, size_t elem_bytes, const char *what)
 {
-    const int64_t es = dsri_kv_elem_bytes(type);
-    if (n <= 0) {
-        *out = NULL;
+    *out = NULL;
+    if (n <= 0)
         return DSR1_OK;
-    }
-    if ((uint64_t)n > SIZE_MAX / (uint64_t)es || !(*out = dsri_calloc((size_t)n, (size_t)es)))
-        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: cannot allocate the %s (%lld values of %d bytes)", what,
-                          (long long)n, (int)es);
+    if ((uint64_t)n > SIZE_MAX / elem_bytes || !(*out = dsri_calloc((size_t)n, elem_bytes)))
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: cannot allocate the %s (%lld values of %zu bytes)", what,
+                          (long long)n, elem_bytes);
     return DSR1_OK;
 }
 
 static dsr1_status alloc_floats(float **out, int64_t n, const char *what)
 {
-    if (n <= 0) {
-        *out = NULL;
-        return DSR1_OK;
-    }
-    if ((uint64_t)n > SIZE_MAX / sizeof(float) || !(*out = dsri_calloc((size_t)n, sizeof(float))))
-        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: cannot allocate the %s (%lld floats)", what,
-                          (long long)n);
-    return DSR1_OK;
+    void *p;
+    dsr1_status st = alloc_values(&p, n, sizeof(float), what);
+    *out = p;
+    return st;
 }
 
 dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params *params,
@@ -118,8 +114,9 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     ctx->n_cache_layers = model->hp.n_layer + model->hp.n_nextn_layers;
     int64_t cells = (int64_t)ctx->n_cache_layers * p.n_ctx;
     dsri_backend_config cfg = {p.n_threads, model->max_row, p.n_ctx};
-    if ((st = alloc_cache(&ctx->k_cache, cells * model->kv_k_width, p.kv_type, "key cache")) ||
-        (st = alloc_cache(&ctx->v_cache, cells * model->kv_v_width, p.kv_type, "value cache")) ||
+    const size_t kv_bytes = (size_t)dsri_kv_elem_bytes(p.kv_type);
+    if ((st = alloc_values(&ctx->k_cache, cells * model->kv_k_width, kv_bytes, "key cache")) ||
+        (st = alloc_values(&ctx->v_cache, cells * model->kv_v_width, kv_bytes, "value cache")) ||
         (st = alloc_floats(&ctx->scratch, model->arch->scratch_floats(model, p.n_batch, p.n_ctx), "scratch")) ||
         (st = alloc_floats(&ctx->logits, model->hp.n_vocab, "logits")) ||
         (st = ops->create(&cfg, &ctx->be))) {
