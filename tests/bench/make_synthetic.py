@@ -1,24 +1,35 @@
 #!/usr/bin/python3
-"""Write a synthetic GGUF model of realistic width for benchmarks.
+"""Write a synthetic GGUF model of a real model's shape, for benchmarks.
 
-Random weights (N(0, 0.02), norms 1, biases 0), the tokenizer of the test
-fixture padded with <|dummy_N|> tokens to the vocabulary size:
+Random weights, norms 1, biases 0, the tokenizer of a test fixture padded with
+<|dummy_N|> tokens to the vocabulary size. Full depth unless --layers says
+otherwise:
 
-  qwen2-1.5b   R1-Distill-Qwen-1.5B's widths (n_embd 1536, n_ff 8960,
-               12 heads / 2 KV heads, vocab 151936, untied output), 4 layers
-               instead of 28: 1247 MiB in F16.
-  ds2          DeepSeek-V3-shaped: R1's multi-head latent attention dims
-               (q_lora 1536, kv_lora 512, 128 + 64 query/key and 128 value
-               dims per head), n_embd 2048, 16 heads, 1 dense layer (n_ff
-               5120) + 3 MoE layers (64 experts x 1024, 6 used, 8 groups of
-               which 4 are kept, 1 shared expert), vocab 32768; with --mtp a
-               multi-token-prediction block after them.
+  qwen2-1.5b   R1-Distill-Qwen-1.5B: n_embd 1536, n_ff 8960, 12 heads / 2 KV
+               heads, vocab 151936, untied output, 28 layers
+               (Q8_0 1.9 GB, Q4_K_M 1.1 GB after `dsr1 quantize`).
+  llama-8b     R1-Distill-Llama-8B: n_embd 4096, n_ff 14336, 32 heads / 8 KV
+               heads, vocab 128256, untied output, 32 layers (Q8_0 8.5 GB).
+  ds3-moe      DeepSeek-V3/R1-proportioned MoE: R1's multi-head latent
+               attention dims (q_lora 1536, kv_lora 512, 128 + 64 query/key
+               and 128 value dims per head), n_embd 2048, 32 heads, 1 dense
+               layer (n_ff 5120) + 7 MoE layers of 256 experts x 512 (R1's
+               n_ff / n_embd), 8 used, 8 groups of which 4 are kept, 1 shared
+               expert, vocab 32768 (Q8_0 6.3 GB, Q4_K_M 3.6 GB).
+  ds2          the smaller DeepSeek-V3-shaped model of doc/models.md: 16
+               heads, 1 dense + 3 MoE layers of 64 experts x 1024, 6 used;
+               with --mtp a multi-token-prediction block after them.
 
-  usage: make_synthetic.py {qwen2-1.5b|ds2} OUT.gguf [f16|q8_0] [--mtp]
+  usage: make_synthetic.py MODEL OUT.gguf [f16|q8_0] [--layers N] [--mtp]
 
-Other weight types: `dsr1 quantize OUT.gguf OTHER.gguf q4_k_m` (llama.cpp's
-per-tensor mixes). Needs numpy; run from a checkout (it imports
-bindings/python/dsr1/gguf.py and reads tests/data/models).
+F16 weights are N(0, 0.02). Q8_0 weights are written directly (no float
+detour, so the 8B model takes a minute, not an hour): per block of 32 a
+scale and int8 values of N(0, 40) (clipped to +-127); the values come from one
+pool of random bytes that each tensor takes at a random offset (speed does not
+depend on the values). Other weight types: `dsr1 quantize OUT.gguf OTHER.gguf
+q4_k_m` (llama.cpp's per-tensor mixes). Tensors are produced one at a time, so
+a file larger than memory can be written. Needs numpy; run from a checkout (it
+imports bindings/python/dsr1/gguf.py and reads tests/data/models).
 """
 import os
 import sys
@@ -27,6 +38,41 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 import numpy as np  # noqa: E402
 from dsr1.gguf import GGUFReader, GGUFWriter, GGMLType  # noqa: E402
+
+STD = 0.02
+POOL = 1 << 26  # random values shared by all tensors (64 Mi)
+
+
+class Weights:
+    """Produces tensors of one weight type, lazily, from a pool of random
+    values (a random offset per tensor, wrapping around)."""
+
+    def __init__(self, t, rng):
+        self.t, self.rng = t, rng
+        if t == GGMLType.F16:
+            self.pool = (rng.standard_normal(POOL, dtype=np.float32) * STD).astype("<f2")
+        else:
+            q = np.clip(np.rint(rng.standard_normal(POOL, dtype=np.float32) * 40), -127, 127)
+            self.pool = q.astype(np.int8)
+            self.scale = np.frombuffer(np.float16(STD / 40).tobytes(), np.uint8)
+
+    def _take(self, n):
+        start = int(self.rng.integers(0, POOL))
+        reps = (start + n + POOL - 1) // POOL
+        return np.tile(self.pool, reps)[start:start + n] if reps > 1 else self.pool[start:start + n]
+
+    def add(self, w, name, *shape):
+        n = int(np.prod(shape))
+        if self.t == GGMLType.F16:
+            w.add_tensor_lazy(name, shape, self.t, lambda: self._take(n).tobytes())
+            return
+
+        def q8_0():
+            blocks = np.empty((n // 32, 34), np.uint8)
+            blocks[:, :2] = self.scale
+            blocks[:, 2:] = self._take(n).view(np.uint8).reshape(-1, 32)
+            return blocks.tobytes()
+        w.add_tensor_lazy(name, shape, self.t, q8_0)
 
 
 def copy_metadata(w, src, vocab, over):
@@ -42,41 +88,66 @@ def copy_metadata(w, src, vocab, over):
         w.add(k, v, vt, et)
 
 
-def qwen2(w, t, rng, mat):
-    E, FF, H, HKV, L, V = 1536, 8960, 12, 2, 4, 151936
+def fixture(name):
+    return GGUFReader(os.path.join(ROOT, "tests", "data", "models", name))
+
+
+def ones(n):
+    return np.ones(n, np.float32)
+
+
+# (arch, fixture, n_embd, n_ff, heads, kv heads, layers, vocab, name)
+DENSE = {
+    "qwen2-1.5b": ("qwen2", "qwen2-f16.gguf", 1536, 8960, 12, 2, 28, 151936, "R1-Distill-Qwen-1.5B"),
+    "llama-8b": ("llama", "llama-f16.gguf", 4096, 14336, 32, 8, 32, 128256, "R1-Distill-Llama-8B"),
+}
+
+
+def dense(w, wt, model, layers, file_type):
+    arch, fix, E, FF, H, HKV, L, V, shape_of = DENSE[model]
+    L = layers or L
     HD = E // H
-    a = "qwen2."
-    src = GGUFReader(os.path.join(ROOT, "tests", "data", "models", "qwen2-f16.gguf"))
-    copy_metadata(w, src, V, {
+    a = arch + "."
+    copy_metadata(w, fixture(fix), V, {
         a + "embedding_length": E, a + "block_count": L, a + "feed_forward_length": FF,
         a + "attention.head_count": H, a + "attention.head_count_kv": HKV, a + "vocab_size": V,
-        a + "rope.dimension_count": HD, "general.name": "synthetic-qwen2-1.5b-shape-4layer",
-        "general.file_type": 1 if t == GGMLType.F16 else 7})
-    w.add_tensor("token_embd.weight", mat(V, E), t)
-    w.add_tensor("output_norm.weight", np.ones(E, np.float32))
-    w.add_tensor("output.weight", mat(V, E), t)
+        a + "rope.dimension_count": HD, "general.file_type": file_type,
+        "general.name": "synthetic %s shape, %d layers" % (shape_of, L)})
+    wt.add(w, "token_embd.weight", V, E)
+    w.add_tensor("output_norm.weight", ones(E))
+    wt.add(w, "output.weight", V, E)
+    if arch == "llama":  # llama 3's rope scaling factors (1: plain rope)
+        w.add_tensor("rope_freqs.weight", ones(HD // 2))
     for l in range(L):
         p = "blk.%d." % l
-        w.add_tensor(p + "attn_norm.weight", np.ones(E, np.float32))
-        w.add_tensor(p + "ffn_norm.weight", np.ones(E, np.float32))
-        w.add_tensor(p + "attn_q.weight", mat(E, E), t)
-        w.add_tensor(p + "attn_k.weight", mat(HKV * HD, E), t)
-        w.add_tensor(p + "attn_v.weight", mat(HKV * HD, E), t)
-        w.add_tensor(p + "attn_q.bias", np.zeros(E, np.float32))
-        w.add_tensor(p + "attn_k.bias", np.zeros(HKV * HD, np.float32))
-        w.add_tensor(p + "attn_v.bias", np.zeros(HKV * HD, np.float32))
-        w.add_tensor(p + "attn_output.weight", mat(E, E), t)
-        w.add_tensor(p + "ffn_gate.weight", mat(FF, E), t)
-        w.add_tensor(p + "ffn_up.weight", mat(FF, E), t)
-        w.add_tensor(p + "ffn_down.weight", mat(E, FF), t)
+        w.add_tensor(p + "attn_norm.weight", ones(E))
+        w.add_tensor(p + "ffn_norm.weight", ones(E))
+        wt.add(w, p + "attn_q.weight", E, E)
+        wt.add(w, p + "attn_k.weight", HKV * HD, E)
+        wt.add(w, p + "attn_v.weight", HKV * HD, E)
+        if arch == "qwen2":
+            w.add_tensor(p + "attn_q.bias", np.zeros(E, np.float32))
+            w.add_tensor(p + "attn_k.bias", np.zeros(HKV * HD, np.float32))
+            w.add_tensor(p + "attn_v.bias", np.zeros(HKV * HD, np.float32))
+        wt.add(w, p + "attn_output.weight", E, E)
+        wt.add(w, p + "ffn_gate.weight", FF, E)
+        wt.add(w, p + "ffn_up.weight", FF, E)
+        wt.add(w, p + "ffn_down.weight", E, FF)
 
 
-def ds2(w, t, rng, mat, mtp):
-    E, H, QL, KL, NOPE, ROPE, VD = 2048, 16, 1536, 512, 128, 64, 128
-    L, DENSE, FF, NE, FFE, USED, V = 4, 1, 5120, 64, 1024, 6, 32768
+# n_embd, heads, dense layers, n_ff, MoE layers, experts, expert n_ff, used, vocab
+MOE = {
+    "ds3-moe": (2048, 32, 1, 5120, 7, 256, 512, 8, 32768),
+    "ds2": (2048, 16, 1, 5120, 3, 64, 1024, 6, 32768),
+}
+
+
+def moe(w, wt, rng, model, layers, file_type, mtp):
+    E, H, DENSE_L, FF, MOE_L, NE, FFE, USED, V = MOE[model]
+    QL, KL, NOPE, ROPE, VD = 1536, 512, 128, 64, 128
+    L = layers or DENSE_L + MOE_L
     a = "deepseek2."
-    src = GGUFReader(os.path.join(ROOT, "tests", "data", "models", "deepseek2-f16.gguf"))
-    copy_metadata(w, src, V, {
+    copy_metadata(w, fixture("deepseek2-f16.gguf"), V, {
         a + "embedding_length": E, a + "block_count": L + mtp, a + "feed_forward_length": FF,
         a + "attention.head_count": H, a + "attention.head_count_kv": 1, a + "vocab_size": V,
         a + "attention.q_lora_rank": QL, a + "attention.kv_lora_rank": KL,
@@ -84,61 +155,68 @@ def ds2(w, t, rng, mat, mtp):
         a + "attention.key_length_mla": NOPE + ROPE, a + "attention.value_length_mla": VD,
         a + "expert_feed_forward_length": FFE, a + "expert_count": NE, a + "expert_used_count": USED,
         a + "expert_group_count": 8, a + "expert_group_used_count": 4,
-        a + "leading_dense_block_count": DENSE, a + "rope.dimension_count": ROPE,
-        a + "nextn_predict_layers": mtp, "general.name": "synthetic-deepseek-v3-shape-4layer",
-        "general.file_type": 1 if t == GGMLType.F16 else 7})
-    ones = lambda n: np.ones(n, np.float32)  # noqa: E731
-    w.add_tensor("token_embd.weight", mat(V, E), t)
+        a + "leading_dense_block_count": DENSE_L, a + "rope.dimension_count": ROPE,
+        a + "nextn_predict_layers": mtp, "general.file_type": file_type,
+        "general.name": "synthetic DeepSeek-V3-proportioned MoE (%s), %d layers" % (model, L)})
+    wt.add(w, "token_embd.weight", V, E)
     w.add_tensor("output_norm.weight", ones(E))
-    w.add_tensor("output.weight", mat(V, E), t)
+    wt.add(w, "output.weight", V, E)
     for l in range(L + mtp):
         p = "blk.%d." % l
         w.add_tensor(p + "attn_norm.weight", ones(E))
         w.add_tensor(p + "ffn_norm.weight", ones(E))
-        w.add_tensor(p + "attn_q_a.weight", mat(QL, E), t)
+        wt.add(w, p + "attn_q_a.weight", QL, E)
         w.add_tensor(p + "attn_q_a_norm.weight", ones(QL))
-        w.add_tensor(p + "attn_q_b.weight", mat(H * (NOPE + ROPE), QL), t)
-        w.add_tensor(p + "attn_kv_a_mqa.weight", mat(KL + ROPE, E), t)
+        wt.add(w, p + "attn_q_b.weight", H * (NOPE + ROPE), QL)
+        wt.add(w, p + "attn_kv_a_mqa.weight", KL + ROPE, E)
         w.add_tensor(p + "attn_kv_a_norm.weight", ones(KL))
-        w.add_tensor(p + "attn_k_b.weight", mat(H, KL, NOPE), t)
-        w.add_tensor(p + "attn_v_b.weight", mat(H, VD, KL), t)
-        w.add_tensor(p + "attn_output.weight", mat(E, H * VD), t)
-        if l < DENSE:
-            w.add_tensor(p + "ffn_gate.weight", mat(FF, E), t)
-            w.add_tensor(p + "ffn_up.weight", mat(FF, E), t)
-            w.add_tensor(p + "ffn_down.weight", mat(E, FF), t)
+        wt.add(w, p + "attn_k_b.weight", H, KL, NOPE)
+        wt.add(w, p + "attn_v_b.weight", H, VD, KL)
+        wt.add(w, p + "attn_output.weight", E, H * VD)
+        if l < DENSE_L:
+            wt.add(w, p + "ffn_gate.weight", FF, E)
+            wt.add(w, p + "ffn_up.weight", FF, E)
+            wt.add(w, p + "ffn_down.weight", E, FF)
             continue
         # router scaled up so that tokens spread over the experts
-        w.add_tensor(p + "ffn_gate_inp.weight", mat(NE, E) * 50)
+        w.add_tensor(p + "ffn_gate_inp.weight", rng.standard_normal((NE, E), dtype=np.float32))
         w.add_tensor(p + "exp_probs_b.bias", np.zeros(NE, np.float32))
-        w.add_tensor(p + "ffn_gate_exps.weight", mat(NE, FFE, E), t)
-        w.add_tensor(p + "ffn_up_exps.weight", mat(NE, FFE, E), t)
-        w.add_tensor(p + "ffn_down_exps.weight", mat(NE, E, FFE), t)
-        w.add_tensor(p + "ffn_gate_shexp.weight", mat(FFE, E), t)
-        w.add_tensor(p + "ffn_up_shexp.weight", mat(FFE, E), t)
-        w.add_tensor(p + "ffn_down_shexp.weight", mat(E, FFE), t)
+        wt.add(w, p + "ffn_gate_exps.weight", NE, FFE, E)
+        wt.add(w, p + "ffn_up_exps.weight", NE, FFE, E)
+        wt.add(w, p + "ffn_down_exps.weight", NE, E, FFE)
+        wt.add(w, p + "ffn_gate_shexp.weight", FFE, E)
+        wt.add(w, p + "ffn_up_shexp.weight", FFE, E)
+        wt.add(w, p + "ffn_down_shexp.weight", E, FFE)
         if l == L:  # the multi-token-prediction block
-            w.add_tensor(p + "nextn.eh_proj.weight", mat(E, 2 * E), t)
+            wt.add(w, p + "nextn.eh_proj.weight", E, 2 * E)
             w.add_tensor(p + "nextn.enorm.weight", ones(E))
             w.add_tensor(p + "nextn.hnorm.weight", ones(E))
             w.add_tensor(p + "nextn.shared_head_norm.weight", ones(E))
 
 
 def main(argv):
-    args = [a for a in argv[1:] if not a.startswith("--")]
-    if len(args) < 2 or args[0] not in ("qwen2-1.5b", "ds2"):
+    args, layers, i = [], 0, 1
+    while i < len(argv):
+        if argv[i] == "--layers" and i + 1 < len(argv):
+            layers = int(argv[i + 1])
+            i += 1
+        elif not argv[i].startswith("--"):
+            args.append(argv[i])
+        i += 1
+    if len(args) < 2 or args[0] not in list(DENSE) + list(MOE) or layers < 0:
         sys.exit(__doc__)
-    t = {"f16": GGMLType.F16, "q8_0": GGMLType.Q8_0}[args[2] if len(args) > 2 else "f16"]
+    tname = args[2] if len(args) > 2 else "f16"
+    if tname not in ("f16", "q8_0"):
+        sys.exit(__doc__)
+    t = {"f16": GGMLType.F16, "q8_0": GGMLType.Q8_0}[tname]
+    file_type = 1 if t == GGMLType.F16 else 7  # llama.cpp's ftype
     rng = np.random.default_rng(0)
-
-    def mat(*shape):
-        return rng.standard_normal(shape, dtype=np.float32) * 0.02
-
+    wt = Weights(t, rng)
     w = GGUFWriter(args[1])
-    if args[0] == "qwen2-1.5b":
-        qwen2(w, t, rng, mat)
+    if args[0] in DENSE:
+        dense(w, wt, args[0], layers, file_type)
     else:
-        ds2(w, t, rng, mat, 1 if "--mtp" in argv else 0)
+        moe(w, wt, rng, args[0], layers, file_type, 1 if "--mtp" in argv else 0)
     print(args[1], w.write(), "bytes")
 
 

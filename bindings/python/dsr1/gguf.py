@@ -259,7 +259,22 @@ class GGUFWriter:
         ne = list(reversed(data.shape)) or [1]
         self.tensors[name] = (ne, ttype, raw)
 
-    def to_bytes(self) -> bytes:
+    def add_tensor_lazy(self, name: str, shape: tuple, ttype: GGMLType, produce) -> None:
+        """Add a tensor whose encoded bytes ``produce()`` returns only when
+        write() reaches it, so that a file larger than memory can be written
+        one tensor at a time. ``shape`` is row-major as for add_tensor;
+        ``produce()`` must return exactly the bytes the shape and type take."""
+        if name in self.tensors:
+            raise KeyError(f"duplicate tensor {name!r}")
+        ttype = GGMLType(ttype)
+        block, nbytes = _TYPE_BLOCK[ttype]
+        n = int(np.prod(shape))
+        if shape[-1] % block:
+            raise ValueError(f"{name}: innermost dimension not a multiple of {block}")
+        self.tensors[name] = (list(reversed(shape)), ttype, (n // block * nbytes, produce))
+
+    def _header(self) -> bytes:
+        """Everything before the tensor data, padded to the alignment."""
         out = bytearray()
         out += GGUF_MAGIC
         out += struct.pack("<IQQ", GGUF_VERSION, len(self.tensors), len(self.kv))
@@ -268,28 +283,52 @@ class GGUFWriter:
             out += struct.pack("<I", int(vtype))
             out += _pack_value(value, vtype, elem_type)
         offset = 0
-        offsets = []
         for name, (ne, ttype, raw) in self.tensors.items():
-            offsets.append(offset)
             out += _pack_string(name)
             out += struct.pack("<I", len(ne))
             out += struct.pack(f"<{len(ne)}Q", *ne)
             out += struct.pack("<IQ", int(ttype), offset)
-            offset = _align(offset + len(raw), self.alignment)
-        out += b"\0" * (_align(len(out), self.alignment) - len(out))
-        data_start = len(out)
-        for off, (ne, ttype, raw) in zip(offsets, self.tensors.values()):
-            out += b"\0" * (data_start + off - len(out))
-            out += raw
+            offset = _align(offset + _raw_size(raw), self.alignment)
         out += b"\0" * (_align(len(out), self.alignment) - len(out))
         return bytes(out)
 
+    def _chunks(self):
+        """The file as a sequence of byte strings (lazy tensors produced as
+        they come)."""
+        head = self._header()
+        yield head
+        pos = 0
+        for ne, ttype, raw in self.tensors.values():
+            pad = _align(pos, self.alignment) - pos
+            if pad:
+                yield b"\0" * pad
+            pos += pad
+            data = raw if isinstance(raw, (bytes, bytearray)) else raw[1]()
+            if len(data) != _raw_size(raw):
+                raise ValueError(f"tensor produced {len(data)} bytes, expected {_raw_size(raw)}")
+            yield data
+            pos += len(data)
+        pad = _align(len(head) + pos, self.alignment) - (len(head) + pos)
+        if pad:
+            yield b"\0" * pad
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self._chunks())
+
     def write(self) -> int:
-        """Write the file; returns its size in bytes."""
-        b = self.to_bytes()
+        """Write the file (one tensor in memory at a time); returns its size
+        in bytes."""
+        n = 0
         with open(self.path, "wb") as f:
-            f.write(b)
-        return len(b)
+            for chunk in self._chunks():
+                f.write(chunk)
+                n += len(chunk)
+        return n
+
+
+def _raw_size(raw) -> int:
+    """Bytes of a tensor's data: encoded bytes, or (size, produce) of a lazy one."""
+    return len(raw) if isinstance(raw, (bytes, bytearray)) else raw[0]
 
 
 # ---------------------------------------------------------------------- reader
@@ -453,6 +492,8 @@ def _selftest() -> None:
         w.add_tensor("bf16", a, GGMLType.BF16)
         w.add_tensor("q8", a, GGMLType.Q8_0)
         w.add_tensor("v", a[0, :5])
+        w.add_tensor_lazy("lazy", (3, 64), GGMLType.F16, lambda: a.astype("<f2").tobytes())
+        w.add_tensor("after", a[1])
         w.write()
         r = GGUFReader(p)
         assert r.kv["u32"] == 7 and r.kv["f32"] == 1.5 and r.kv["b"] is True
@@ -465,6 +506,15 @@ def _selftest() -> None:
         assert np.allclose(r.tensor("bf16"), a, atol=2e-2)
         assert np.allclose(r.tensor("q8"), a, atol=np.abs(a).max() / 100)
         assert np.array_equal(r.tensor("v"), a[0, :5])
+        assert np.array_equal(r.tensor("lazy"), a.astype(np.float16).astype(np.float32))
+        assert np.array_equal(r.tensor("after"), a[1])
+        w = GGUFWriter(p)
+        w.add_tensor_lazy("short", (64,), GGMLType.F32, lambda: b"\0" * 8)
+        try:
+            w.write()
+            raise AssertionError("a lazy tensor of the wrong size was written")
+        except ValueError:
+            pass
     print("gguf selftest ok")
 
 
