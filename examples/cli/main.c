@@ -15,7 +15,7 @@ static const command commands[] = {
     {"chat", dsr1_cli_chat, "chat -m MODEL              interactive multi-turn chat"},
     {"info", dsr1_cli_info, "info -m MODEL              metadata and tensor table"},
     {"eval", dsr1_cli_eval, "eval -m MODEL --tokens IDS --out FILE [--step] [--backend NAME] [-t N] [-c N_CTX] [--kv-type f16|f32]"},
-    {"bench", dsr1_cli_bench, "bench -m MODEL [-p N] [-n N] [-r REPS] [-t N] [--backend NAME] [--kv-type f16|f32]  prompt/generation speed"},
+    {"bench", dsr1_cli_bench, "bench -m MODEL [-p N] [-n N] [-r REPS] [-t N] [--backend NAME] [--kv-type f16|f32] [--membw]  prompt/generation speed; --membw: memory bandwidth"},
     {"tokenize", dsr1_cli_tokenize, "tokenize -m MODEL [--bos]   text on stdin -> ids"},
     {"detokenize", dsr1_cli_detokenize, "detokenize -m MODEL        ids on stdin -> text"},
     {"quantize", dsr1_cli_quantize, "quantize IN.gguf OUT.gguf TYPE [--threads N]  re-encode weights (q8_0, q4_k_m, ...)"},
