@@ -259,15 +259,21 @@ typedef enum dsr1_kv_type {
     DSR1_KV_F16 = 2
 } dsr1_kv_type;
 
+typedef struct dsr1_threadpool dsr1_threadpool; /* see "Thread pools" below */
+
 typedef struct dsr1_context_params {
     size_t size;          /* sizeof(dsr1_context_params) */
     int32_t n_ctx;        /* tokens the KV cache holds; 0: min(4096, trained context) */
     int32_t n_batch;      /* most tokens evaluated in one internal step; 0: 512 */
-    int32_t n_threads;    /* 0: all cores */
+    int32_t n_threads;    /* 0: all cores (with threadpool: all of its threads); the most
+                             dsr1_context_set_threads can ask for later */
     const char *backend;  /* NULL: $DSR1_BACKEND if set, else the best available */
     dsr1_kv_type kv_type; /* KV cache element type; DSR1_KV_DEFAULT (0): f16. Other values
                              are DSR1_ERR_INVALID_ARGUMENT. A caller built against a header
                              without it (a smaller size) gets the default */
+    dsr1_threadpool *threadpool; /* NULL: the context starts n_threads - 1 threads of its own;
+                                    else it runs on this pool's threads (it keeps the pool alive:
+                                    dsr1_threadpool_free may come first) */
 } dsr1_context_params;
 
 DSR1_API void dsr1_context_params_default(dsr1_context_params *params, size_t struct_size);
@@ -635,6 +641,44 @@ DSR1_API void dsr1_chat_reset(dsr1_chat *chat);
 /* Number of messages and one of them (pointers valid until the next change). */
 DSR1_API int32_t dsr1_chat_n_messages(const dsr1_chat *chat);
 DSR1_API dsr1_status dsr1_chat_message_at(const dsr1_chat *chat, int32_t index, dsr1_chat_message *out);
+
+/* ------------------------------------------------------------------------ */
+/* Thread pools                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* The threads that evaluate a context. By default each context starts its
+ * own (n_threads - 1 of them: the calling thread is one). Contexts of one
+ * process can instead share a pool (dsr1_context_params.threadpool), so
+ * that two contexts do not start two threads per core. A pool runs one
+ * evaluation step at a time: a context whose step finds the pool busy with
+ * another context's runs that step on its calling thread alone (it never
+ * waits for the other context). Pool threads wait busily for the next step
+ * for at most spin_us microseconds, then sleep: an idle pool takes no CPU.
+ * Any thread may create, use and free a pool. */
+typedef struct dsr1_threadpool_params {
+    size_t size;       /* sizeof(dsr1_threadpool_params) */
+    int32_t n_threads; /* threads, counting the caller of each evaluation; 0: all cores */
+    int32_t spin_us;   /* busy wait before sleeping, 0..1000000 microseconds; the default (100)
+                          spans the gaps between a forward pass's steps (a 2-thread decode loses
+                          up to a quarter of its speed without it) and costs a game's frame loop
+                          0.1 ms of a core per token; 0: sleep at once */
+} dsr1_threadpool_params;
+
+DSR1_API void dsr1_threadpool_params_default(dsr1_threadpool_params *params, size_t struct_size);
+/* params may be NULL (defaults). Fewer threads than asked when the system
+ * refuses some (dsr1_threadpool_n_threads says how many). */
+DSR1_API dsr1_status dsr1_threadpool_new(const dsr1_threadpool_params *params, dsr1_threadpool **out);
+/* Drops the caller's reference: the threads stop once no context uses the
+ * pool either. NULL is allowed. */
+DSR1_API void dsr1_threadpool_free(dsr1_threadpool *pool);
+DSR1_API int32_t dsr1_threadpool_n_threads(const dsr1_threadpool *pool);
+
+/* Threads the context's next evaluations use: 1 up to the n_threads it was
+ * created with (with a pool: up to the pool's size). Between evaluations
+ * only (not from another thread during one); results are the same bits for
+ * any thread count. */
+DSR1_API dsr1_status dsr1_context_set_threads(dsr1_context *ctx, int32_t n_threads);
+DSR1_API int32_t dsr1_context_n_threads(const dsr1_context *ctx);
 
 #ifdef __cplusplus
 }

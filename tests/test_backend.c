@@ -67,7 +67,7 @@ typedef struct pair {
 
 static int make(const char *name, int n_threads, int64_t max_row, int64_t n_ctx, pair *p)
 {
-    dsri_backend_config cfg = {n_threads, max_row, n_ctx};
+    dsri_backend_config cfg = {n_threads, max_row, n_ctx, NULL};
     return dsri_backend_select(name, &p->ops) == DSR1_OK && p->ops->create(&cfg, &p->be) == DSR1_OK;
 }
 

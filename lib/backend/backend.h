@@ -49,6 +49,7 @@ typedef struct dsri_backend_config {
     int n_threads;
     int64_t max_row; /* the widest matrix row (n_in) it will see */
     int64_t n_ctx;   /* the most keys one attention call will see */
+    struct dsri_pool *pool; /* the context's threads (dsri_pool_acquire); NULL: n_threads of its own */
 } dsri_backend_config;
 
 typedef struct dsri_backend_ops {

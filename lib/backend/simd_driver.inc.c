@@ -65,7 +65,7 @@ static dsr1_status simd_create(const dsri_backend_config *cfg, dsri_backend **ou
     dsri_backend *be = dsri_calloc(1, sizeof *be);
     if (!be)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "%s backend: out of memory", SIMD_NAME);
-    dsr1_status st = dsri_pool_new(cfg->n_threads, &be->pool);
+    dsr1_status st = dsri_pool_acquire(cfg->pool, cfg->n_threads, &be->pool);
     if (st) {
         dsri_free(be);
         return st;

@@ -8,6 +8,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/threadpool.h"
 #include "model/context.h"
 #include "tokenizer/vocab.h"
 
@@ -58,8 +59,15 @@ static dsr1_status check_params(const dsr1_model *model, const dsr1_context_para
         p->n_batch = DEFAULT_N_BATCH;
     if (p->n_batch > p->n_ctx)
         p->n_batch = p->n_ctx;
+    if (p->threadpool) {
+        int n = dsri_workers_threads(p->threadpool);
+        p->n_threads = p->n_threads == 0 || p->n_threads > n ? n : p->n_threads;
+    }
     if (p->n_threads == 0)
         p->n_threads = default_threads();
+    if (p->n_threads > DSRI_POOL_MAX_THREADS)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "context: n_threads %d is above the limit (%d)",
+                          (int)p->n_threads, DSRI_POOL_MAX_THREADS);
     return DSR1_OK;
 }
 
@@ -109,11 +117,18 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     ctx->ops = ops;
     ctx->n_ctx = p.n_ctx;
     ctx->n_batch = p.n_batch;
-    ctx->n_threads = p.n_threads;
     ctx->kv_type = p.kv_type;
     ctx->n_cache_layers = model->hp.n_layer + model->hp.n_nextn_layers;
+    /* on a shared pool the context can use all of its threads later (the
+     * backend's per-thread scratch is sized for them) */
+    if ((st = p.threadpool ? dsri_pool_on(p.threadpool, p.n_threads, &ctx->pool)
+                           : dsri_pool_new(p.n_threads, &ctx->pool))) {
+        dsr1_context_free(ctx);
+        return st;
+    }
+    ctx->n_threads = dsri_pool_threads(ctx->pool);
     int64_t cells = (int64_t)ctx->n_cache_layers * p.n_ctx;
-    dsri_backend_config cfg = {p.n_threads, model->max_row, p.n_ctx};
+    dsri_backend_config cfg = {ctx->n_threads, model->max_row, p.n_ctx, ctx->pool};
     const size_t kv_bytes = (size_t)dsri_kv_elem_bytes(p.kv_type);
     if ((st = alloc_values(&ctx->k_cache, cells * model->kv_k_width, kv_bytes, "key cache")) ||
         (st = alloc_values(&ctx->v_cache, cells * model->kv_v_width, kv_bytes, "value cache")) ||
@@ -151,6 +166,7 @@ void dsr1_context_free(dsr1_context *ctx)
         return;
     if (ctx->be)
         ctx->ops->destroy(ctx->be);
+    dsri_pool_free(ctx->pool);
     dsri_free(ctx->k_cache);
     dsri_free(ctx->v_cache);
     dsri_free(ctx->scratch);
@@ -167,6 +183,55 @@ const dsr1_model *dsr1_context_model(const dsr1_context *ctx) { return ctx ? ctx
 int32_t dsr1_context_n_ctx(const dsr1_context *ctx) { return ctx ? ctx->n_ctx : 0; }
 int32_t dsr1_context_n_past(const dsr1_context *ctx) { return ctx ? ctx->n_past : 0; }
 const char *dsr1_context_backend(const dsr1_context *ctx) { return ctx ? ctx->ops->name : ""; }
+int32_t dsr1_context_n_threads(const dsr1_context *ctx) { return ctx ? dsri_pool_active_threads(ctx->pool) : 0; }
+
+dsr1_status dsr1_context_set_threads(dsr1_context *ctx, int32_t n_threads)
+{
+    if (!ctx)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_set_threads: ctx is NULL");
+    if (n_threads < 1 || n_threads > ctx->n_threads)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_context_set_threads: %d threads asked for; this context can use 1 to %d (its "
+                          "n_threads at creation, or its thread pool's size)",
+                          (int)n_threads, (int)ctx->n_threads);
+    dsri_pool_set_threads(ctx->pool, n_threads);
+    return DSR1_OK;
+}
+
+void dsr1_threadpool_params_default(dsr1_threadpool_params *params, size_t struct_size)
+{
+    if (!params || struct_size < sizeof(size_t))
+        return;
+    dsr1_threadpool_params d = {sizeof d, 0, DSRI_POOL_SPIN_US_DEFAULT};
+    size_t n = struct_size < sizeof d ? struct_size : sizeof d;
+    memset(params, 0, struct_size);
+    memcpy(params, &d, n);
+    params->size = n;
+}
+
+dsr1_status dsr1_threadpool_new(const dsr1_threadpool_params *params, dsr1_threadpool **out)
+{
+    if (!out)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_threadpool_new: out is NULL");
+    *out = NULL;
+    dsr1_threadpool_params p;
+    dsr1_threadpool_params_default(&p, sizeof p);
+    if (params) {
+        if (params->size < sizeof(size_t) || params->size > 4096)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                              "dsr1_threadpool_params.size is %zu: initialise params with "
+                              "dsr1_threadpool_params_default()", params->size);
+        memcpy(&p, params, params->size < sizeof p ? params->size : sizeof p);
+    }
+    if (p.n_threads < 0 || p.n_threads > DSRI_POOL_MAX_THREADS || p.spin_us < 0 || p.spin_us > 1000000)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_threadpool_new: n_threads %d (0..%d) or spin_us %d (0..1000000) out of range",
+                          (int)p.n_threads, DSRI_POOL_MAX_THREADS, (int)p.spin_us);
+    return dsri_workers_new(p.n_threads ? p.n_threads : default_threads(), p.spin_us, out);
+}
+
+void dsr1_threadpool_free(dsr1_threadpool *pool) { dsri_workers_release(pool); }
+int32_t dsr1_threadpool_n_threads(const dsr1_threadpool *pool) { return pool ? dsri_workers_threads(pool) : 0; }
 
 uint64_t dsr1_context_kv_bytes_per_token(const dsr1_context *ctx)
 {

@@ -12,7 +12,8 @@ struct dsr1_context {
     dsri_backend *be;
     int32_t n_ctx;
     int32_t n_batch;
-    int32_t n_threads;
+    int32_t n_threads;     /* the most threads (set_threads' bound) */
+    struct dsri_pool *pool; /* its threads (shared with the backend) */
     int32_t n_past;
 
     /* KV cache: layer l, position p at element (l*n_ctx + p)*kv_k_width of
