@@ -87,12 +87,17 @@ class dsr1_chat(Structure):
     pass
 
 
+class dsr1_threadpool(Structure):
+    pass
+
+
 model_p = POINTER(dsr1_model)
 context_p = POINTER(dsr1_context)
 decoder_p = POINTER(dsr1_decoder)
 sampler_p = POINTER(dsr1_sampler)
 generation_p = POINTER(dsr1_generation)
 chat_p = POINTER(dsr1_chat)
+threadpool_p = POINTER(dsr1_threadpool)
 
 # ---------------------------------------------------------------------------
 # Callbacks and structs
@@ -131,6 +136,15 @@ class dsr1_context_params(Structure):
         ("n_threads", c_int32),
         ("backend", c_char_p),
         ("kv_type", c_enum),  # dsr1_kv_type
+        ("threadpool", threadpool_p),
+    ]
+
+
+class dsr1_threadpool_params(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("n_threads", c_int32),
+        ("spin_us", c_int32),
     ]
 
 
@@ -311,6 +325,13 @@ PROTOTYPES = {
     "dsr1_chat_reset": (None, [chat_p]),
     "dsr1_chat_n_messages": (c_int32, [chat_p]),
     "dsr1_chat_message_at": (_status, [chat_p, c_int32, POINTER(dsr1_chat_message)]),
+    # thread pools
+    "dsr1_threadpool_params_default": (None, [POINTER(dsr1_threadpool_params), c_size_t]),
+    "dsr1_threadpool_new": (_status, [POINTER(dsr1_threadpool_params), POINTER(threadpool_p)]),
+    "dsr1_threadpool_free": (None, [threadpool_p]),
+    "dsr1_threadpool_n_threads": (c_int32, [threadpool_p]),
+    "dsr1_context_set_threads": (_status, [context_p, c_int32]),
+    "dsr1_context_n_threads": (c_int32, [context_p]),
 }
 
 
