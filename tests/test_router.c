@@ -20,8 +20,8 @@ static float logit(float p) { return logf(p / (1.0f - p)); }
 
 static void route(const dsri_router_config *c, const float *logits, const float *bias, int32_t *ids, float *w)
 {
-    float work[3 * MAXE];
-    CHECK(dsri_router_work_floats(c) <= 3 * MAXE, "work size");
+    float work[4 * MAXE];
+    CHECK(dsri_router_work_floats(c) <= 4 * MAXE, "work size");
     CHECK(dsri_router_check(c) == 0, "config rejected");
     dsri_router_route(c, logits, bias, work, ids, w);
 }
@@ -158,6 +158,62 @@ static void test_softmax(void)
     CHECK(fabsf(w[0] + w[1] - 1.0f) < 1e-6f, "normalised softmax weights");
 }
 
+/* ids[0..k) are k distinct experts in [0, n) */
+static int distinct_valid(const int32_t *ids, int k, int n)
+{
+    for (int i = 0; i < k; i++) {
+        if (ids[i] < 0 || ids[i] >= n)
+            return 0;
+        for (int j = 0; j < i; j++)
+            if (ids[j] == ids[i])
+                return 0;
+    }
+    return 1;
+}
+
+/* Issue 17, finding 1: a -inf (or NaN) selection bias made the argmax return
+ * -1, every slot fell back to expert 0 (duplicates: the MoE gathered n*K rows
+ * into buffers sized for n) and a group all -inf read v[-1]. Whatever the
+ * scores, the experts must be distinct and valid. */
+static void test_hostile_scores(void)
+{
+    dsri_router_config flat = {16, 4, 1, 1, 2, 1, 1.0f};
+    dsri_router_config grouped = {16, 4, 4, 2, 2, 1, 1.0f};
+    dsri_router_config soft = {16, 4, 4, 2, 1, 1, 1.0f};
+    const dsri_router_config *cfgs[3] = {&flat, &grouped, &soft};
+    float lg[16], bias[16];
+    int32_t ids[4];
+    float w[4];
+    for (int ci = 0; ci < 3; ci++) {
+        const dsri_router_config *c = cfgs[ci];
+        /* every bias -inf */
+        for (int i = 0; i < 16; i++) {
+            lg[i] = (float)i * 0.1f;
+            bias[i] = -INFINITY;
+        }
+        route(c, lg, bias, ids, w);
+        CHECK(distinct_valid(ids, 4, 16), "cfg %d, all -inf: %d %d %d %d", ci, ids[0], ids[1], ids[2], ids[3]);
+        /* one group all -inf, the others finite: the finite ones win */
+        for (int i = 0; i < 16; i++)
+            bias[i] = i < 4 ? -INFINITY : 0.0f;
+        route(c, lg, bias, ids, w);
+        CHECK(distinct_valid(ids, 4, 16) && !has(ids, 4, 0) && !has(ids, 4, 1), "cfg %d, group 0 -inf: %d %d %d %d",
+              ci, ids[0], ids[1], ids[2], ids[3]);
+        /* NaN biases rank below everything, -inf included */
+        for (int i = 0; i < 16; i++)
+            bias[i] = i % 2 ? NAN : -INFINITY;
+        route(c, lg, bias, ids, w);
+        CHECK(distinct_valid(ids, 4, 16), "cfg %d, NaN and -inf: %d %d %d %d", ci, ids[0], ids[1], ids[2], ids[3]);
+        CHECK(ci == 1 || ids[0] % 2 == 0, "cfg %d: a NaN expert ranked above a -inf one (%d)", ci, ids[0]);
+        /* NaN and infinite logits, no bias */
+        for (int i = 0; i < 16; i++)
+            lg[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? INFINITY : -INFINITY;
+        route(c, lg, NULL, ids, w);
+        CHECK(distinct_valid(ids, 4, 16), "cfg %d, non-finite logits: %d %d %d %d", ci, ids[0], ids[1], ids[2],
+              ids[3]);
+    }
+}
+
 static void test_check(void)
 {
     dsri_router_config ok = {256, 8, 8, 4, 2, 1, 2.5f};
@@ -180,6 +236,7 @@ int main(void)
     test_groups();
     test_norm_scale();
     test_softmax();
+    test_hostile_scores();
     test_check();
     if (failures)
         printf("%d failure(s)\n", failures);

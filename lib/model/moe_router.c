@@ -25,17 +25,25 @@ int dsri_router_check(const dsri_router_config *c)
 
 int64_t dsri_router_work_floats(const dsri_router_config *c)
 {
-    /* scores, selection scores, group scores */
-    return 2 * (int64_t)c->n_expert + c->n_group;
+    /* scores, selection scores, expert marks, group scores, group marks */
+    return 3 * (int64_t)c->n_expert + 2 * (int64_t)c->n_group;
 }
 
-/* Index of the largest value in v[0..n), skipping -inf; the lowest index
- * wins ties. -1 when every value is -inf. */
-static int argmax(const float *v, int n)
+/* a ranks above b: the higher value, NaN below everything (even -inf); the
+ * caller breaks ties by index. A total order whatever the values, so every
+ * pick below has an answer. */
+static int ranks_above(float a, float b)
+{
+    return a > b || (b != b && a == a);
+}
+
+/* Index of the best unmarked entry of v[0..n) (mark[i] != 0: taken or
+ * excluded), the lowest index among ties; -1 only when all are marked. */
+static int best_unmarked(const float *v, const float *mark, int n)
 {
     int best = -1;
     for (int i = 0; i < n; i++)
-        if (v[i] != -INFINITY && (best < 0 || v[i] > v[best]))
+        if (mark[i] == 0.0f && (best < 0 || ranks_above(v[i], v[best])))
             best = i;
     return best;
 }
@@ -44,9 +52,11 @@ void dsri_router_route(const dsri_router_config *c, const float *logits, const f
                        int32_t *ids, float *weights)
 {
     const int n = c->n_expert;
-    float *score = work;        /* s_e: what the weights are made of */
-    float *sel = work + n;      /* c_e: what the choice is made on */
-    float *group = work + 2 * n;
+    float *score = work;             /* s_e: what the weights are made of */
+    float *sel = work + n;           /* c_e: what the choice is made on */
+    float *mark = work + 2 * n;      /* expert chosen or in a dropped group */
+    float *group = work + 3 * n;     /* group scores */
+    float *group_mark = group + c->n_group;
 
     /* 1. gating */
     if (c->gating == 2) {
@@ -66,40 +76,43 @@ void dsri_router_route(const dsri_router_config *c, const float *logits, const f
             score[e] /= sum;
     }
 
-    /* 2. selection scores */
-    for (int e = 0; e < n; e++)
+    /* 2. selection scores. Whatever they are (-inf, NaN: a hostile file or
+     * an overflowing activation), the picks below are distinct experts, so
+     * the caller's per-expert buffers are never overrun; non-numbers reach
+     * the weights and surface as a non-finite result instead. */
+    for (int e = 0; e < n; e++) {
         sel[e] = bias ? score[e] + bias[e] : score[e];
+        mark[e] = 0.0f;
+    }
 
     /* 3. group limit */
     if (c->n_group > 1 && c->n_group_used < c->n_group) {
         const int per = n / c->n_group;
         for (int g = 0; g < c->n_group; g++) {
             const float *v = sel + g * per;
-            int a = argmax(v, per), b = -1;
-            for (int i = 0; i < per; i++)
-                if (i != a && (b < 0 || v[i] > v[b]))
-                    b = i;
+            float *m = mark + g * per;
+            int a = best_unmarked(v, m, per);
+            m[a] = 1.0f;
+            int b = best_unmarked(v, m, per);
+            m[a] = 0.0f;
             group[g] = b >= 0 ? v[a] + v[b] : v[a];
+            group_mark[g] = 0.0f;
         }
-        for (int k = 0; k < c->n_group_used; k++) {
-            int g = argmax(group, c->n_group);
-            group[g] = -INFINITY; /* taken: mark so the next pick skips it */
-        }
-        /* groups still finite were not kept: exclude their experts */
+        for (int k = 0; k < c->n_group_used; k++)
+            group_mark[best_unmarked(group, group_mark, c->n_group)] = 1.0f; /* kept */
         for (int g = 0; g < c->n_group; g++)
-            if (group[g] != -INFINITY)
+            if (group_mark[g] == 0.0f)
                 for (int i = 0; i < per; i++)
-                    sel[g * per + i] = -INFINITY;
+                    mark[g * per + i] = 1.0f;
     }
 
-    /* 4. top n_used experts */
+    /* 4. top n_used experts: dsri_router_check() guarantees the kept
+     * groups hold at least n_used, so every pick finds one */
     for (int k = 0; k < c->n_used; k++) {
-        int e = argmax(sel, n);
-        if (e < 0) /* unreachable with dsri_router_check()ed settings */
-            e = 0;
+        int e = best_unmarked(sel, mark, n);
         ids[k] = e;
         weights[k] = score[e];
-        sel[e] = -INFINITY;
+        mark[e] = 1.0f;
     }
 
     /* 5. weights */

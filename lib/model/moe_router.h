@@ -23,6 +23,10 @@
  * Ties: whenever two groups or two experts score exactly the same, the lower
  * index wins, so the choice is deterministic. Experts are returned in the
  * order they were chosen (best first).
+ *
+ * Any scores: -inf and NaN (NaN ranks below -inf) are ordered like the rest,
+ * so the n_used experts returned are always distinct and in [0, n_expert),
+ * whatever the logits and bias hold (tests/test_router.c, fuzz/fuzz_router.c).
  */
 #ifndef DSRI_MOE_ROUTER_H
 #define DSRI_MOE_ROUTER_H
