@@ -142,7 +142,8 @@ static void deliver(dsri_split *s, dsr1_event_type type, const char *text, size_
     if (!no_tokens)
         while (s->q_head + n < s->q_len && (all_tokens || s->q_end[s->q_head + n] <= s->consumed))
             n++;
-    const dsr1_token *ids = s->q_tok + s->q_head;
+    /* (q_tok is NULL until the first token is queued: no pointer arithmetic on it) */
+    const dsr1_token *ids = n ? s->q_tok + s->q_head : NULL;
     s->q_head += n; /* the ids stay in place until the next enqueue */
 
     dsr1_event ev;
@@ -151,7 +152,7 @@ static void deliver(dsri_split *s, dsr1_event_type type, const char *text, size_
     ev.type = type;
     ev.text = text ? text : "";
     ev.text_len = text ? len : 0;
-    ev.tokens = n ? ids : NULL;
+    ev.tokens = ids;
     ev.n_tokens = (int32_t)n;
     ev.stop_reason = reason;
     if (s->tap)
