@@ -275,9 +275,15 @@ static dsr1_status parse_tensor(dsri_gguf *g, cursor *c, uint64_t i)
     if (t->ne[0] % tr->block_size != 0)
         return dsri_error(DSR1_ERR_FORMAT, "gguf: tensor '%.*s': row length %lld is not a multiple of the %s block size %u",
                           nl, t->name.ptr, (long long)t->ne[0], tr->name, tr->block_size);
-    uint64_t row = (uint64_t)t->ne[0] / tr->block_size * tr->type_size;
+    /* every product checked: ne0 = 2^62 + 1 f32 values would wrap the row
+     * size to 4 bytes and pass the bounds check below */
+    uint64_t blocks = (uint64_t)t->ne[0] / tr->block_size;
     uint64_t rows = n_elem / (uint64_t)t->ne[0];
-    if (rows != 0 && row > UINT64_MAX / rows)
+    if (blocks > UINT64_MAX / tr->type_size)
+        return dsri_error(DSR1_ERR_FORMAT, "gguf: tensor '%.*s': row size overflows (%llu values)", nl, t->name.ptr,
+                          (unsigned long long)t->ne[0]);
+    uint64_t row = blocks * tr->type_size;
+    if (row > UINT64_MAX / rows)
         return dsri_error(DSR1_ERR_FORMAT, "gguf: tensor '%.*s': byte size overflows", nl, t->name.ptr);
     t->n_bytes = row * rows;
     if (t->offset % g->alignment != 0)

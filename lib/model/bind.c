@@ -150,20 +150,39 @@ dsr1_status dsri_bind_vector(dsr1_model *m, const float **out, int required, int
         return shape_error(full, t, n, 1, 1);
     if (t->type == DSRI_TYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
         *out = (const float *)(const void *)t->data;
-        return DSR1_OK;
+    } else {
+        float *v = dsri_malloc((size_t)n * sizeof(float));
+        if (!v)
+            return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory converting '%s'", full);
+        if (dsri_dequantize_row(t->type, t->data, v, n) != 0) {
+            dsri_free(v);
+            return dsri_error(DSR1_ERR_UNSUPPORTED, "model: tensor '%s' has a type that cannot be read", full);
+        }
+        if ((st = own(m, v))) {
+            dsri_free(v);
+            return st;
+        }
+        *out = v;
     }
-    float *v = dsri_malloc((size_t)n * sizeof(float));
-    if (!v)
-        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory converting '%s'", full);
-    if (dsri_dequantize_row(t->type, t->data, v, n) != 0) {
-        dsri_free(v);
-        return dsri_error(DSR1_ERR_UNSUPPORTED, "model: tensor '%s' has a type that cannot be read", full);
+    /* Norm weights, biases and the like: a NaN or infinity in one makes
+     * every result NaN, so it is a corrupt file (a few thousand values per
+     * tensor: cheap to check, unlike the matrices). */
+    return dsri_check_vector_range(*out, n, -HUGE_VALF, HUGE_VALF, name, layer);
+}
+
+dsr1_status dsri_check_vector_range(const float *v, int64_t n, float lo, float hi, const char *name, int layer)
+{
+    for (int64_t i = 0; v && i < n; i++) {
+        if (isfinite(v[i]) && v[i] >= lo && v[i] <= hi)
+            continue;
+        char full[160];
+        format_name(full, sizeof full, name, layer);
+        if (!isfinite(v[i]))
+            return dsri_error(DSR1_ERR_FORMAT, "model: tensor '%s' element %lld is %g, not a finite number", full,
+                              (long long)i, (double)v[i]);
+        return dsri_error(DSR1_ERR_FORMAT, "model: tensor '%s' element %lld is %g, outside [%g, %g]", full,
+                          (long long)i, (double)v[i], (double)lo, (double)hi);
     }
-    if ((st = own(m, v))) {
-        dsri_free(v);
-        return st;
-    }
-    *out = v;
     return DSR1_OK;
 }
 

@@ -265,6 +265,11 @@ static dsr1_status init_rope(dsr1_model *m, const rope_cfg *rc)
 /* Weights                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* The router's selection bias steers scores in (0, 1): beyond this
+ * magnitude float spacing (1e4 * 2^-24, about 6e-4) starts to erase the
+ * scores it is added to, so no trained correction is that large. */
+#define ROUTER_BIAS_MAX 1e4f
+
 static dsr1_status bind_layer(dsr1_model *m, int l)
 {
     const dsri_hparams *hp = &m->hp;
@@ -316,6 +321,8 @@ static dsr1_status bind_layer(dsr1_model *m, int l)
     const int64_t ff = hp->n_ff_expert, E = hp->n_expert, ffs = ff * hp->n_expert_shared;
     if ((st = dsri_bind_matrix(m, &L->ffn_gate_inp, 1, d, E, "blk.%d.ffn_gate_inp.weight", l)) ||
         (st = dsri_bind_vector(m, &L->exp_probs_b, 0, E, "blk.%d.exp_probs_b.bias", l)) ||
+        (st = dsri_check_vector_range(L->exp_probs_b, E, -ROUTER_BIAS_MAX, ROUTER_BIAS_MAX, "blk.%d.exp_probs_b.bias",
+                                      l)) ||
         (st = dsri_bind_experts(m, &L->ffn_gate_exps, d, ff, E, "blk.%d.ffn_gate_exps.weight", l)) ||
         (st = dsri_bind_experts(m, &L->ffn_up_exps, d, ff, E, "blk.%d.ffn_up_exps.weight", l)) ||
         (st = dsri_bind_experts(m, &L->ffn_down_exps, ff, d, E, "blk.%d.ffn_down_exps.weight", l)))

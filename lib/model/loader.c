@@ -4,6 +4,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -90,6 +92,39 @@ static dsr1_status copy_tensor_names(dsr1_model *m)
     return DSR1_OK;
 }
 
+/* Above this a RoPE frequency (radians per position) is no trained value:
+ * the standard ones are at most 1, and position x frequency must stay far
+ * from float overflow (an infinite angle makes every logit NaN). */
+#define MAX_ROPE_FREQ 1e4f
+
+/* What the forward pass computes with besides the weights, derived from
+ * several keys and tensors: each must be a usable number, or every result
+ * would be NaN while evaluation reports success. */
+static dsr1_status check_derived(const dsr1_model *m)
+{
+    const dsri_hparams *hp = &m->hp;
+    for (int i = 0; m->rope_freq && i < hp->rope_dim / 2; i++)
+        if (!(m->rope_freq[i] >= 0.0f && m->rope_freq[i] <= MAX_ROPE_FREQ))
+            return dsri_error(DSR1_ERR_FORMAT,
+                              "model: RoPE frequency %d is %g, outside [0, %g] (from '%s.rope.freq_base' %g, "
+                              "'rope_freqs.weight' and the rope scaling keys)",
+                              i, (double)m->rope_freq[i], (double)MAX_ROPE_FREQ, m->arch_name, (double)hp->rope_theta);
+    if (!(m->attn_scale > 0.0f && isfinite(m->attn_scale)) || !(m->rope_mscale > 0.0f && isfinite(m->rope_mscale)))
+        return dsri_error(DSR1_ERR_FORMAT, "model: the attention scale (%g) / RoPE magnitude (%g) derived from the "
+                          "rope scaling keys is not a positive number", (double)m->attn_scale, (double)m->rope_mscale);
+    /* llama.cpp writes "<arch>.vocab_size" in some files: it must agree */
+    char key[64];
+    snprintf(key, sizeof key, "%s.vocab_size", m->arch_name);
+    int64_t n;
+    int r = dsri_gguf_get_i64(m->gguf, key, &n);
+    if (r == -2)
+        return dsri_error(DSR1_ERR_FORMAT, "model: key '%s' is not an integer", key);
+    if (r == 0 && n != hp->n_vocab)
+        return dsri_error(DSR1_ERR_FORMAT, "model: key '%s' is %lld but the model has %d tokens", key, (long long)n,
+                          hp->n_vocab);
+    return DSR1_OK;
+}
+
 static dsr1_status load_parsed(dsr1_model *m)
 {
     dsr1_status st = dsri_gguf_parse(m->bytes, m->n_bytes, &m->gguf);
@@ -106,6 +141,8 @@ static dsr1_status load_parsed(dsr1_model *m)
     if (m->hp.n_vocab != dsri_vocab_n_tokens(m->vocab))
         return dsri_error(DSR1_ERR_FORMAT, "model: the vocabulary has %d tokens but the output layer has %d rows",
                           dsri_vocab_n_tokens(m->vocab), m->hp.n_vocab);
+    if ((st = check_derived(m)))
+        return st;
     dsri_log(&m->log, DSR1_LOG_INFO, "loaded %s model: %d layers, n_embd %d, n_vocab %d, %llu tensors",
              m->arch_name, m->hp.n_layer, m->hp.n_embd, m->hp.n_vocab,
              (unsigned long long)dsri_gguf_tensor_count(m->gguf));
@@ -229,7 +266,10 @@ uint64_t dsr1_model_n_params(const dsr1_model *m)
     uint64_t n = 0;
     for (uint64_t i = 0; m && i < dsri_gguf_tensor_count(m->gguf); i++) {
         const dsri_gguf_tensor *t = dsri_gguf_tensor_at(m->gguf, i);
-        n += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+        /* the parser bounds each product by INT64_MAX; the sum saturates
+         * (tensors may overlap in a file, so it is not bounded by its size) */
+        uint64_t e = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
+        n = e > UINT64_MAX - n ? UINT64_MAX : n + e;
     }
     return n;
 }
@@ -237,7 +277,9 @@ uint64_t dsr1_model_n_params(const dsr1_model *m)
 uint64_t dsr1_model_size_bytes(const dsr1_model *m)
 {
     uint64_t n = 0;
-    for (uint64_t i = 0; m && i < dsri_gguf_tensor_count(m->gguf); i++)
-        n += dsri_gguf_tensor_at(m->gguf, i)->n_bytes;
+    for (uint64_t i = 0; m && i < dsri_gguf_tensor_count(m->gguf); i++) {
+        uint64_t b = dsri_gguf_tensor_at(m->gguf, i)->n_bytes;
+        n = b > UINT64_MAX - n ? UINT64_MAX : n + b;
+    }
     return n;
 }

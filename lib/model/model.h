@@ -146,9 +146,15 @@ dsr1_status dsri_bind_matrix(dsr1_model *m, dsri_matrix *out, int required, int6
  * n_out*n_expert rows (expert e's rows start at e*n_out). */
 dsr1_status dsri_bind_experts(dsr1_model *m, dsri_matrix *out, int64_t n_in, int64_t n_out,
                               int64_t n_expert, const char *name, int layer);
-/* Bind a 1-D f32 vector of n values (converted when stored otherwise). */
+/* Bind a 1-D f32 vector of n values (converted when stored otherwise); a
+ * value that is not finite is DSR1_ERR_FORMAT. */
 dsr1_status dsri_bind_vector(dsr1_model *m, const float **out, int required, int64_t n,
                              const char *name, int layer);
+
+/* DSR1_ERR_FORMAT naming the tensor (name/layer as above) and the element
+ * unless every v[0..n) is finite and within [lo, hi]; v NULL: DSR1_OK.
+ * dsri_bind_vector applies it with infinite bounds (finite values only). */
+dsr1_status dsri_check_vector_range(const float *v, int64_t n, float lo, float hi, const char *name, int layer);
 
 /* The standard RoPE frequencies theta^(-2i/rope_dim), divided by the llama3
  * factors when present. Allocates m->rope_freq. */
