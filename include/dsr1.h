@@ -266,7 +266,10 @@ typedef struct dsr1_context_params {
     int32_t n_ctx;        /* tokens the KV cache holds; 0: min(4096, trained context) */
     int32_t n_batch;      /* most tokens evaluated in one internal step; 0: 512 */
     int32_t n_threads;    /* 0: all cores (with threadpool: all of its threads); the most
-                             dsr1_context_set_threads can ask for later */
+                             dsr1_context_set_threads can ask for later. Above 1024:
+                             DSR1_ERR_INVALID_ARGUMENT; without a threadpool, more than
+                             4 x the cores (at least 16) is clamped to that, with a
+                             warning in the log */
     const char *backend;  /* NULL: $DSR1_BACKEND if set, else the best available */
     dsr1_kv_type kv_type; /* KV cache element type; DSR1_KV_DEFAULT (0): f16. Other values
                              are DSR1_ERR_INVALID_ARGUMENT. A caller built against a header
@@ -298,7 +301,12 @@ DSR1_API uint64_t dsr1_context_kv_bytes_per_token(const dsr1_context *ctx);
 /* Evaluate n_tokens tokens at positions pos, pos+1, ... (prompt prefill when
  * n_tokens > 1, decoding when 1). pos must be in [0, n_past]: cache entries
  * at positions >= pos are dropped first, so a caller can rewind and
- * re-evaluate. Long batches are split internally by n_batch. */
+ * re-evaluate. Long batches are split internally by n_batch. A logit that
+ * is not finite (weights that compute NaN or infinities) is
+ * DSR1_ERR_NUMERIC, and the batch is dropped again (n_past becomes pos).
+ * While a step-API generation (dsr1_generation_new) is unfinished on the
+ * context, dsr1_eval, dsr1_context_truncate and a second generation on it
+ * are DSR1_ERR_STATE. */
 DSR1_API dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tokens,
                                int32_t pos, uint32_t flags);
 

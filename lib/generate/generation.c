@@ -215,6 +215,9 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
                           "starts_in_reasoning %d, n_stop_strings %d, speculative_mtp %d, speculative_min_p %g)",
                           p.max_new_tokens, p.think_budget, p.think_budget_action, p.starts_in_reasoning,
                           p.n_stop_strings, p.speculative_mtp, (double)p.speculative_min_p);
+    dsr1_status st = dsri_context_check_free(ctx, "dsr1_generation_new");
+    if (st)
+        return st;
     const dsr1_model *model = ctx->model;
     int32_t n_vocab = model->hp.n_vocab;
     if (dsri_sampler_n_vocab(smp) != n_vocab)
@@ -246,7 +249,6 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     gen->prompt = dsri_malloc((size_t)n_prompt * sizeof *gen->prompt);
     gen->piece_cap = 64;
     gen->piece = dsri_malloc(gen->piece_cap);
-    dsr1_status st = DSR1_OK;
     if (!gen->prompt || !gen->piece)
         st = dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
     if (!st) {
@@ -273,8 +275,26 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
         dsr1_generation_free(gen);
         return st;
     }
+    ctx->generation = gen; /* others get DSR1_ERR_STATE until it ends */
     *out = gen;
     return DSR1_OK;
+}
+
+/* The generation's own calls on the context it holds. */
+static dsr1_status gen_eval(dsr1_generation *gen, const dsr1_token *tokens, int32_t n, int32_t pos, uint32_t flags)
+{
+    gen->ctx->generation_calling = 1;
+    dsr1_status st = dsr1_eval(gen->ctx, tokens, n, pos, flags);
+    gen->ctx->generation_calling = 0;
+    return st;
+}
+
+static dsr1_status gen_truncate(dsr1_generation *gen, int32_t pos)
+{
+    gen->ctx->generation_calling = 1;
+    dsr1_status st = dsr1_context_truncate(gen->ctx, pos);
+    gen->ctx->generation_calling = 0;
+    return st;
 }
 
 /* Ending with an accepted draft in the cache: take it out, so the context
@@ -282,15 +302,24 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
 static void drop_ready(dsr1_generation *gen)
 {
     if (gen->ready && gen->ctx->n_past == gen->ready_past)
-        dsr1_context_truncate(gen->ctx, gen->ready_past - 1);
+        gen_truncate(gen, gen->ready_past - 1);
     gen->ready = 0;
+}
+
+/* Finished or freed: leave the context as plain decoding would and let
+ * others use it. */
+static void release_context(dsr1_generation *gen)
+{
+    drop_ready(gen);
+    if (gen->ctx->generation == gen)
+        gen->ctx->generation = NULL;
 }
 
 void dsr1_generation_free(dsr1_generation *gen)
 {
     if (!gen)
         return;
-    drop_ready(gen);
+    release_context(gen);
     if (gen->owner_fn)
         gen->owner_fn(gen->owner, gen, 1);
     dsri_split_free(gen->split);
@@ -331,7 +360,7 @@ static dsr1_status finish(dsr1_generation *gen, dsr1_stop_reason reason, const d
 {
     gen->finished = 1;
     gen->reason = reason;
-    drop_ready(gen);
+    release_context(gen);
     dsr1_status st = dsri_split_finish(gen->split, reason, extra, n_extra);
     if (stop_reason)
         *stop_reason = reason;
@@ -347,6 +376,7 @@ static dsr1_status fail(dsr1_generation *gen, dsr1_status st)
 {
     gen->finished = 1;
     gen->reason = DSR1_STOP_NONE;
+    release_context(gen);
     return st;
 }
 
@@ -373,14 +403,14 @@ static dsr1_status eval_prompt(dsr1_generation *gen)
     const int32_t n = gen->n_prompt - common;
     dsr1_status st;
     if (!gen->mtp) {
-        st = dsr1_eval(ctx, gen->prompt + common, n, common, 0);
+        st = gen_eval(gen, gen->prompt + common, n, common, 0);
     } else {
         /* the chunks dsr1_eval would make, each followed by the MTP head
          * over its rows while their hidden states are at hand */
         st = DSR1_OK;
         for (int32_t done = 0; !st && done < n;) {
             int32_t c = n - done < ctx->n_batch ? n - done : ctx->n_batch;
-            st = dsr1_eval(ctx, gen->prompt + common + done, c, common + done, 0);
+            st = gen_eval(gen, gen->prompt + common + done, c, common + done, 0);
             done += c;
             if (!st && done < n)
                 st = dsri_deepseek2_mtp_draft(ctx, gen->prompt[common + done], NULL, NULL);
@@ -429,7 +459,7 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
         gen->ready = 0;
         gen->pending = ctx->tokens[ctx->n_past - 1];
         gen->has_pending = 1;
-        dsr1_context_truncate(ctx, ctx->n_past - 1);
+        gen_truncate(gen, ctx->n_past - 1);
     }
     /* verify the draft in the same batch as the pending token */
     int verify = gen->has_pending && gen->draft >= 0 && !inject && ctx->n_ctx - ctx->n_past >= 2;
@@ -452,7 +482,7 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
         if (nb > 0) {
             if (nb > ctx->n_ctx - ctx->n_past)
                 return finish(gen, DSR1_STOP_CONTEXT_FULL, NULL, 0, stop_reason);
-            if ((st = dsr1_eval(ctx, gen->batch, nb, ctx->n_past, verify ? DSR1_EVAL_LOGITS_ALL : 0)))
+            if ((st = gen_eval(gen, gen->batch, nb, ctx->n_past, verify ? DSR1_EVAL_LOGITS_ALL : 0)))
                 return fail(gen, st);
             gen->has_pending = 0;
         }
@@ -479,7 +509,7 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
             gen->n_accepted++;
             gen->ready = 1; /* t is in the cache already */
             gen->ready_past = ctx->n_past;
-        } else if ((st = dsr1_context_truncate(ctx, ctx->n_past - 1))) {
+        } else if ((st = gen_truncate(gen, ctx->n_past - 1))) {
             return fail(gen, st);
         }
     }

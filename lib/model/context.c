@@ -34,6 +34,14 @@ static int default_threads(void)
     return n > 0 && n < 1024 ? (int)n : 1;
 }
 
+/* The most threads a context starts: 4 x the online cores (room to
+ * oversubscribe for tests), at least 16, at most DSRI_POOL_MAX_THREADS. */
+static int thread_cap(void)
+{
+    int n = 4 * default_threads();
+    return n < 16 ? 16 : n > DSRI_POOL_MAX_THREADS ? DSRI_POOL_MAX_THREADS : n;
+}
+
 static dsr1_status check_params(const dsr1_model *model, const dsr1_context_params *in,
                                 dsr1_context_params *p)
 {
@@ -68,6 +76,14 @@ static dsr1_status check_params(const dsr1_model *model, const dsr1_context_para
     if (p->n_threads > DSRI_POOL_MAX_THREADS)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "context: n_threads %d is above the limit (%d)",
                           (int)p->n_threads, DSRI_POOL_MAX_THREADS);
+    /* more threads than cores only adds contention, and each costs a stack
+     * (a pool has its own size) */
+    const int max_threads = thread_cap();
+    if (!p->threadpool && p->n_threads > max_threads) {
+        dsri_log(&model->log, DSR1_LOG_WARN, "context: n_threads %d clamped to %d (4 x the %d online cores)",
+                 p->n_threads, max_threads, default_threads());
+        p->n_threads = max_threads;
+    }
     return DSR1_OK;
 }
 
@@ -269,11 +285,42 @@ static void mtp_rewind(dsr1_context *ctx, int32_t pos, const dsr1_token *first_n
         ctx->mtp_n_past = pos - 1;
 }
 
+/* A row that is not all finite means weights or settings that produce
+ * non-numbers (a hostile or corrupt file the load checks cannot see: they
+ * do not read the matrices): an error now, not NaN handed out as success.
+ * The batch is dropped from the cache (its entries may hold NaN too). */
+static dsr1_status check_logits(dsr1_context *ctx, const float *rows, int n_rows, int first, int32_t pos)
+{
+    const int32_t n_vocab = ctx->model->hp.n_vocab;
+    for (int r = 0; r < n_rows; r++)
+        for (int32_t i = 0; i < n_vocab; i++)
+            if (!isfinite(rows[(size_t)r * (size_t)n_vocab + (size_t)i])) {
+                mtp_rewind(ctx, pos, NULL);
+                ctx->n_past = pos;
+                return dsri_error(DSR1_ERR_NUMERIC,
+                                  "dsr1_eval: the logit of token %d for batch token %d is %g: the model computes "
+                                  "non-numbers (corrupt weights?)",
+                                  i, first + r, (double)rows[(size_t)r * (size_t)n_vocab + (size_t)i]);
+            }
+    return DSR1_OK;
+}
+
+dsr1_status dsri_context_check_free(const dsr1_context *ctx, const char *fn)
+{
+    if (ctx->generation && !ctx->generation_calling)
+        return dsri_error(DSR1_ERR_STATE, "%s: a generation (dsr1_generation_new) is in flight on this context; "
+                          "finish or free it first", fn);
+    return DSR1_OK;
+}
+
 dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tokens, int32_t pos,
                       uint32_t flags)
 {
     if (!ctx)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_eval: ctx is NULL");
+    dsr1_status st = dsri_context_check_free(ctx, "dsr1_eval");
+    if (st)
+        return st;
     if (!tokens || n_tokens <= 0)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_eval: no tokens given");
     if (flags & ~DSR1_EVAL_LOGITS_ALL)
@@ -290,7 +337,7 @@ dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tok
             return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_eval: token %d at index %d is outside the vocabulary [0, %d)",
                               tokens[i], i, n_vocab);
     int logits_all = (flags & DSR1_EVAL_LOGITS_ALL) != 0;
-    dsr1_status st = reserve_logits(ctx, logits_all ? n_tokens : 1);
+    st = reserve_logits(ctx, logits_all ? n_tokens : 1);
     if (st)
         return st;
 
@@ -306,6 +353,8 @@ dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tok
         float *out = logits_all ? ctx->logits + (size_t)done * (size_t)n_vocab
                      : done + n == n_tokens ? ctx->logits : NULL;
         st = ctx->model->arch->forward(ctx, tokens + done, ctx->pos, n, out, logits_all);
+        if (!st && out)
+            st = check_logits(ctx, out, logits_all ? n : 1, logits_all ? done : n_tokens - 1, pos);
         if (st)
             return st;
         memcpy(ctx->tokens + pos + done, tokens + done, (size_t)n * sizeof *tokens);
@@ -338,6 +387,9 @@ dsr1_status dsr1_context_truncate(dsr1_context *ctx, int32_t pos)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_truncate: ctx is NULL");
     if (pos < 0)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_truncate: negative position %d", pos);
+    dsr1_status st = dsri_context_check_free(ctx, "dsr1_context_truncate");
+    if (st)
+        return st;
     if (pos < ctx->n_past) {
         mtp_rewind(ctx, pos, NULL);
         ctx->n_past = pos;

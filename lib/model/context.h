@@ -55,7 +55,18 @@ struct dsr1_context {
     dsr1_token mtp_next;
     dsr1_token *mtp_tokens; /* n_batch: the next tokens of one MTP run */
     float *mtp_logits;      /* n_vocab: the draft row */
+
+    /* The unfinished step-API generation using this context, or NULL.
+     * While set, dsr1_eval, dsr1_context_truncate and another generation
+     * are DSR1_ERR_STATE (they would silently change what it continues
+     * from), except its own calls, made with generation_calling set. */
+    const struct dsr1_generation *generation;
+    int generation_calling;
 };
+
+/* DSR1_ERR_STATE (naming fn) when a generation other than the caller holds
+ * the context, else DSR1_OK. */
+dsr1_status dsri_context_check_free(const dsr1_context *ctx, const char *fn);
 
 /* The cache row of layer `layer`, position pos (kv_type elements; add
  * columns with dsri_kv_col). */
