@@ -205,7 +205,7 @@ DSR1_API dsr1_status dsr1_model_load_from_memory(const void *data, size_t size,
 
 DSR1_API void dsr1_model_free(dsr1_model *model); /* NULL is allowed */
 
-/* "qwen2", "llama", "deepseek2". */
+/* "qwen2", "qwen3", "llama", "deepseek2". */
 DSR1_API const char *dsr1_model_arch(const dsr1_model *model);
 DSR1_API int32_t dsr1_model_n_vocab(const dsr1_model *model);
 DSR1_API int32_t dsr1_model_n_ctx_train(const dsr1_model *model);

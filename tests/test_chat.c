@@ -1,6 +1,7 @@
 /*
  * Chat format tests: byte-exact text for the R1 format, the token form
- * against tokenizing that text, marker injection, buffers and arguments.
+ * against tokenizing that text, marker injection, buffers and arguments,
+ * and the warning when a file's chat template is not R1's.
  *
  * Usage: test_chat DATA_DIR   (DATA_DIR holds vocab/ggml-vocab-*.gguf)
  */
@@ -202,6 +203,101 @@ static void check_bad_arguments(const dsr1_model *m)
     CHECK(dsr1_chat_tokenize(m, ok, 1, 0x10, t, 64, &k) == DSR1_ERR_INVALID_ARGUMENT);
 }
 
+/* Warnings a load logs that say chat formatting falls back to R1's. */
+static void count_fallback_warnings(dsr1_log_level level, const char *message, void *user_data)
+{
+    if (level == DSR1_LOG_WARN && strstr(message, "falls back to DeepSeek-R1"))
+        ++*(int *)user_data;
+}
+
+static int fallback_warnings(const void *gguf, size_t size)
+{
+    int n = 0;
+    dsr1_model_params mp;
+    dsr1_model_params_default(&mp, sizeof mp);
+    mp.vocab_only = 1;
+    mp.log_callback = count_fallback_warnings;
+    mp.log_user_data = &n;
+    dsr1_model *m = NULL;
+    if (dsr1_model_load_from_memory(gguf, size, &mp, &m) != DSR1_OK)
+        return -1;
+    dsr1_model_free(m);
+    return n;
+}
+
+static unsigned char *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    if (f && fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        rewind(f);
+        if (n > 0 && (buf = malloc((size_t)n)) && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        }
+        *size = (size_t)n;
+    }
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+/* The file's tokenizer.chat_template (a string value) replaced by text; the
+ * vocabulary files hold no tensors, so everything after it simply moves. */
+static unsigned char *replace_template(const unsigned char *in, size_t size, const char *text, size_t *out_size)
+{
+    static const char key[] = "tokenizer.chat_template";
+    for (size_t i = 0; i + sizeof key - 1 + 12 <= size; i++) {
+        if (memcmp(in + i, key, sizeof key - 1) != 0)
+            continue;
+        size_t at = i + sizeof key - 1 + 4, old_len = 0, new_len = strlen(text); /* after the value type */
+        for (int b = 0; b < 8; b++)
+            old_len |= (size_t)in[at + b] << (8 * b);
+        if (at + 8 + old_len > size)
+            return NULL;
+        *out_size = size - old_len + new_len;
+        unsigned char *out = malloc(*out_size);
+        if (!out)
+            return NULL;
+        memcpy(out, in, at);
+        for (int b = 0; b < 8; b++)
+            out[at + b] = (unsigned char)(new_len >> (8 * b));
+        memcpy(out + at + 8, text, new_len);
+        memcpy(out + at + 8 + new_len, in + at + 8 + old_len, size - at - 8 - old_len);
+        return out;
+    }
+    return NULL;
+}
+
+/* A template other than R1's (Qwen2's ChatML) loads with one warning that
+ * chat formatting falls back to R1's; R1's template and none at all load
+ * silently. */
+static void check_template_fallback(const char *dir)
+{
+    char path[4096];
+    size_t size = 0, r1_size = 0;
+    snprintf(path, sizeof path, "%s/vocab/ggml-vocab-qwen2.gguf", dir);
+    unsigned char *chatml = read_file(path, &size);
+    CHECK(chatml != NULL);
+    if (!chatml)
+        return;
+    CHECK(fallback_warnings(chatml, size) == 1);
+    unsigned char *r1 = replace_template(chatml, size,
+                                         "{% for m in messages %}{% if m['role'] == 'user' %}{{'" USER
+                                         "' + m['content']}}{% endif %}{% endfor %}{{'" ASSISTANT "'}}",
+                                         &r1_size);
+    CHECK(r1 != NULL);
+    if (r1)
+        CHECK(fallback_warnings(r1, r1_size) == 0);
+    free(r1);
+    free(chatml);
+    snprintf(path, sizeof path, "%s/vocab/ggml-vocab-deepseek-r1.gguf", dir);
+    unsigned char *none = read_file(path, &size);
+    CHECK(none != NULL && fallback_warnings(none, size) == 0);
+    free(none);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -228,6 +324,7 @@ int main(int argc, char **argv)
         CHECK(dsr1_chat_tokenize(q, msg, 1, 0, t, 16, &k) == DSR1_ERR_UNSUPPORTED);
         dsr1_model_free(q);
     }
+    check_template_fallback(argv[1]);
     if (failures) {
         printf("test_chat: %d failures\n", failures);
         return 1;

@@ -264,3 +264,17 @@ dsr1_status dsr1_chat_tokenize(const dsr1_model *model, const dsr1_chat_message 
         return st;
     return dsri_chat_tokenize_vocab(v, messages, n_messages, flags, tokens, capacity, n_tokens);
 }
+
+static int contains(const char *text, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; n <= len && i <= len - n; i++)
+        if (memcmp(text + i, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
+int dsri_chat_template_is_r1(const char *text, size_t len)
+{
+    return contains(text, len, marker_text[M_USER]) && contains(text, len, marker_text[M_ASSISTANT]);
+}

@@ -44,4 +44,10 @@ dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, const dsr1_chat_messag
 size_t dsri_chat_format_text(const dsr1_chat_message *messages, int32_t n_messages, uint32_t flags,
                              char *buf, size_t buf_size);
 
+/* Whether a GGUF tokenizer.chat_template is one of DeepSeek-R1's (its
+ * releases and the distills'), the only format this library writes: they all
+ * spell R1's turn markers literally. A model with another template still
+ * loads; the loader warns that chat formatting falls back to R1's. */
+int dsri_chat_template_is_r1(const char *text, size_t len);
+
 #endif

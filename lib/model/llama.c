@@ -2,7 +2,10 @@
  * The dense decoder of the distilled R1 models:
  *   llama  (DeepSeek-R1-Distill-Llama, Llama 3): RoPE on adjacent pairs with
  *          the llama3 frequency divisors from rope_freqs.weight;
- *   qwen2  (DeepSeek-R1-Distill-Qwen): q/k/v biases, NEOX RoPE (pairs i, i+d/2).
+ *   qwen2  (DeepSeek-R1-Distill-Qwen): q/k/v biases, NEOX RoPE (pairs i, i+d/2);
+ *   qwen3  (DeepSeek-R1-0528-Qwen3, Qwen3): no biases, an RMS norm over each
+ *          head's query and key (attn_q_norm / attn_k_norm) before NEOX RoPE,
+ *          and a head size of its own (attention.key_length), not n_embd/n_head.
  * Everything else is the same pre-norm transformer: RMSNorm, grouped-query
  * attention, SwiGLU feed-forward, final RMSNorm and the output projection.
  */
@@ -17,6 +20,11 @@
 static int is_qwen2(const dsr1_model *m)
 {
     return m->arch == &dsri_arch_qwen2;
+}
+
+static int is_qwen3(const dsr1_model *m)
+{
+    return m->arch == &dsri_arch_qwen3;
 }
 
 static dsr1_status load_hparams(dsr1_model *m)
@@ -45,12 +53,15 @@ static dsr1_status load_hparams(dsr1_model *m)
     if (hp->n_head % hp->n_head_kv != 0)
         return dsri_error(DSR1_ERR_FORMAT, "model: %d attention heads cannot be grouped over %d key/value heads",
                           hp->n_head, hp->n_head_kv);
-    if (hp->n_embd % hp->n_head != 0)
-        return dsri_error(DSR1_ERR_FORMAT, "model: embedding length %d is not a multiple of %d heads",
-                          hp->n_embd, hp->n_head);
-    hp->head_dim_k = hp->n_embd / hp->n_head;
+    hp->head_dim_k = 0;
     if ((st = dsri_hp_int(m, "attention.key_length", 0, 2, 1 << 16, &hp->head_dim_k)))
         return st;
+    if (hp->head_dim_k == 0) { /* the head size is implied only without the key */
+        if (hp->n_embd % hp->n_head != 0)
+            return dsri_error(DSR1_ERR_FORMAT, "model: embedding length %d is not a multiple of %d heads",
+                              hp->n_embd, hp->n_head);
+        hp->head_dim_k = hp->n_embd / hp->n_head;
+    }
     hp->head_dim_v = hp->head_dim_k;
     if ((st = dsri_hp_int(m, "attention.value_length", 0, 1, 1 << 16, &hp->head_dim_v)))
         return st;
@@ -75,7 +86,7 @@ static dsr1_status bind_weights(dsr1_model *m)
     const dsri_hparams *hp = &m->hp;
     int64_t d = hp->n_embd, dq = (int64_t)hp->n_head * hp->head_dim_k,
             dkv = (int64_t)hp->n_head_kv * hp->head_dim_k;
-    int bias = is_qwen2(m);
+    int bias = is_qwen2(m), qk_norm = is_qwen3(m);
     dsr1_status st;
     if ((st = dsri_bind_matrix(m, &m->tok_embd, 1, d, hp->n_vocab, "token_embd.weight", 0)) ||
         (st = dsri_bind_vector(m, &m->output_norm, 1, d, "output_norm.weight", 0)) ||
@@ -102,6 +113,8 @@ static dsr1_status bind_weights(dsr1_model *m)
             (st = dsri_bind_vector(m, &L->bq, bias, dq, "blk.%d.attn_q.bias", l)) ||
             (st = dsri_bind_vector(m, &L->bk, bias, dkv, "blk.%d.attn_k.bias", l)) ||
             (st = dsri_bind_vector(m, &L->bv, bias, dkv, "blk.%d.attn_v.bias", l)) ||
+            (st = dsri_bind_vector(m, &L->attn_q_norm, qk_norm, hp->head_dim_k, "blk.%d.attn_q_norm.weight", l)) ||
+            (st = dsri_bind_vector(m, &L->attn_k_norm, qk_norm, hp->head_dim_k, "blk.%d.attn_k_norm.weight", l)) ||
             (st = dsri_bind_vector(m, &L->ffn_norm, 1, d, "blk.%d.ffn_norm.weight", l)) ||
             (st = dsri_bind_matrix(m, &L->ffn_gate, 1, d, hp->n_ff, "blk.%d.ffn_gate.weight", l)) ||
             (st = dsri_bind_matrix(m, &L->ffn_up, 1, d, hp->n_ff, "blk.%d.ffn_up.weight", l)) ||
@@ -146,7 +159,7 @@ static dsr1_status dense_forward(dsr1_context *ctx, const dsr1_token *tokens, co
     dsri_backend *be = ctx->be;
     const int64_t d = hp->n_embd, hd = hp->head_dim_k, ff = hp->n_ff;
     const int64_t dq = hp->n_head * hd, dkv = hp->n_head_kv * hd;
-    const int neox = is_qwen2(m);
+    const int neox = is_qwen2(m) || is_qwen3(m);
 
     float *x = ctx->scratch;          /* residual stream, n x d */
     float *h = x + n * d;             /* normed input / sublayer output, n x d */
@@ -171,6 +184,10 @@ static dsr1_status dense_forward(dsr1_context *ctx, const dsr1_token *tokens, co
         add_bias(ctx, q, L->bq, dq, n);
         add_bias(ctx, k, L->bk, dkv, n);
         add_bias(ctx, v, L->bv, dkv, n);
+        if (L->attn_q_norm) { /* qwen3: each head's query and key, as rows of hd */
+            op->rmsnorm(be, q, L->attn_q_norm, q, (int)hd, n * hp->n_head, hp->rms_eps);
+            op->rmsnorm(be, k, L->attn_k_norm, k, (int)hd, n * hp->n_head_kv, hp->rms_eps);
+        }
         op->rope(be, q, n, dq, hp->n_head, (int)hd, hp->rope_dim, pos, m->rope_freq, m->rope_mscale, neox);
         op->rope(be, k, n, dkv, hp->n_head_kv, (int)hd, hp->rope_dim, pos, m->rope_freq, m->rope_mscale, neox);
         for (int t = 0; t < n; t++) {
@@ -210,6 +227,13 @@ const dsri_arch_ops dsri_arch_llama = {
 
 const dsri_arch_ops dsri_arch_qwen2 = {
     .name = "qwen2",
+    .load = dense_load,
+    .scratch_floats = dense_scratch_floats,
+    .forward = dense_forward,
+};
+
+const dsri_arch_ops dsri_arch_qwen3 = {
+    .name = "qwen3",
     .load = dense_load,
     .scratch_floats = dense_scratch_floats,
     .forward = dense_forward,

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "chat/chat.h"
 #include "core/error.h"
 #include "model/model.h"
 #include "tokenizer/vocab.h"
@@ -19,6 +20,7 @@
 static const dsri_arch_ops *const architectures[] = {
     &dsri_arch_llama,
     &dsri_arch_qwen2,
+    &dsri_arch_qwen3,
     &dsri_arch_deepseek2,
 };
 
@@ -72,8 +74,20 @@ static dsr1_status pick_arch(dsr1_model *m)
         }
     if (m->vocab_only)
         return DSR1_OK;
-    return dsri_error(DSR1_ERR_UNSUPPORTED, "model: architecture '%.*s' is not supported (qwen2, llama, deepseek2 are)",
+    return dsri_error(DSR1_ERR_UNSUPPORTED, "model: architecture '%.*s' is not supported (qwen2, qwen3, llama, deepseek2 are)",
                       (int)(name.len > 64 ? 64 : name.len), name.ptr);
+}
+
+/* Chat formatting is R1's whatever the file says (a Qwen3 or other model
+ * still loads and runs); say so when the file's template is another. */
+static void warn_unknown_chat_template(const dsr1_model *m)
+{
+    dsri_str t;
+    int r = dsri_gguf_get_str(m->gguf, "tokenizer.chat_template", &t);
+    if (r == -1 || (r == 0 && dsri_chat_template_is_r1(t.ptr, (size_t)t.len)))
+        return;
+    dsri_log(&m->log, DSR1_LOG_WARN,
+             "tokenizer.chat_template is not a DeepSeek-R1 template; chat formatting falls back to DeepSeek-R1's");
 }
 
 static dsr1_status copy_tensor_names(dsr1_model *m)
@@ -134,6 +148,7 @@ static dsr1_status load_parsed(dsr1_model *m)
         return st;
     if ((st = dsri_vocab_load(m->gguf, &m->vocab)))
         return st;
+    warn_unknown_chat_template(m);
     if (m->vocab_only)
         return DSR1_OK;
     if ((st = m->arch->load(m)))

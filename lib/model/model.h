@@ -58,6 +58,7 @@ typedef struct dsri_layer {
     const float *attn_norm;
     dsri_matrix wq, wk, wv, wo;
     const float *bq, *bk, *bv;
+    const float *attn_q_norm, *attn_k_norm; /* qwen3: per-head RMS norm weights */
     const float *ffn_norm;
     dsri_matrix ffn_gate, ffn_up, ffn_down;
 
@@ -126,6 +127,7 @@ struct dsri_arch_ops {
 
 extern const dsri_arch_ops dsri_arch_llama;
 extern const dsri_arch_ops dsri_arch_qwen2;
+extern const dsri_arch_ops dsri_arch_qwen3;
 extern const dsri_arch_ops dsri_arch_deepseek2;
 
 const struct dsri_vocab *dsri_model_vocab(const dsr1_model *model);
