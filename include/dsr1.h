@@ -475,6 +475,67 @@ DSR1_API void dsr1_sampler_accept(dsr1_sampler *smp, dsr1_token token);
 DSR1_API void dsr1_sampler_reset(dsr1_sampler *smp, uint64_t seed);
 
 /* ------------------------------------------------------------------------ */
+/* Grammars: answers in a required shape                                      */
+/* ------------------------------------------------------------------------ */
+
+/* A grammar compiled for one model's vocabulary. It is immutable once made
+ * and may be shared by any number of generations in any threads; it
+ * borrows the model (free it first).
+ *
+ * The syntax is llama.cpp's GBNF, so existing grammars work:
+ *     root   ::= "{" ws "\"move\":" ws move ws "}"
+ *     move   ::= "\"" ("north" | "south") "\""
+ *     ws     ::= [ \t\n]*       # comments run to the end of the line
+ * Rules (one per line, or continued inside parentheses or after '|'),
+ * alternatives, sequences, groups, x* x+ x? x{m} x{m,} x{m,n} (n <= 10000),
+ * "literals", [classes] with ranges and [^negation], '.' for any
+ * character, escapes \n \r \t \\ \" \[ \] \xHH \uHHHH \UHHHHHHHH. Text is
+ * UTF-8 and the grammar matches Unicode characters. A grammar must not be
+ * left-recursive (a rule reaching itself before matching a character);
+ * that, an undefined rule, a missing start rule or a syntax error is
+ * DSR1_ERR_FORMAT with the line and column. Grammars so ambiguous that
+ * more than 1024 parses stay alive at once fail while generating with
+ * DSR1_ERR_UNSUPPORTED.
+ *
+ * With a generation of an R1 model the grammar applies to the answer: the
+ * reasoning stays free, and from </think> on every sampled token keeps
+ * the answer a prefix of a sentence of the grammar (up to two whitespace
+ * characters, R1's "\n\n", may come first). End-of-generation tokens are
+ * allowed only once the answer is a complete sentence, so the answer
+ * always parses unless max_new_tokens or the context cuts it short. When
+ * the prompt did not open a reasoning block the grammar applies from the
+ * first token, which may still be <think> to open one.
+ *
+ * Cost: choosing the allowed tokens walks a trie of the vocabulary's
+ * bytes, visiting only prefixes the grammar allows, and the result is
+ * cached per grammar state; tests/bench_grammar measures it on a 150k
+ * vocabulary. */
+typedef struct dsr1_grammar dsr1_grammar;
+
+/* Compile GBNF text[0..len) (at most 1 MiB). root: the start rule's name;
+ * NULL means "root". */
+DSR1_API dsr1_status dsr1_grammar_new(const dsr1_model *model, const char *gbnf, size_t len, const char *root,
+                                      dsr1_grammar **out);
+/* A grammar for the JSON values a JSON schema describes (see
+ * dsr1_json_schema_to_grammar for the subset). */
+DSR1_API dsr1_status dsr1_grammar_from_json_schema(const dsr1_model *model, const char *schema, size_t len,
+                                                   dsr1_grammar **out);
+DSR1_API void dsr1_grammar_free(dsr1_grammar *grammar); /* NULL is allowed */
+
+/* The GBNF text for a JSON schema (start rule "root"), to use or edit.
+ * Supported: type (a name or a list), object with properties (written in
+ * the order given) and required (no other keys), string with minLength /
+ * maxLength, number, integer, boolean, null, enum, const, array with
+ * items / minItems / maxItems, anyOf / oneOf, and {} for any value.
+ * Annotations (title, description, default, format, examples) are
+ * ignored; constraints a grammar would not enforce ($ref, pattern,
+ * minimum, additionalProperties other than false, ...) are
+ * DSR1_ERR_UNSUPPORTED rather than dropped silently. Invalid JSON is
+ * DSR1_ERR_FORMAT. Buffer rules as everywhere (see Conventions). */
+DSR1_API dsr1_status dsr1_json_schema_to_grammar(const char *schema, size_t len, char *buf, size_t buf_size,
+                                                 size_t *n_bytes);
+
+/* ------------------------------------------------------------------------ */
 /* Generation with separate reasoning and answer streams                      */
 /* ------------------------------------------------------------------------ */
 
@@ -565,6 +626,9 @@ typedef struct dsr1_generate_params {
                                     token's experts), so a draft pays when the main model
                                     agrees more than about half the time. 0..1; default
                                     0.5; 0 verifies every draft. Tokens never depend on it. */
+    const dsr1_grammar *grammar; /* NULL: none. The answer follows this grammar (see
+                                    "Grammars"); made for the context's model; borrowed
+                                    until dsr1_generation_free() */
 } dsr1_generate_params;
 
 DSR1_API void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_size);
