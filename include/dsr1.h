@@ -469,6 +469,25 @@ DSR1_API void dsr1_sampler_free(dsr1_sampler *smp);
  * prompt). */
 DSR1_API dsr1_status dsr1_sampler_sample(dsr1_sampler *smp, const float *logits, int32_t n_vocab,
                                          dsr1_token *out);
+/* A token and its log-probability (natural log). */
+typedef struct dsr1_token_logprob {
+    dsr1_token token;
+    float logprob;
+} dsr1_token_logprob;
+
+/* dsr1_sampler_sample, and the log-probabilities of the distribution the
+ * chain sampled from: the softmax of the logits after bias, penalties and
+ * temperature (temperature 1 when greedy), over every token they leave
+ * possible, before top-k / top-p / min-p cut the tail (so the
+ * probabilities of all candidates sum to 1 and do not depend on the
+ * truncation settings). *logprob (may be NULL) receives the chosen
+ * token's; top (n_top entries, may be NULL when n_top is 0) the n_top
+ * most likely, best first (ties: lower id first); entries beyond the
+ * candidates are token -1 with -INFINITY. Costs one more pass over the
+ * vocabulary (and O(n log n_top) for top). */
+DSR1_API dsr1_status dsr1_sampler_sample_logprobs(dsr1_sampler *smp, const float *logits, int32_t n_vocab,
+                                                  dsr1_token *out, float *logprob, dsr1_token_logprob *top,
+                                                  int32_t n_top);
 /* Record a token in the penalty history (prompt tokens too, if wanted). */
 DSR1_API void dsr1_sampler_accept(dsr1_sampler *smp, dsr1_token token);
 /* Forget the history and reseed. */
@@ -584,10 +603,35 @@ typedef struct dsr1_event {
     const dsr1_token *tokens;
     int32_t n_tokens;
     dsr1_stop_reason stop_reason; /* for DSR1_EVENT_DONE */
+    /* With dsr1_generate_params.n_logprobs > 0 (else NULL and 0): */
+    const float *logprobs;        /* n_tokens entries: each token's log-probability as
+                                     dsr1_sampler_sample_logprobs defines it; NaN for tokens the
+                                     library injected (the thinking budget's) */
+    const dsr1_token_logprob *top_logprobs; /* n_tokens rows of n_top_logprobs entries: the most
+                                     likely alternatives at each token's step, best first */
+    int32_t n_top_logprobs;
 } dsr1_event;
 
 /* Return 0 to continue, non-zero to cancel generation. */
 typedef int (*dsr1_event_fn)(const dsr1_event *event, void *user_data);
+
+/* The per-step hook (dsr1_generate_params.on_step): called before each
+ * token is chosen, with a copy of the logits the host may change (tokens
+ * the grammar forbids are already -INFINITY). Set token to a token id to
+ * choose it yourself (the sampler is skipped; a token the grammar forbids
+ * is DSR1_ERR_INVALID_ARGUMENT); leave it -1 to let the sampler choose
+ * from the (changed) logits. Either way the token goes through the rest
+ * of the generation as a sampled one: penalty history, grammar, events,
+ * stop conditions. Return non-zero to cancel. */
+typedef struct dsr1_step {
+    size_t size;          /* sizeof(dsr1_step) of the library */
+    float *logits;        /* n_vocab, writable, valid during the call */
+    int32_t n_vocab;
+    int32_t in_reasoning; /* 1 while inside the reasoning block */
+    int32_t n_generated;  /* tokens generated before this one */
+    dsr1_token token;     /* -1; set to choose the token */
+} dsr1_step;
+typedef int (*dsr1_step_fn)(dsr1_step *step, void *user_data);
 
 /* What to do when the thinking budget runs out. */
 typedef enum dsr1_budget_action {
@@ -629,6 +673,10 @@ typedef struct dsr1_generate_params {
     const dsr1_grammar *grammar; /* NULL: none. The answer follows this grammar (see
                                     "Grammars"); made for the context's model; borrowed
                                     until dsr1_generation_free() */
+    int32_t n_logprobs;          /* 0: off; 1..100: events carry their tokens' log-probabilities
+                                    and the n_logprobs most likely alternatives (dsr1_event) */
+    dsr1_step_fn on_step;        /* NULL: none (see dsr1_step) */
+    void *step_user_data;
 } dsr1_generate_params;
 
 DSR1_API void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_size);

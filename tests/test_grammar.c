@@ -118,6 +118,9 @@ static void test_basics(void)
         CHECK(dsri_gmatch_would_accept(m, "\xc3", 1), "the first byte of e-acute");
         CHECK(!dsri_gmatch_would_accept(m, "\xc4", 1), "a first byte no character of the grammar has");
         CHECK(!dsri_gmatch_would_accept(m, "\xff", 1), "not UTF-8");
+        CHECK(!dsri_gmatch_would_accept(m, "\xe0", 1), "a three-byte lead cannot encode U+00E9 (overlong)");
+        CHECK(!dsri_gmatch_would_accept(m, "\xf0\x80", 2), "overlong four-byte form");
+        CHECK(!dsri_gmatch_would_accept(m, "\xc1\xb8", 2), "overlong 'x'");
         CHECK(dsri_gmatch_accept(m, "\xc3", 1) == DSR1_OK, "accept half");
         CHECK(!dsri_gmatch_complete(m), "half a character is not complete");
         CHECK(dsri_gmatch_accept(m, "\xa8", 1) == DSR1_ERR_STATE, "e-grave refused");

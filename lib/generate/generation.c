@@ -17,6 +17,7 @@
 #if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
 #endif
+#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -25,11 +26,30 @@
 #include "core/error.h"
 #include "generate/generation.h"
 #include "generate/think_split.h"
+#include "grammar/grammar.h"
 #include "model/context.h"
 #include "model/deepseek2.h"
 #include "sample/sampler.h"
 
 #define DETECT_TAIL_TOKENS 8
+#define MAX_LOGPROBS 100
+
+/* Where the grammar stands. */
+enum {
+    G_NONE = 0,  /* no grammar */
+    G_WAIT = 1,  /* inside the reasoning: free until </think> */
+    G_FIRST = 2, /* the prompt opened no reasoning: the grammar applies, but the first token may open one */
+    G_ON = 3     /* the answer follows the grammar */
+};
+
+/* Log-probabilities of the tokens pushed to the splitter and not yet
+ * delivered in an event, in push order (the order events cover them). */
+typedef struct lp_fifo {
+    dsr1_token *tok;
+    float *lp;
+    dsr1_token_logprob *top; /* n_top per token */
+    int32_t head, n, cap;
+} lp_fifo;
 
 struct dsr1_generation {
     dsr1_context *ctx;
@@ -76,6 +96,25 @@ struct dsr1_generation {
     void *owner;
     dsri_gen_owner_fn owner_fn;
     int owner_told;
+
+    /* grammar */
+    const dsr1_grammar *grammar;
+    int gmode;            /* G_* */
+    dsri_gmatch *gm;
+    uint64_t *allow;      /* n_vocab bits */
+    dsr1_token *eog;      /* end-of-generation tokens */
+    int32_t n_eog;
+
+    /* log-probabilities and the step hook */
+    int32_t n_top;        /* n_logprobs */
+    lp_fifo lp;
+    float cur_lp;         /* the last sampled token's */
+    dsr1_token_logprob *cur_top;
+    dsr1_event_fn user_on_event;
+    void *user_data;
+    dsr1_step_fn on_step;
+    void *step_user;
+    float *step_logits;   /* n_vocab */
 };
 
 static double now_seconds(void)
@@ -186,6 +225,96 @@ static dsr1_status build_inject(dsr1_generation *gen)
     return st;
 }
 
+/* ---- log-probabilities in events ---- */
+
+static int lp_push(dsr1_generation *gen, dsr1_token t, float lp, const dsr1_token_logprob *top)
+{
+    lp_fifo *f = &gen->lp;
+    if (f->head > 0 && f->head == f->n)
+        f->head = f->n = 0;
+    if (f->n == f->cap) {
+        int32_t cap = f->cap ? f->cap * 2 : 16;
+        dsr1_token *tok = dsri_realloc(f->tok, (size_t)cap * sizeof *tok);
+        if (tok)
+            f->tok = tok;
+        float *l = dsri_realloc(f->lp, (size_t)cap * sizeof *l);
+        if (l)
+            f->lp = l;
+        dsr1_token_logprob *tp = dsri_realloc(f->top, (size_t)cap * (size_t)gen->n_top * sizeof *tp);
+        if (tp)
+            f->top = tp;
+        if (!tok || !l || !tp)
+            return 0;
+        f->cap = cap;
+    }
+    f->tok[f->n] = t;
+    f->lp[f->n] = lp;
+    for (int32_t i = 0; i < gen->n_top; i++) {
+        dsr1_token_logprob none = {-1, -INFINITY};
+        f->top[(size_t)f->n * (size_t)gen->n_top + (size_t)i] = top ? top[i] : none;
+    }
+    f->n++;
+    return 1;
+}
+
+/* Record what the next pushed token's event will carry (generation with
+ * n_logprobs > 0); injected tokens get NaN. */
+static dsr1_status note_logprob(dsr1_generation *gen, dsr1_token t, int sampled)
+{
+    if (gen->n_top <= 0)
+        return DSR1_OK;
+    if (!lp_push(gen, t, sampled ? gen->cur_lp : NAN, sampled ? gen->cur_top : NULL))
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
+    return DSR1_OK;
+}
+
+static int deliver_with_logprobs(const dsr1_event *event, void *user_data)
+{
+    dsr1_generation *gen = user_data;
+    dsr1_event ev = *event;
+    lp_fifo *f = &gen->lp;
+    int ok = f->head + event->n_tokens <= f->n;
+    for (int32_t i = 0; ok && i < event->n_tokens; i++)
+        ok = f->tok[f->head + i] == event->tokens[i];
+    if (ok && event->n_tokens > 0) {
+        ev.logprobs = f->lp + f->head;
+        ev.top_logprobs = f->top + (size_t)f->head * (size_t)gen->n_top;
+        ev.n_top_logprobs = gen->n_top;
+        f->head += event->n_tokens;
+    }
+    return gen->user_on_event(&ev, gen->user_data);
+}
+
+/* Grammar, log-probability and step-hook state. */
+static dsr1_status setup_extras(dsr1_generation *gen, const dsr1_generate_params *p)
+{
+    const int32_t n_vocab = gen->model->hp.n_vocab;
+    gen->n_top = p->n_logprobs;
+    gen->user_on_event = p->on_event;
+    gen->user_data = p->user_data;
+    gen->on_step = p->on_step;
+    gen->step_user = p->step_user_data;
+    gen->cur_lp = NAN;
+    if (gen->n_top > 0 && !(gen->cur_top = dsri_malloc((size_t)gen->n_top * sizeof *gen->cur_top)))
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
+    if (gen->on_step && !(gen->step_logits = dsri_malloc((size_t)n_vocab * sizeof *gen->step_logits)))
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
+    if (!p->grammar)
+        return DSR1_OK;
+    gen->grammar = p->grammar;
+    gen->gmode = gen->prompt_opened ? G_WAIT : G_FIRST;
+    gen->allow = dsri_malloc(((size_t)n_vocab + 63) / 64 * sizeof *gen->allow);
+    gen->eog = dsri_malloc((size_t)n_vocab * sizeof *gen->eog);
+    if (!gen->allow || !gen->eog)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
+    for (int32_t t = 0; t < n_vocab; t++)
+        if (dsr1_token_is_eog(gen->model, t))
+            gen->eog[gen->n_eog++] = t;
+    if (gen->gmode == G_FIRST)
+        return dsri_gmatch_new(dsri_grammar_rules(gen->grammar), 0, &gen->gm);
+    return DSR1_OK;
+}
+
 dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1_token *prompt, int32_t n_prompt,
                                 const dsr1_generate_params *params, dsr1_generation **out)
 {
@@ -209,12 +338,15 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
         (p.think_budget_action != DSR1_BUDGET_CLOSE && p.think_budget_action != DSR1_BUDGET_STOP) ||
         p.starts_in_reasoning < -1 || p.starts_in_reasoning > 1 || p.n_stop_strings < 0 ||
         (p.n_stop_strings > 0 && !p.stop_strings) || p.speculative_mtp < 0 || p.speculative_mtp > 1 ||
-        !(p.speculative_min_p >= 0.0f && p.speculative_min_p <= 1.0f))
+        !(p.speculative_min_p >= 0.0f && p.speculative_min_p <= 1.0f) || p.n_logprobs < 0 ||
+        p.n_logprobs > MAX_LOGPROBS)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
                           "dsr1_generation_new: invalid parameters (max_new_tokens %d, think_budget %d, action %d, "
-                          "starts_in_reasoning %d, n_stop_strings %d, speculative_mtp %d, speculative_min_p %g)",
+                          "starts_in_reasoning %d, n_stop_strings %d, speculative_mtp %d, speculative_min_p %g, "
+                          "n_logprobs %d (at most %d))",
                           p.max_new_tokens, p.think_budget, p.think_budget_action, p.starts_in_reasoning,
-                          p.n_stop_strings, p.speculative_mtp, (double)p.speculative_min_p);
+                          p.n_stop_strings, p.speculative_mtp, (double)p.speculative_min_p, p.n_logprobs,
+                          MAX_LOGPROBS);
     dsr1_status st = dsri_context_check_free(ctx, "dsr1_generation_new");
     if (st)
         return st;
@@ -224,6 +356,10 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
                           "dsr1_generation_new: the sampler was made for %d tokens, the model has %d",
                           dsri_sampler_n_vocab(smp), n_vocab);
+    if (p.grammar && dsr1_model_n_vocab(dsri_grammar_model(p.grammar)) != n_vocab)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_generation_new: the grammar was made for a vocabulary of %d tokens, the model has %d",
+                          dsr1_model_n_vocab(dsri_grammar_model(p.grammar)), n_vocab);
     for (int32_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= n_vocab)
             return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_new: prompt token %d at index %d is outside [0, %d)",
@@ -260,6 +396,8 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     }
     if (!st)
         st = build_inject(gen);
+    if (!st)
+        st = setup_extras(gen, &p);
     if (!st) {
         dsri_split_config cfg;
         memset(&cfg, 0, sizeof cfg);
@@ -269,6 +407,10 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
         cfg.n_stop_strings = p.n_stop_strings;
         cfg.on_event = p.on_event;
         cfg.user_data = p.user_data;
+        if (gen->n_top > 0 && p.on_event) { /* events get their log-probabilities on the way */
+            cfg.on_event = deliver_with_logprobs;
+            cfg.user_data = gen;
+        }
         st = dsri_split_new(&cfg, &gen->split);
     }
     if (st) {
@@ -327,6 +469,14 @@ void dsr1_generation_free(dsr1_generation *gen)
     dsri_free(gen->inject);
     dsri_free(gen->batch);
     dsri_free(gen->piece);
+    dsri_gmatch_free(gen->gm);
+    dsri_free(gen->allow);
+    dsri_free(gen->eog);
+    dsri_free(gen->lp.tok);
+    dsri_free(gen->lp.lp);
+    dsri_free(gen->lp.top);
+    dsri_free(gen->cur_top);
+    dsri_free(gen->step_logits);
     dsri_free(gen);
 }
 
@@ -442,6 +592,130 @@ static dsr1_status push_token(dsr1_generation *gen, dsr1_token t, int forced)
     return dsri_split_push(gen->split, t, DSRI_SPLIT_TEXT, gen->piece, len, forced);
 }
 
+/* ---- the grammar ---- */
+
+/* Where the answer starts in the piece of a text token that completed
+ * "</think>": after the marker when it is whole in the piece, else after
+ * the marker's end that begins the piece. */
+static size_t marker_tail(const char *piece, size_t len)
+{
+    static const char marker[] = "</think>";
+    const size_t ml = sizeof marker - 1;
+    for (size_t i = 0; i + ml <= len; i++)
+        if (memcmp(piece + i, marker, ml) == 0)
+            return i + ml;
+    for (size_t k = ml - 1; k >= 1; k--)
+        if (k <= len && memcmp(piece, marker + ml - k, k) == 0)
+            return k;
+    return 0;
+}
+
+static dsr1_status grammar_feed(dsr1_generation *gen, const char *bytes, size_t len)
+{
+    dsr1_status st = dsri_gmatch_accept(gen->gm, bytes, len);
+    if (st == DSR1_ERR_STATE)
+        return dsri_error(DSR1_ERR_STATE, "generation: the answer's text \"%.*s\" does not follow the grammar",
+                          (int)(len > 40 ? 40 : len), bytes);
+    return st;
+}
+
+/* Follow a token that was pushed to the splitter (sampled or injected). */
+static dsr1_status grammar_observe(dsr1_generation *gen, dsr1_token t)
+{
+    if (gen->gmode == G_NONE || (gen->gmode == G_WAIT && dsri_split_in_reasoning(gen->split)))
+        return DSR1_OK;
+    if (gen->gmode == G_FIRST) {
+        if (dsri_split_in_reasoning(gen->split)) { /* the first token opened a reasoning block */
+            gen->gmode = G_WAIT;
+            return DSR1_OK;
+        }
+        gen->gmode = G_ON;
+    }
+    size_t len = 0;
+    dsr1_status st;
+    if (gen->gmode == G_WAIT) { /* t closed the reasoning: the answer starts */
+        gen->gmode = G_ON;
+        dsri_gmatch_free(gen->gm);
+        gen->gm = NULL;
+        if ((st = dsri_gmatch_new(dsri_grammar_rules(gen->grammar), 1, &gen->gm)))
+            return st;
+        if (t == gen->think_end)
+            return DSR1_OK;
+        if ((st = token_piece(gen, t, 0, &len)))
+            return st;
+        size_t off = marker_tail(gen->piece, len);
+        return grammar_feed(gen, gen->piece + off, len - off);
+    }
+    if (t == gen->think_begin || t == gen->think_end)
+        return DSR1_OK;
+    if ((st = token_piece(gen, t, 0, &len)))
+        return st;
+    return grammar_feed(gen, gen->piece, len);
+}
+
+/* The tokens the grammar allows now (NULL: no constraint this step). */
+static dsr1_status grammar_allow(dsr1_generation *gen, const uint64_t **allow)
+{
+    *allow = NULL;
+    if (gen->gmode != G_ON && gen->gmode != G_FIRST)
+        return DSR1_OK;
+    dsr1_status st = dsri_gmatch_mask(gen->gm, dsri_grammar_trie(gen->grammar), gen->allow);
+    if (st)
+        return st;
+    if (dsri_gmatch_complete(gen->gm))
+        for (int32_t i = 0; i < gen->n_eog; i++)
+            gen->allow[gen->eog[i] >> 6] |= 1ull << (gen->eog[i] & 63);
+    if (gen->gmode == G_FIRST && gen->think_begin >= 0)
+        gen->allow[gen->think_begin >> 6] |= 1ull << (gen->think_begin & 63);
+    *allow = gen->allow;
+    return DSR1_OK;
+}
+
+/* Choose the next token from logits: the grammar's mask, the host's hook,
+ * the sampler (with log-probabilities when asked). *cancel: the hook
+ * asked to stop. */
+static dsr1_status choose_token(dsr1_generation *gen, const float *logits, dsr1_token *t, int *cancel)
+{
+    const int32_t n_vocab = gen->model->hp.n_vocab;
+    const uint64_t *allow;
+    dsr1_status st = grammar_allow(gen, &allow);
+    if (st)
+        return st;
+    dsri_sample_opts o;
+    memset(&o, 0, sizeof o);
+    o.allow = allow;
+    o.want_logprobs = gen->n_top > 0;
+    o.logprob = &gen->cur_lp;
+    o.top = gen->cur_top;
+    o.n_top = gen->n_top;
+    o.forced = -1;
+    if (gen->on_step) {
+        memcpy(gen->step_logits, logits, (size_t)n_vocab * sizeof *logits);
+        if (allow)
+            for (int32_t i = 0; i < n_vocab; i++)
+                if (!((allow[i >> 6] >> (i & 63)) & 1u))
+                    gen->step_logits[i] = -INFINITY;
+        dsr1_step step;
+        memset(&step, 0, sizeof step);
+        step.size = sizeof step;
+        step.logits = gen->step_logits;
+        step.n_vocab = n_vocab;
+        step.in_reasoning = dsri_split_in_reasoning(gen->split);
+        step.n_generated = gen->n_generated;
+        step.token = -1;
+        if (gen->on_step(&step, gen->step_user)) {
+            *cancel = 1;
+            return DSR1_OK;
+        }
+        if (step.token < -1 || step.token >= n_vocab)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "generation: the step hook chose token %d, outside [0, %d)",
+                              step.token, n_vocab);
+        o.forced = step.token;
+        logits = gen->step_logits;
+    }
+    return dsri_sampler_sample_ex(gen->smp, logits, n_vocab, &o, t);
+}
+
 /* The body of one step after the prompt is evaluated. */
 static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_stop_reason *stop_reason)
 {
@@ -491,7 +765,8 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
     if (inject) {
         gen->budget_used = 1;
         for (int32_t i = 0; i < gen->n_inject; i++)
-            if ((st = push_token(gen, gen->inject[i], 1)))
+            if ((st = note_logprob(gen, gen->inject[i], 0)) || (st = push_token(gen, gen->inject[i], 1)) ||
+                (st = grammar_observe(gen, gen->inject[i])))
                 return fail(gen, st);
         if (dsri_split_cancel_requested(gen->split))
             return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
@@ -500,7 +775,15 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
     if (!logits)
         return fail(gen, DSR1_ERR_INTERNAL);
     dsr1_token t;
-    if ((st = dsr1_sampler_sample(gen->smp, logits, gen->model->hp.n_vocab, &t)))
+    int cancel = 0;
+    if ((st = choose_token(gen, logits, &t, &cancel)))
+        return fail(gen, st);
+    if (cancel) {
+        if (verify) /* the draft was evaluated for nothing: plain decoding would not hold it */
+            gen_truncate(gen, ctx->n_past - 1);
+        return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
+    }
+    if ((st = note_logprob(gen, t, 1)))
         return fail(gen, st);
     dsr1_sampler_accept(gen->smp, t);
     if (verify) {
@@ -518,7 +801,7 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
         *token = t;
     if (dsr1_token_is_eog(gen->model, t))
         return finish(gen, DSR1_STOP_EOS, &t, 1, stop_reason);
-    if ((st = push_token(gen, t, 0)))
+    if ((st = push_token(gen, t, 0)) || (st = grammar_observe(gen, t)))
         return fail(gen, st);
     if (dsri_split_stop_matched(gen->split))
         return finish(gen, DSR1_STOP_STRING, NULL, 0, stop_reason);

@@ -262,7 +262,8 @@ static int ints_push(int32_t **v, int32_t *n, int32_t *cap, int32_t x)
 static int serialize(const dsri_gmatch *m, int32_t set, int32_t n, dsri_utf8 u, int32_t **v, int32_t *len,
                      int32_t *cap)
 {
-    if (!ints_push(v, len, cap, (int32_t)u.value) || !ints_push(v, len, cap, u.left))
+    if (!ints_push(v, len, cap, (int32_t)u.value) || !ints_push(v, len, cap, u.left) ||
+        !ints_push(v, len, cap, (int32_t)u.min))
         return 0;
     for (int32_t i = 0; i < n; i++) {
         int32_t s = m->pool[set + i];

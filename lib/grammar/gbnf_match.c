@@ -176,6 +176,12 @@ int dsri_gmatch_partial_alive(const dsri_gmatch *m, int32_t in, int32_t n_in, ds
 {
     uint32_t shift = 6u * (uint32_t)u.left;
     uint32_t lo = u.value << shift, hi = lo | ((1u << shift) - 1u);
+    if (lo < u.min)
+        lo = u.min;
+    if (hi > 0x10FFFF)
+        hi = 0x10FFFF;
+    if (lo > hi)
+        return 0;
     for (int32_t i = 0; i < n_in; i++) {
         int32_t s = m->pool[in + i];
         if (s >= 0 && class_meets(m->g, m->g->elems[m->fr[s].pos].value, lo, hi))
@@ -194,12 +200,15 @@ int dsri_utf8_step(dsri_utf8 *u, uint8_t b, uint32_t *cp)
         if (b >= 0xC2 && b <= 0xDF) {
             u->value = b & 0x1Fu;
             u->left = 1;
+            u->min = 0x80;
         } else if (b >= 0xE0 && b <= 0xEF) {
             u->value = b & 0x0Fu;
             u->left = 2;
+            u->min = 0x800;
         } else if (b >= 0xF0 && b <= 0xF4) {
             u->value = b & 0x07u;
             u->left = 3;
+            u->min = 0x10000;
         } else {
             return -1;
         }
@@ -208,11 +217,18 @@ int dsri_utf8_step(dsri_utf8 *u, uint8_t b, uint32_t *cp)
     if ((b & 0xC0) != 0x80)
         return -1;
     u->value = (u->value << 6) | (b & 0x3Fu);
-    if (--u->left > 0)
+    u->left--;
+    /* a prefix that can only end overlong, a surrogate or past U+10FFFF is not UTF-8 */
+    uint32_t shift = 6u * (uint32_t)u->left;
+    uint32_t lo = u->value << shift, hi = lo | ((1u << shift) - 1u);
+    if (hi < u->min || lo > 0x10FFFF || (lo >= 0xD800 && hi <= 0xDFFF))
+        return -1;
+    if (u->left > 0)
         return 0;
     *cp = u->value;
     u->value = 0;
-    return *cp <= 0x10FFFF ? 1 : -1;
+    u->min = 0;
+    return 1;
 }
 
 /* Feed bytes to the set at pool[*set] (*n stacks); on success set, n and
@@ -313,8 +329,7 @@ dsr1_status dsri_gmatch_reset(dsri_gmatch *m)
 {
     m->n_fr = 0;
     m->n_pool = 0;
-    m->u.value = 0;
-    m->u.left = 0;
+    memset(&m->u, 0, sizeof m->u);
     const dsri_grule *r = &m->g->rules[m->start];
     for (int32_t a = 0; a < r->n_alts; a++) {
         dsr1_status st = expand(m, m->g->alts[r->first_alt + a], -1, 0);

@@ -13,6 +13,7 @@ typedef struct frame {
 typedef struct dsri_utf8 {
     uint32_t value;
     int32_t left;
+    uint32_t min; /* the smallest code point the sequence's length may encode (no overlong forms) */
 } dsri_utf8;
 
 typedef struct mask_entry mask_entry;

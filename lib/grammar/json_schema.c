@@ -223,12 +223,16 @@ static int object_expr(conv *c, sbuf *out, const dsri_json *s, int depth)
         new_name(c, first);
         new_name(c, rest);
         sbuf fb = {0}, rb = {0};
-        ok = ok && puts_(c, &fb, kv.p) && puts_(c, &fb, " ") && puts_(c, &fb, rest_next);
-        if (ok && !required)
-            ok = puts_(c, &fb, " | ") && puts_(c, &fb, first_next);
-        ok = ok && puts_(c, &rb, "\",\" ws ") && puts_(c, &rb, kv.p) && puts_(c, &rb, " ") && puts_(c, &rb, rest_next);
-        if (ok && !required)
-            ok = puts_(c, &rb, " | ") && puts_(c, &rb, rest_next);
+        /* (no empty alternatives: "x ::= a |" would continue on the next line) */
+        if (required)
+            ok = ok && puts_(c, &fb, kv.p) && puts_(c, &fb, " ") && puts_(c, &fb, rest_next);
+        else if (first_next[0])
+            ok = ok && puts_(c, &fb, kv.p) && puts_(c, &fb, " ") && puts_(c, &fb, rest_next) &&
+                 puts_(c, &fb, " | ") && puts_(c, &fb, first_next);
+        else
+            ok = ok && puts_(c, &fb, "(") && puts_(c, &fb, kv.p) && puts_(c, &fb, ")?");
+        ok = ok && puts_(c, &rb, required ? "\",\" ws " : "(\",\" ws ") && puts_(c, &rb, kv.p) &&
+             puts_(c, &rb, required ? " " : ")? ") && puts_(c, &rb, rest_next);
         ok = ok && add_rule(c, first, &fb) && add_rule(c, rest, &rb);
         dsri_free(kv.p);
         dsri_free(fb.p);

@@ -41,6 +41,7 @@ struct dsr1_sampler {
 
     cand *cand;     /* n_vocab */
     int32_t *count; /* n_vocab occurrence counters, kept zero between calls */
+    float *chain;   /* n_vocab logits after bias, penalties and the mask (for log-probabilities) */
 
     dsr1_token *hist; /* ring of the last penalty_last_n accepted tokens */
     int32_t hist_len;
@@ -290,11 +291,12 @@ dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params *params,
     s->params = p;
     s->cand = dsri_malloc((size_t)n_vocab * sizeof *s->cand);
     s->count = dsri_calloc((size_t)n_vocab, sizeof *s->count);
+    s->chain = dsri_malloc((size_t)n_vocab * sizeof *s->chain);
     if (p.n_logit_bias > 0)
         s->bias = dsri_malloc((size_t)p.n_logit_bias * sizeof *s->bias);
     if (p.penalty_last_n > 0)
         s->hist = dsri_malloc((size_t)p.penalty_last_n * sizeof *s->hist);
-    if (!s->cand || !s->count || (p.n_logit_bias > 0 && !s->bias) || (p.penalty_last_n > 0 && !s->hist)) {
+    if (!s->cand || !s->count || !s->chain || (p.n_logit_bias > 0 && !s->bias) || (p.penalty_last_n > 0 && !s->hist)) {
         dsr1_sampler_free(s);
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "dsr1_sampler_new: cannot allocate %d candidates", n_vocab);
     }
@@ -313,6 +315,7 @@ void dsr1_sampler_free(dsr1_sampler *smp)
         return;
     dsri_free(smp->cand);
     dsri_free(smp->count);
+    dsri_free(smp->chain);
     dsri_free(smp->bias);
     dsri_free(smp->hist);
     dsri_free(smp);
@@ -363,7 +366,113 @@ static void apply_penalties(dsr1_sampler *s)
     }
 }
 
+/* ---- log-probabilities ---- */
+
+/* Heap where the root is the WORST of the kept (top-n selection by the
+ * candidate order on the chain's logits). */
+static void sift_down_lp(dsr1_token_logprob *h, int32_t n, int32_t i)
+{
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && (h[w].logprob > h[l].logprob || (h[w].logprob == h[l].logprob && h[w].token < h[l].token)))
+            w = l;
+        if (r < n && (h[w].logprob > h[r].logprob || (h[w].logprob == h[r].logprob && h[w].token < h[r].token)))
+            w = r;
+        if (w == i)
+            return;
+        dsr1_token_logprob t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+/* log-softmax of chain/T over the tokens not at -inf, for the chosen
+ * token and the n_top best (best first). */
+static void fill_logprobs(const dsr1_sampler *s, const dsri_sample_opts *o, dsr1_token chosen)
+{
+    const float *z = s->chain;
+    const int32_t n = s->n_vocab;
+    double t = s->params.temperature > 0.0f ? (double)s->params.temperature : 1.0;
+    double zmax = -INFINITY;
+    int32_t n_inf = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (z[i] == INFINITY)
+            n_inf++;
+        if (z[i] != -INFINITY && (double)z[i] / t > zmax)
+            zmax = (double)z[i] / t;
+    }
+    double sum = 0.0;
+    if (!n_inf)
+        for (int32_t i = 0; i < n; i++)
+            if (z[i] != -INFINITY)
+                sum += det_exp((double)z[i] / t - zmax);
+    double lse = zmax + log(sum);
+#define LOGPROB_OF(i)                                                                                        \
+    (n_inf ? (z[i] == INFINITY ? -log((double)n_inf) : -INFINITY)                                            \
+           : z[i] == -INFINITY ? -INFINITY : (double)z[i] / t - lse)
+    if (o->logprob)
+        *o->logprob = chosen >= 0 ? (float)LOGPROB_OF(chosen) : NAN;
+    if (o->n_top <= 0 || !o->top)
+        return;
+    int32_t k = o->n_top < n ? o->n_top : n, m = 0;
+    dsr1_token_logprob *h = o->top;
+    for (int32_t i = 0; i < n; i++) {
+        dsr1_token_logprob e = {i, (float)LOGPROB_OF(i)};
+        if (e.logprob == -INFINITY) /* not a candidate */
+            continue;
+        if (m < k) {
+            h[m++] = e;
+            if (m == k)
+                for (int32_t j = k / 2 - 1; j >= 0; j--)
+                    sift_down_lp(h, k, j);
+        } else if (e.logprob > h[0].logprob) { /* equal: the lower id (seen first) stays */
+            h[0] = e;
+            sift_down_lp(h, k, 0);
+        }
+    }
+#undef LOGPROB_OF
+    if (m < k) /* fewer candidates than asked: not a heap yet */
+        for (int32_t j = m / 2 - 1; j >= 0; j--)
+            sift_down_lp(h, m, j);
+    for (int32_t end = m - 1; end > 0; end--) { /* heap sort: the worst goes last */
+        dsr1_token_logprob t0 = h[0];
+        h[0] = h[end];
+        h[end] = t0;
+        sift_down_lp(h, end, 0);
+    }
+    for (int32_t i = m; i < o->n_top; i++) {
+        o->top[i].token = -1;
+        o->top[i].logprob = -INFINITY;
+    }
+}
+
 dsr1_status dsr1_sampler_sample(dsr1_sampler *smp, const float *logits, int32_t n_vocab, dsr1_token *out)
+{
+    return dsri_sampler_sample_ex(smp, logits, n_vocab, NULL, out);
+}
+
+dsr1_status dsr1_sampler_sample_logprobs(dsr1_sampler *smp, const float *logits, int32_t n_vocab, dsr1_token *out,
+                                         float *logprob, dsr1_token_logprob *top, int32_t n_top)
+{
+    if (n_top < 0 || (n_top > 0 && !top))
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_sample_logprobs: n_top is %d and top is %s", n_top,
+                          top ? "set" : "NULL");
+    dsri_sample_opts o;
+    memset(&o, 0, sizeof o);
+    o.logprob = logprob;
+    o.top = top;
+    o.n_top = n_top;
+    o.want_logprobs = 1;
+    o.forced = -1;
+    return dsri_sampler_sample_ex(smp, logits, n_vocab, &o, out);
+}
+
+static dsr1_status choose(dsr1_sampler *smp, const float *logits, int32_t n_vocab, const dsri_sample_opts *o,
+                          dsr1_token *out);
+
+dsr1_status dsri_sampler_sample_ex(dsr1_sampler *smp, const float *logits, int32_t n_vocab, const dsri_sample_opts *o,
+                                   dsr1_token *out)
 {
     if (out)
         *out = -1;
@@ -372,8 +481,20 @@ dsr1_status dsr1_sampler_sample(dsr1_sampler *smp, const float *logits, int32_t 
     if (n_vocab != smp->n_vocab)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_sample: %d logits given, the sampler was made for %d",
                           n_vocab, smp->n_vocab);
+    dsr1_status st = choose(smp, logits, n_vocab, o, out);
+    if (!st && o && o->want_logprobs)
+        fill_logprobs(smp, o, *out);
+    return st;
+}
+
+/* The chain itself; with o->forced >= 0 it stops after the logits are
+ * ready (for log-probabilities) and returns that token. */
+static dsr1_status choose(dsr1_sampler *smp, const float *logits, int32_t n_vocab, const dsri_sample_opts *o,
+                          dsr1_token *out)
+{
     const dsr1_sampler_params *p = &smp->params;
     cand *c = smp->cand;
+    const uint64_t *allow = o ? o->allow : NULL;
 
     /* 1. logit bias, 2. penalties (both on the raw logits, in id order) */
     for (int32_t i = 0; i < n_vocab; i++) {
@@ -385,6 +506,22 @@ dsr1_status dsr1_sampler_sample(dsr1_sampler *smp, const float *logits, int32_t 
     for (int32_t i = 0; i < smp->n_bias; i++)
         c[smp->bias[i].token].logit += smp->bias[i].bias;
     apply_penalties(smp);
+    if (allow) /* a grammar: what it does not allow is banned */
+        for (int32_t i = 0; i < n_vocab; i++)
+            if (!((allow[i >> 6] >> (i & 63)) & 1u))
+                c[i].logit = -INFINITY;
+    if (o && o->want_logprobs)
+        for (int32_t i = 0; i < n_vocab; i++)
+            smp->chain[i] = c[i].logit;
+    if (o && o->forced >= 0) {
+        if (o->forced >= n_vocab)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "sampler: token %d is outside [0, %d)", o->forced, n_vocab);
+        if (allow && !((allow[o->forced >> 6] >> (o->forced & 63)) & 1u))
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "sampler: token %d is not allowed by the grammar here",
+                              o->forced);
+        *out = o->forced;
+        return DSR1_OK;
+    }
 
     int32_t best = -1;
     for (int32_t i = 0; i < n_vocab; i++) {
@@ -394,7 +531,8 @@ dsr1_status dsr1_sampler_sample(dsr1_sampler *smp, const float *logits, int32_t 
             best = i; /* strict '>' keeps the lowest id among ties */
     }
     if (best < 0)
-        return dsri_error(DSR1_ERR_NUMERIC, "dsr1_sampler_sample: every logit is -inf (nothing can be chosen)");
+        return allow ? dsri_error(DSR1_ERR_STATE, "dsr1_sampler_sample: the grammar allows no token the logits allow")
+                     : dsri_error(DSR1_ERR_NUMERIC, "dsr1_sampler_sample: every logit is -inf (nothing can be chosen)");
     /* greedy; +inf dominates everything (the lowest such id is taken) */
     if (!(p->temperature > 0.0f) || c[best].logit == INFINITY) {
         *out = best;

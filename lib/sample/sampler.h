@@ -7,4 +7,18 @@
 /* The vocabulary size the sampler was made for. */
 int32_t dsri_sampler_n_vocab(const dsr1_sampler *smp);
 
+/* What a generation asks of one sampling step beyond the token. */
+typedef struct dsri_sample_opts {
+    const uint64_t *allow;   /* NULL, or n_vocab bits: tokens the grammar allows */
+    int want_logprobs;       /* fill logprob and top */
+    float *logprob;          /* the chosen token's log-probability (may be NULL) */
+    dsr1_token_logprob *top; /* n_top best, best first */
+    int32_t n_top;
+    dsr1_token forced;       /* >= 0: the host chose this token; only log-probabilities are computed */
+} dsri_sample_opts;
+
+/* dsr1_sampler_sample with the options (o may be NULL). */
+dsr1_status dsri_sampler_sample_ex(dsr1_sampler *smp, const float *logits, int32_t n_vocab, const dsri_sample_opts *o,
+                                   dsr1_token *out);
+
 #endif

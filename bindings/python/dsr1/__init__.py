@@ -51,8 +51,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 __all__ = [
     "ABI_VERSION", "BudgetAction", "Chat", "ChatMessage", "Completion", "Context", "DSR1Error",
     "Decoder", "Event", "EventType", "Generation", "GenerationStats", "KVType", "LibraryError", "LogLevel",
-    "Model", "Sampler", "Special", "Status", "StopReason", "TensorInfo", "TokenAttr", "Type",
-    "abi_version", "backend_available", "backends", "find_library", "generate", "load_library",
+    "Grammar", "Model", "Sampler", "Special", "Status", "Step", "StopReason", "TensorInfo", "TokenAttr", "Type",
+    "abi_version", "backend_available", "backends", "find_library", "generate", "json_schema_to_grammar",
+    "load_library",
     "status_string", "stream", "type_name", "version",
 ]
 
@@ -854,6 +855,19 @@ class Sampler(_Handle):
         _check(self._capi.sampler_sample(self._p, ptr, count, byref(out)))
         return out.value
 
+    def sample_logprobs(self, logits, n_top: int = 0):
+        """sample() plus log-probabilities (dsr1_sampler_sample_logprobs):
+        (token, its log-probability, [(token, logprob)] of the n_top most
+        likely, best first). The probabilities are the softmax after bias,
+        penalties and temperature, before top-k / top-p / min-p."""
+        ptr, count, _keep = _floats_in(logits)
+        out = c_int32(-1)
+        lp = c_float(0.0)
+        top = (_capi.dsr1_token_logprob * max(int(n_top), 1))()
+        _check(self._capi.sampler_sample_logprobs(self._p, ptr, count, byref(out), byref(lp), top, int(n_top)))
+        return out.value, lp.value, [(top[i].token, top[i].logprob) for i in range(int(n_top))
+                                     if top[i].token >= 0]
+
     def sample_context(self, ctx: Context, i: int = -1) -> int:
         """sample() on a context's logits without copying them."""
         return self.sample(_FloatPtr(ctx._logits_ptr(i), ctx._n_vocab))
@@ -868,16 +882,108 @@ class Sampler(_Handle):
 
 
 # ---------------------------------------------------------------------------
+# Grammars
+# ---------------------------------------------------------------------------
+
+
+def json_schema_to_grammar(schema) -> str:
+    """The GBNF text for a JSON schema (a dict or JSON text); see dsr1.h for
+    the supported subset."""
+    import json
+    text = schema if isinstance(schema, (str, bytes)) else json.dumps(schema)
+    data = text.encode() if isinstance(text, str) else text
+    lib = _lib()
+    need = c_size_t(0)
+    st = lib.json_schema_to_grammar(data, len(data), None, 0, byref(need))
+    if st != Status.ERR_BUFFER_TOO_SMALL:
+        _check(st)
+    buf = ctypes.create_string_buffer(need.value + 1)
+    _check(lib.json_schema_to_grammar(data, len(data), buf, len(buf), byref(need)))
+    return buf.value.decode()
+
+
+class Grammar(_Handle):
+    """A grammar the answer must follow (dsr1_grammar): GBNF text (llama.cpp's
+    syntax) or, with Grammar.from_json_schema, a JSON schema. With an R1
+    model the reasoning stays free and the grammar applies from </think> on.
+    Pass it as generate(..., grammar=g). It borrows the model."""
+
+    _kind = "grammar"
+
+    def __init__(self, model: Model, gbnf: str, root: Optional[str] = None, *, _schema=None):
+        super().__init__()
+        out = _capi.grammar_p()
+        if _schema is not None:
+            import json
+            text = _schema if isinstance(_schema, (str, bytes)) else json.dumps(_schema)
+            data = text.encode() if isinstance(text, str) else text
+            _check(self._capi.grammar_from_json_schema(model._p, data, len(data), byref(out)))
+        else:
+            data = gbnf.encode() if isinstance(gbnf, str) else gbnf
+            _check(self._capi.grammar_new(model._p, data, len(data),
+                                          None if root is None else _cstr_in(root, "root"), byref(out)))
+        self._ptr = out
+        self.model = model
+        model._adopt(self)
+
+    @classmethod
+    def from_json_schema(cls, model: Model, schema) -> "Grammar":
+        """A grammar for the JSON values a schema (dict or JSON text) describes."""
+        return cls(model, "", _schema=schema)
+
+    def _free(self, ptr):
+        self._capi.grammar_free(ptr)
+
+
+class Step:
+    """What an on_step hook sees: .logits (n_vocab floats, writable; tokens
+    the grammar forbids are -inf), .in_reasoning, .n_generated. The hook
+    returns None to let the sampler choose, or a token id to choose it."""
+
+    def __init__(self, c_step):
+        self.logits = c_step.logits
+        self.n_vocab = int(c_step.n_vocab)
+        self.in_reasoning = bool(c_step.in_reasoning)
+        self.n_generated = int(c_step.n_generated)
+
+
+class _StepHook:
+    """The C step callback around a Python hook; an exception cancels and is
+    re-raised by the caller (through the event sink)."""
+
+    def __init__(self, fn, sink):
+        self.fn = fn
+        self.sink = sink
+        self.c_fn = _capi.dsr1_step_fn(self._callback)
+
+    def _callback(self, step_p, _user_data):
+        if self.sink.exc is not None:
+            return 1
+        try:
+            choice = self.fn(Step(step_p.contents))
+            if choice is not None:
+                step_p.contents.token = int(choice)
+            return 0
+        except BaseException as e:  # noqa: B902
+            self.sink.exc = e
+            return 1
+
+
+# ---------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------
 
 
 class Event(NamedTuple):
-    """One generation event (see dsr1_event)."""
+    """One generation event (see dsr1_event). With n_logprobs: logprobs (one
+    per token, NaN for injected ones) and top_logprobs (per token, a list of
+    (token, logprob), best first)."""
     type: Union[EventType, int]
     text: str
     tokens: tuple
     stop_reason: Union[StopReason, int]
+    logprobs: tuple = ()
+    top_logprobs: tuple = ()
 
 
 class Completion(NamedTuple):
@@ -904,8 +1010,14 @@ def _event_from_c(ev) -> Event:
     text = ctypes.string_at(ev.text, ev.text_len) if ev.text and ev.text_len else b""
     n = int(ev.n_tokens)
     tokens = tuple(ev.tokens[:n]) if ev.tokens and n > 0 else ()
+    lps, tops = (), ()
+    if ev.logprobs and n > 0:
+        k = int(ev.n_top_logprobs)
+        lps = tuple(ev.logprobs[:n])
+        tops = tuple([(ev.top_logprobs[i * k + j].token, ev.top_logprobs[i * k + j].logprob)
+                      for j in range(k) if ev.top_logprobs[i * k + j].token >= 0] for i in range(n))
     return Event(_enum(EventType, ev.type), text.decode("utf-8", errors="replace"), tokens,
-                 _enum(StopReason, ev.stop_reason))
+                 _enum(StopReason, ev.stop_reason), lps, tops)
 
 
 class _EventSink:
@@ -956,7 +1068,8 @@ class _EventSink:
 
 def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
                      think_budget_action=None, hide_reasoning=None, stop_strings=None,
-                     starts_in_reasoning=None, speculative_mtp=None, speculative_min_p=None):
+                     starts_in_reasoning=None, speculative_mtp=None, speculative_min_p=None,
+                     grammar=None, n_logprobs=None, on_step=None):
     """(dsr1_generate_params, keepalive). None keeps the library's default."""
     lib = _lib()
     p = _capi.dsr1_generate_params()
@@ -985,6 +1098,15 @@ def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
         p.stop_strings = ctypes.cast(arr, POINTER(c_char_p))
         p.n_stop_strings = len(enc)
         keep += [enc, arr]
+    if grammar is not None:
+        p.grammar = grammar._p
+        keep.append(grammar)
+    if n_logprobs is not None:
+        p.n_logprobs = int(n_logprobs)
+    if on_step is not None:
+        hook = _StepHook(on_step, sink)
+        p.on_step = hook.c_fn
+        keep.append(hook)
     p.on_event = sink.c_fn
     return p, keep
 
@@ -995,7 +1117,9 @@ def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Calla
              stop_strings: Optional[Iterable[str]] = None,
              starts_in_reasoning: Optional[bool] = None,
              speculative_mtp: Optional[bool] = None,
-             speculative_min_p: Optional[float] = None) -> Completion:
+             speculative_min_p: Optional[float] = None,
+             grammar: Optional[Grammar] = None, n_logprobs: Optional[int] = None,
+             on_step: Optional[Callable[[Step], Optional[int]]] = None) -> Completion:
     """Prompt tokens -> completion in one call (dsr1_generate).
 
     on_event(Event) is called for every event; a truthy return cancels. An
@@ -1006,7 +1130,7 @@ def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Calla
     sink = _EventSink(on_event)
     params, _keep = _generate_params(sink, max_new_tokens, think_budget, think_budget_action,
                                      hide_reasoning, stop_strings, starts_in_reasoning,
-                                     speculative_mtp, speculative_min_p)
+                                     speculative_mtp, speculative_min_p, grammar, n_logprobs, on_step)
     ptr, count, _keep_prompt = _tokens_in(prompt)
     stop = ctypes.c_int(0)
     st = _lib().generate(ctx._p, sampler._p, ptr, count, byref(params), byref(stop))
@@ -1040,13 +1164,14 @@ class Generation(_Handle):
         self._queue: deque = deque()
         self._sink = _EventSink(on_event, None)
         self._params, self._keep = _generate_params(self._sink, **options)
+        self._grammar = options.get("grammar")
         self._stop = None
 
     def _attach(self, out, ctx, sampler, chat=None):
         self._ptr = out
         # the generation borrows these: keep them alive, close with them
         self.context, self.sampler, self.chat = ctx, sampler, chat
-        for owner in (ctx, sampler, chat):
+        for owner in (ctx, sampler, chat, self._grammar):
             if owner is not None:
                 owner._adopt(self)
 

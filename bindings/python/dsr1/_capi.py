@@ -91,6 +91,10 @@ class dsr1_threadpool(Structure):
     pass
 
 
+class dsr1_grammar(Structure):
+    pass
+
+
 model_p = POINTER(dsr1_model)
 context_p = POINTER(dsr1_context)
 decoder_p = POINTER(dsr1_decoder)
@@ -98,6 +102,7 @@ sampler_p = POINTER(dsr1_sampler)
 generation_p = POINTER(dsr1_generation)
 chat_p = POINTER(dsr1_chat)
 threadpool_p = POINTER(dsr1_threadpool)
+grammar_p = POINTER(dsr1_grammar)
 
 # ---------------------------------------------------------------------------
 # Callbacks and structs
@@ -179,6 +184,28 @@ class dsr1_sampler_params(Structure):
     ]
 
 
+class dsr1_token_logprob(Structure):
+    _fields_ = [
+        ("token", dsr1_token),
+        ("logprob", c_float),
+    ]
+
+
+class dsr1_step(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("logits", POINTER(c_float)),
+        ("n_vocab", c_int32),
+        ("in_reasoning", c_int32),
+        ("n_generated", c_int32),
+        ("token", dsr1_token),
+    ]
+
+
+# int (*dsr1_step_fn)(dsr1_step *step, void *user_data)
+dsr1_step_fn = CFUNCTYPE(c_int, POINTER(dsr1_step), c_void_p)
+
+
 class dsr1_event(Structure):
     _fields_ = [
         ("size", c_size_t),
@@ -189,6 +216,9 @@ class dsr1_event(Structure):
         ("tokens", POINTER(dsr1_token)),
         ("n_tokens", c_int32),
         ("stop_reason", c_enum),
+        ("logprobs", POINTER(c_float)),
+        ("top_logprobs", POINTER(dsr1_token_logprob)),
+        ("n_top_logprobs", c_int32),
     ]
 
 
@@ -210,6 +240,10 @@ class dsr1_generate_params(Structure):
         ("user_data", c_void_p),
         ("speculative_mtp", c_int32),
         ("speculative_min_p", c_float),
+        ("grammar", grammar_p),
+        ("n_logprobs", c_int32),
+        ("on_step", dsr1_step_fn),
+        ("step_user_data", c_void_p),
     ]
 
 
@@ -302,6 +336,13 @@ PROTOTYPES = {
     "dsr1_sampler_new": (_status, [c_int32, POINTER(dsr1_sampler_params), POINTER(sampler_p)]),
     "dsr1_sampler_free": (None, [sampler_p]),
     "dsr1_sampler_sample": (_status, [sampler_p, _float_p, c_int32, _token_p]),
+    "dsr1_sampler_sample_logprobs": (
+        _status, [sampler_p, _float_p, c_int32, _token_p, _float_p, POINTER(dsr1_token_logprob), c_int32]),
+    # grammars
+    "dsr1_grammar_new": (_status, [model_p, c_char_p, c_size_t, c_char_p, POINTER(grammar_p)]),
+    "dsr1_grammar_from_json_schema": (_status, [model_p, c_char_p, c_size_t, POINTER(grammar_p)]),
+    "dsr1_grammar_free": (None, [grammar_p]),
+    "dsr1_json_schema_to_grammar": (_status, [c_char_p, c_size_t, c_char_p, c_size_t, _size_p]),
     "dsr1_sampler_accept": (None, [sampler_p, dsr1_token]),
     "dsr1_sampler_reset": (None, [sampler_p, c_uint64]),
     # generation
