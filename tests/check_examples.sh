@@ -28,4 +28,14 @@ check "game_loop" "answer: The answer is 423." "$out"
 check "game_loop frames" "at most 3 tokens each" "$out"
 out=$(printf 'What is 12 + 30?\n/reset\nWhat is 345 + 78?\n' | "$build/examples/dsr1" chat -m "$model" 2>&1)
 check "dsr1 chat" "The answer is 423." "$out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf 'root ::= "yes" | "no"\n' > "$tmp/yn.gbnf"
+out=$("$build/examples/dsr1" run -m "$model" -p "Is 311 greater than 298?" --temp 0 --hide-thinking --grammar "$tmp/yn.gbnf" 2>/dev/null)
+[ "$out" = "yes" ] && echo "ok   dsr1 run --grammar" || { echo "FAIL dsr1 run --grammar: '$out'"; fail=1; }
+printf '{"type":"object","properties":{"answer":{"type":"integer"}},"required":["answer"]}' > "$tmp/schema.json"
+out=$("$build/examples/dsr1" run -m "$model" -p "What is 345 + 78?" --temp 0.8 -s 3 --hide-thinking --json-schema "$tmp/schema.json" --logprobs 2 2>"$tmp/err")
+printf '%s' "$out" | tr -d ' \n\t' | grep -qE '^\{"answer":-?[0-9]+\}$' && echo "ok   dsr1 run --json-schema" ||
+  { echo "FAIL dsr1 run --json-schema: '$out'"; fail=1; }
+check "dsr1 run --logprobs" "[logprob]" "$(cat "$tmp/err")"
 exit $fail

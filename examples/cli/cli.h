@@ -40,12 +40,22 @@ typedef struct dsr1_cli_gen_opts {
     int seed_given;
     int32_t think_budget; /* -1: unlimited */
     int hide_thinking;
+    const char *grammar_path;     /* --grammar FILE (GBNF) */
+    const char *json_schema_path; /* --json-schema FILE */
+    int32_t n_logprobs;           /* --logprobs N */
+    dsr1_grammar *grammar;        /* made by dsr1_cli_gen_open from either file; free before the model */
 } dsr1_cli_gen_opts;
 void dsr1_cli_gen_opts_init(dsr1_cli_gen_opts *o);
 /* Consume the option at argv[*i] (and its value) when it is one of the
  * model / context / sampling / thinking options; 0 when it is not. */
 int dsr1_cli_gen_option(const char *cmd, dsr1_cli_gen_opts *o, int argc, char **argv, int *i);
-/* Load the model and make the context and sampler (prints errors). */
+/* The help lines of the options above that run and chat share. */
+#define DSR1_CLI_STRUCTURED_HELP                                                                          \
+    "  --grammar FILE          the answer follows this GBNF grammar (llama.cpp syntax); the reasoning\n" \
+    "                          stays free, the grammar applies from </think> on\n"                     \
+    "  --json-schema FILE      the answer is JSON that follows this JSON schema\n"                     \
+    "  --logprobs N            print each token's log-probability and the N most likely (stderr)\n"
+/* Load the model and make the context, sampler and grammar (prints errors). */
 int dsr1_cli_gen_open(const char *cmd, dsr1_cli_gen_opts *o, dsr1_model **model, dsr1_context **ctx,
                       dsr1_sampler **smp);
 /* Streams events to stdout: reasoning dimmed on a terminal, between
@@ -57,6 +67,7 @@ typedef struct dsr1_cli_display {
     int in_reasoning;
     int answer_started;
     int last_newline;
+    const dsr1_model *model; /* set to print log-probabilities (events that carry them) to stderr */
 } dsr1_cli_display;
 void dsr1_cli_display_init(dsr1_cli_display *d, int raw, int hide_thinking);
 int dsr1_cli_display_event(const dsr1_event *ev, void *user_data);

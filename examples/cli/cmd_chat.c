@@ -25,7 +25,7 @@ static void usage(FILE *f)
             "  -n, --n-predict N            most tokens per reply (default: until the end of the turn)\n"
             "  and the sampling, thinking and context options of `dsr1 run`\n"
             "  (--temp --top-p --top-k --min-p --seed --think-budget --hide-thinking -c -t --backend\n"
-            "  --kv-type -v)\n"
+            "  --kv-type -v --grammar --json-schema --logprobs)\n"
             "Type a message and press enter. Commands: /think N, /reset, /quit (or end of input).\n");
 }
 
@@ -95,6 +95,7 @@ int dsr1_cli_chat(int argc, char **argv)
     dsr1_status st = dsr1_chat_new(ctx, smp, system_prompt, &chat);
     if (st != DSR1_OK) {
         dsr1_cli_fail("chat", st);
+        dsr1_grammar_free(o.grammar);
         dsr1_sampler_free(smp);
         dsr1_context_free(ctx);
         dsr1_model_free(model);
@@ -151,6 +152,10 @@ int dsr1_cli_chat(int argc, char **argv)
         gp.hide_reasoning = o.hide_thinking;
         gp.on_event = dsr1_cli_display_event;
         gp.user_data = &disp;
+        gp.grammar = o.grammar;
+        gp.n_logprobs = o.n_logprobs;
+        if (o.n_logprobs > 0)
+            disp.model = model;
         dsr1_generation *gen = NULL;
         dsr1_stop_reason why = DSR1_STOP_NONE;
         st = dsr1_chat_begin(chat, message, &gp, &gen);
@@ -170,6 +175,7 @@ int dsr1_cli_chat(int argc, char **argv)
     }
     free(line);
     dsr1_chat_free(chat);
+    dsr1_grammar_free(o.grammar);
     dsr1_sampler_free(smp);
     dsr1_context_free(ctx);
     dsr1_model_free(model);

@@ -65,10 +65,58 @@ int dsr1_cli_gen_option(const char *cmd, dsr1_cli_gen_opts *o, int argc, char **
         o->think_budget = (int32_t)dsr1_cli_parse_long(cmd, a, VALUE(), -1, 1 << 30);
     else if (!strcmp(a, "--hide-thinking"))
         o->hide_thinking = 1;
+    else if (!strcmp(a, "--grammar"))
+        o->grammar_path = VALUE();
+    else if (!strcmp(a, "--json-schema"))
+        o->json_schema_path = VALUE();
+    else if (!strcmp(a, "--logprobs"))
+        o->n_logprobs = (int32_t)dsr1_cli_parse_long(cmd, a, VALUE(), 0, 100);
     else
         return 0;
 #undef VALUE
     return 1;
+}
+
+/* A whole file, NUL-terminated (NULL with a message when unreadable). */
+static char *read_text(const char *cmd, const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    if (f && fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)n + 1)) != NULL) {
+            *len = fread(text, 1, (size_t)n, f);
+            text[*len] = '\0';
+        }
+    }
+    if (f)
+        fclose(f);
+    if (!text)
+        fprintf(stderr, "dsr1 %s: cannot read %s\n", cmd, path);
+    return text;
+}
+
+/* The grammar of --grammar / --json-schema, if any. */
+static dsr1_status open_grammar(const char *cmd, dsr1_cli_gen_opts *o, const dsr1_model *model)
+{
+    o->grammar = NULL;
+    const char *path = o->grammar_path ? o->grammar_path : o->json_schema_path;
+    if (!path)
+        return DSR1_OK;
+    if (o->grammar_path && o->json_schema_path) {
+        fprintf(stderr, "dsr1 %s: --grammar and --json-schema exclude each other\n", cmd);
+        return DSR1_ERR_INVALID_ARGUMENT;
+    }
+    size_t len = 0;
+    char *text = read_text(cmd, path, &len);
+    if (!text)
+        return DSR1_ERR_IO;
+    dsr1_status st = o->grammar_path ? dsr1_grammar_new(model, text, len, NULL, &o->grammar)
+                                     : dsr1_grammar_from_json_schema(model, text, len, &o->grammar);
+    free(text);
+    if (st)
+        fprintf(stderr, "dsr1 %s: %s: %s\n", cmd, path, dsr1_last_error());
+    return st;
 }
 
 int dsr1_cli_gen_open(const char *cmd, dsr1_cli_gen_opts *o, dsr1_model **model, dsr1_context **ctx,
@@ -90,6 +138,15 @@ int dsr1_cli_gen_open(const char *cmd, dsr1_cli_gen_opts *o, dsr1_model **model,
         if (!o->seed_given)
             o->sampler.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
         st = dsr1_sampler_new(dsr1_model_n_vocab(*model), &o->sampler, smp);
+    }
+    if (st == DSR1_OK && (st = open_grammar(cmd, o, *model)) != DSR1_OK) {
+        dsr1_sampler_free(*smp);
+        *smp = NULL;
+        dsr1_context_free(*ctx);
+        dsr1_model_free(*model);
+        *ctx = NULL;
+        *model = NULL;
+        return 1;
     }
     if (st != DSR1_OK) {
         dsr1_cli_fail(cmd, st);
@@ -151,6 +208,20 @@ static void put(dsr1_cli_display *d, const char *s, size_t n)
 int dsr1_cli_display_event(const dsr1_event *ev, void *user_data)
 {
     dsr1_cli_display *d = user_data;
+    for (int32_t i = 0; d->model && ev->logprobs && i < ev->n_tokens; i++) {
+        char piece[64];
+        size_t n = 0;
+        if (dsr1_token_to_piece(d->model, ev->tokens[i], piece, sizeof piece, &n, DSR1_PIECE_RENDER_CONTROL))
+            snprintf(piece, sizeof piece, "?");
+        fprintf(stderr, "[logprob] %6d %-16.*s %9.4f |", ev->tokens[i], (int)(n < 16 ? n : 16), piece,
+                (double)ev->logprobs[i]);
+        for (int32_t k = 0; k < ev->n_top_logprobs; k++) {
+            const dsr1_token_logprob *t = &ev->top_logprobs[(size_t)i * (size_t)ev->n_top_logprobs + (size_t)k];
+            if (t->token >= 0)
+                fprintf(stderr, " %d:%.4f", t->token, (double)t->logprob);
+        }
+        fputc('\n', stderr);
+    }
     switch (ev->type) {
     case DSR1_EVENT_REASONING_BEGIN:
         d->in_reasoning = 1;
@@ -248,6 +319,7 @@ static void usage(FILE *f)
             "  -s, --seed S            sampling seed (default: from the clock)\n"
             "  --think-budget N        reasoning tokens before \"</think>\" is forced (-1 = unlimited)\n"
             "  --hide-thinking         generate the reasoning but do not print it\n"
+            DSR1_CLI_STRUCTURED_HELP
             "  --mtp                   speculative decoding with the model's multi-token-prediction head\n"
             "                          (DeepSeek-R1/V3 files that have one; same tokens, other speed)\n"
             "  --draft-p-min P         verify only drafts the MTP head gives at least this probability\n"
@@ -362,6 +434,10 @@ int dsr1_cli_run(int argc, char **argv)
         gp.user_data = &disp;
         gp.speculative_mtp = mtp;
         gp.speculative_min_p = (float)draft_p_min;
+        gp.grammar = o.grammar;
+        gp.n_logprobs = o.n_logprobs;
+        if (o.n_logprobs > 0)
+            disp.model = model;
         dsr1_stop_reason why = DSR1_STOP_NONE;
         dsr1_cli_install_interrupt();
         dsr1_status st = dsr1_generation_new(ctx, smp, tokens, n_tokens, &gp, &gen);
@@ -376,6 +452,7 @@ int dsr1_cli_run(int argc, char **argv)
     }
     dsr1_generation_free(gen);
     free(tokens);
+    dsr1_grammar_free(o.grammar);
     dsr1_sampler_free(smp);
     dsr1_context_free(ctx);
     dsr1_model_free(model);
