@@ -1,7 +1,7 @@
 /*
  * Allocation failure injection: make the 1st, 2nd, 3rd ... allocation of a
  * whole session fail in turn (load, context, tokenize, chat format, sampler,
- * generation) and require each failure to come back as
+ * grammar, generation with a grammar and log-probabilities) and require each failure to come back as
  * DSR1_ERR_OUT_OF_MEMORY with everything freed (LeakSanitizer checks the
  * freeing in the sanitizer build). Needs -Dalloc_failure_injection=true;
  * skipped otherwise.
@@ -22,6 +22,7 @@ static dsr1_status session(const char *path, int *steps_done)
     dsr1_sampler *smp = NULL;
     dsr1_generation *gen = NULL;
     dsr1_decoder *dec = NULL;
+    dsr1_grammar *gr = NULL;
     dsr1_status st;
     *steps_done = 0;
     if ((st = dsr1_model_load(path, NULL, &m)))
@@ -42,7 +43,9 @@ static dsr1_status session(const char *path, int *steps_done)
     if ((st = dsr1_chat_tokenize(m, msgs, 2, DSR1_CHAT_ADD_GENERATION_PROMPT, toks, 64, &n)))
         goto out;
     ++*steps_done;
-    if ((st = dsr1_sampler_new(dsr1_model_n_vocab(m), NULL, &smp)) || (st = dsr1_decoder_new(m, 0, &dec)))
+    static const char schema[] = "{\"type\":\"object\",\"properties\":{\"a\":{\"enum\":[1,\"x\"]}}}";
+    if ((st = dsr1_sampler_new(dsr1_model_n_vocab(m), NULL, &smp)) || (st = dsr1_decoder_new(m, 0, &dec)) ||
+        (st = dsr1_grammar_from_json_schema(m, schema, sizeof schema - 1, &gr)))
         goto out;
     ++*steps_done;
     dsr1_generate_params gp;
@@ -52,11 +55,14 @@ static dsr1_status session(const char *path, int *steps_done)
     const char *stops[1] = {"zz"};
     gp.stop_strings = stops;
     gp.n_stop_strings = 1;
+    gp.grammar = gr; /* the budget closes the reasoning: the grammar masks the last tokens */
+    gp.n_logprobs = 2;
     if ((st = dsr1_generation_new(ctx, smp, toks, n, &gp, &gen)) || (st = dsr1_generation_run(gen, NULL)))
         goto out;
     ++*steps_done;
 out:
     dsr1_generation_free(gen);
+    dsr1_grammar_free(gr);
     dsr1_decoder_free(dec);
     dsr1_sampler_free(smp);
     dsr1_context_free(ctx);
@@ -98,7 +104,7 @@ int main(int argc, char **argv)
         }
         /* DSR1_OK: that allocation's failure was handled by a fallback */
     }
-    printf("failures surfaced during: load %d, context %d, tokenize/chat %d, sampler/decoder %d, generation %d\n",
+    printf("failures surfaced during: load %d, context %d, tokenize/chat %d, sampler/decoder/grammar %d, generation %d\n",
            per_step[0], per_step[1], per_step[2], per_step[3], per_step[4]);
     printf("%d failures\n", failures);
     return failures != 0;

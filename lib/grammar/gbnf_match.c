@@ -148,7 +148,7 @@ dsr1_status dsri_gmatch_advance(dsri_gmatch *m, int32_t in, int32_t n_in, uint32
 static int class_meets(const dsri_gbnf *g, int32_t k, uint32_t lo, uint32_t hi)
 {
     const dsri_cclass *c = &g->classes[k];
-    const dsri_crange *r = g->ranges + c->first_range;
+    const dsri_crange *r = c->n_ranges > 0 ? g->ranges + c->first_range : NULL;
     if (!c->negated) {
         for (int32_t i = 0; i < c->n_ranges; i++)
             if (r[i].lo <= hi && r[i].hi >= lo)

@@ -377,7 +377,8 @@ static int repeat_last(parser *p, elist *out, int32_t start, int32_t min, int32_
     dsri_gelem *item = dsri_malloc((size_t)(n > 0 ? n : 1) * sizeof *item);
     if (!item)
         return oom(p), 0;
-    memcpy(item, out->v + start, (size_t)n * sizeof *item);
+    if (n > 0)
+        memcpy(item, out->v + start, (size_t)n * sizeof *item);
     out->n = start;
     int ok = 1;
     for (int32_t i = 0; ok && i < min; i++)
