@@ -492,6 +492,19 @@ DSR1_API dsr1_status dsr1_sampler_sample_logprobs(dsr1_sampler *smp, const float
 DSR1_API void dsr1_sampler_accept(dsr1_sampler *smp, dsr1_token token);
 /* Forget the history and reseed. */
 DSR1_API void dsr1_sampler_reset(dsr1_sampler *smp, uint64_t seed);
+/* The sampler's state (random generator and penalty history) as a blob,
+ * to continue exactly where it was (a save game, a session restore): a
+ * sampler made with the same n_vocab and penalty_last_n that loads it
+ * chooses the same tokens from the same logits as the saved one would
+ * have. The blob is little-endian, versioned and checksummed (CRC-32).
+ * Buffer rules as everywhere: *n_bytes receives the size; NULL with size
+ * 0 asks for it. */
+DSR1_API dsr1_status dsr1_sampler_state_save(const dsr1_sampler *smp, void *buf, size_t buf_size,
+                                             size_t *n_bytes);
+/* Load a blob from dsr1_sampler_state_save. A blob is input: a truncated,
+ * damaged or foreign one (another vocabulary size or penalty window) is
+ * DSR1_ERR_FORMAT or DSR1_ERR_INVALID_ARGUMENT with the sampler unchanged. */
+DSR1_API dsr1_status dsr1_sampler_state_load(dsr1_sampler *smp, const void *data, size_t size);
 
 /* ------------------------------------------------------------------------ */
 /* Grammars: answers in a required shape                                      */

@@ -438,6 +438,76 @@ static void test_speed(void)
     free(l);
 }
 
+/* Saved and loaded state: the same tokens afterwards; damaged, truncated
+ * and foreign blobs refused with the sampler unchanged. */
+static void test_state(void)
+{
+    enum { NV = 500 };
+    float logits[NV];
+    for (int i = 0; i < NV; i++)
+        logits[i] = (float)((i * 37) % 101) / 20.0f;
+    dsr1_sampler_params p;
+    dsr1_sampler_params_default(&p, sizeof p);
+    p.temperature = 1.0f;
+    p.top_p = 1.0f;
+    p.repeat_penalty = 1.5f;
+    p.penalty_last_n = 16;
+    p.seed = 42;
+    dsr1_sampler *a = make(NV, &p), *b = make(NV, &p);
+    for (int i = 0; i < 23; i++) { /* wrap the ring */
+        dsr1_token t;
+        dsr1_sampler_sample(a, logits, NV, &t);
+        dsr1_sampler_accept(a, t);
+    }
+    size_t need = 0;
+    CHECK(dsr1_sampler_state_save(a, NULL, 0, &need) == DSR1_ERR_BUFFER_TOO_SMALL && need > 0, "size query");
+    unsigned char *blob = malloc(need), *bad = malloc(need);
+    CHECK(dsr1_sampler_state_save(a, blob, need, &need) == DSR1_OK, "save");
+    CHECK(dsr1_sampler_state_load(b, blob, need) == DSR1_OK, "load: %s", dsr1_last_error());
+    int same = 1;
+    for (int i = 0; i < 50; i++) {
+        dsr1_token ta, tb;
+        dsr1_sampler_sample(a, logits, NV, &ta);
+        dsr1_sampler_sample(b, logits, NV, &tb);
+        same &= ta == tb;
+        dsr1_sampler_accept(a, ta);
+        dsr1_sampler_accept(b, tb);
+    }
+    CHECK(same, "a loaded sampler continues with the same tokens");
+    /* hostile blobs: every truncation, every single-bit flip */
+    size_t now = 0;
+    unsigned char *before = malloc(need);
+    dsr1_sampler_state_save(b, before, need, &now);
+    int refused = 0, tried = 0;
+    for (size_t n = 0; n < need; n++, tried++)
+        refused += dsr1_sampler_state_load(b, blob, n) == DSR1_ERR_FORMAT;
+    for (size_t bit = 0; bit < need * 8; bit++, tried++) {
+        memcpy(bad, blob, need);
+        bad[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        refused += dsr1_sampler_state_load(b, bad, need) != DSR1_OK;
+    }
+    CHECK(refused == tried, "%d of %d damaged blobs refused", refused, tried);
+    unsigned char *after = malloc(need);
+    dsr1_sampler_state_save(b, after, need, &now);
+    CHECK(memcmp(before, after, need) == 0, "refused blobs leave the sampler as it was");
+    /* foreign: another vocabulary or window */
+    dsr1_sampler *c = make(NV + 1, &p);
+    CHECK(dsr1_sampler_state_load(c, blob, need) == DSR1_ERR_INVALID_ARGUMENT, "another vocabulary");
+    dsr1_sampler_free(c);
+    p.penalty_last_n = 8;
+    c = make(NV, &p);
+    CHECK(dsr1_sampler_state_load(c, blob, need) == DSR1_ERR_INVALID_ARGUMENT, "another penalty window");
+    CHECK(dsr1_sampler_state_load(c, NULL, 0) == DSR1_ERR_FORMAT, "empty");
+    CHECK(dsr1_sampler_state_load(NULL, blob, need) == DSR1_ERR_INVALID_ARGUMENT, "NULL sampler");
+    dsr1_sampler_free(c);
+    free(blob);
+    free(bad);
+    free(before);
+    free(after);
+    dsr1_sampler_free(a);
+    dsr1_sampler_free(b);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -449,6 +519,7 @@ int main(int argc, char **argv)
     test_truncation();
     test_determinism();
     test_edges();
+    test_state();
     test_speed();
     return check_summary("test_sampler");
 }

@@ -629,3 +629,107 @@ static dsr1_status choose(dsr1_sampler *smp, const float *logits, int32_t n_voca
     *out = pick >= 0 ? kept[pick].id : best;
     return DSR1_OK;
 }
+
+/* ---- state blobs ----
+ *
+ * "DSR1SMP" 0x01 | u32 n_vocab | u32 penalty_last_n | u64 rng[4] | u64 seed |
+ * u32 hist_len | u32 hist_next | u32 hist[penalty_last_n] | u32 CRC-32 of
+ * everything before it. All little-endian. */
+
+static const uint8_t STATE_MAGIC[8] = {'D', 'S', 'R', '1', 'S', 'M', 'P', 1};
+
+static uint32_t crc32_bytes(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
+
+static size_t state_size(int32_t window) { return 8 + 4 + 4 + 32 + 8 + 4 + 4 + 4 * (size_t)window + 4; }
+
+dsr1_status dsr1_sampler_state_save(const dsr1_sampler *smp, void *buf, size_t buf_size, size_t *n_bytes)
+{
+    if (!smp || !n_bytes || (!buf && buf_size))
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_state_save: NULL argument");
+    const int32_t w = smp->params.penalty_last_n;
+    size_t need = state_size(w);
+    *n_bytes = need;
+    if (buf_size < need)
+        return dsri_error(DSR1_ERR_BUFFER_TOO_SMALL, "dsr1_sampler_state_save: %zu bytes needed, buffer has %zu",
+                          need, buf_size);
+    uint8_t *p = buf;
+    memcpy(p, STATE_MAGIC, 8);
+    put_u32(p + 8, (uint32_t)smp->n_vocab);
+    put_u32(p + 12, (uint32_t)w);
+    for (int i = 0; i < 4; i++)
+        put_u64(p + 16 + 8 * i, smp->rng[i]);
+    put_u64(p + 48, smp->params.seed);
+    put_u32(p + 56, (uint32_t)smp->hist_len);
+    put_u32(p + 60, (uint32_t)smp->hist_next);
+    for (int32_t i = 0; i < w; i++)
+        put_u32(p + 64 + 4 * (size_t)i, i < smp->hist_len ? (uint32_t)smp->hist[i] : 0u);
+    put_u32(p + need - 4, crc32_bytes(p, need - 4));
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_sampler_state_load(dsr1_sampler *smp, const void *data, size_t size)
+{
+    const char *fn = "dsr1_sampler_state_load";
+    if (!smp || (!data && size))
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: NULL argument", fn);
+    const uint8_t *p = data;
+    if (size < state_size(0) || memcmp(p, STATE_MAGIC, 8) != 0)
+        return dsri_error(DSR1_ERR_FORMAT, "%s: not a sampler state (%zu bytes)", fn, size);
+    uint32_t n_vocab = get_u32(p + 8), w = get_u32(p + 12);
+    if (w > (uint32_t)INT32_MAX / 4 || size != state_size((int32_t)w))
+        return dsri_error(DSR1_ERR_FORMAT, "%s: %zu bytes, a state with a window of %u has %zu", fn, size, w,
+                          w > (uint32_t)INT32_MAX / 4 ? (size_t)0 : state_size((int32_t)w));
+    if (crc32_bytes(p, size - 4) != get_u32(p + size - 4))
+        return dsri_error(DSR1_ERR_FORMAT, "%s: the checksum does not match (damaged state)", fn);
+    if (n_vocab != (uint32_t)smp->n_vocab || w != (uint32_t)smp->params.penalty_last_n)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "%s: the state is of a sampler for %u tokens with a penalty window of %u; this one has "
+                          "%d and %d", fn, n_vocab, w, smp->n_vocab, smp->params.penalty_last_n);
+    uint32_t len = get_u32(p + 56), next = get_u32(p + 60);
+    uint64_t rng[4];
+    for (int i = 0; i < 4; i++)
+        rng[i] = get_u64(p + 16 + 8 * i);
+    if (len > w || (w > 0 && next >= w) || (w == 0 && next != 0) || (len < w && next != len) ||
+        (rng[0] | rng[1] | rng[2] | rng[3]) == 0)
+        return dsri_error(DSR1_ERR_FORMAT, "%s: inconsistent history (length %u, next %u, window %u) or generator",
+                          fn, len, next, w);
+    for (uint32_t i = 0; i < len; i++)
+        if (get_u32(p + 64 + 4 * (size_t)i) >= n_vocab)
+            return dsri_error(DSR1_ERR_FORMAT, "%s: history token %u is outside the vocabulary", fn,
+                              get_u32(p + 64 + 4 * (size_t)i));
+    memcpy(smp->rng, rng, sizeof rng);
+    smp->params.seed = get_u64(p + 48);
+    smp->hist_len = (int32_t)len;
+    smp->hist_next = (int32_t)next;
+    for (uint32_t i = 0; i < len; i++)
+        smp->hist[i] = (dsr1_token)get_u32(p + 64 + 4 * (size_t)i);
+    return DSR1_OK;
+}

@@ -90,3 +90,21 @@ def test_logprobs_and_hook(tiny):
     ctx.reset()
     with pytest.raises(RuntimeError):
         dsr1.generate(ctx, smp, prompt, max_new_tokens=5, on_step=boom)
+
+
+def test_sampler_state(tiny):
+    model, ctx = tiny
+    a = dsr1.Sampler(model, temperature=1.0, seed=5)
+    ctx.reset()
+    ctx.eval(_prompt(model, "What is 1 plus 2?"))
+    logits = ctx.logits()
+    for _ in range(5):
+        a.accept(a.sample(logits))
+    blob = a.save_state()
+    b = dsr1.Sampler(model, temperature=1.0, seed=99)
+    b.load_state(blob)
+    assert [a.sample(logits) for _ in range(20)] == [b.sample(logits) for _ in range(20)]
+    with pytest.raises(dsr1.DSR1Error):
+        b.load_state(blob[:-1])
+    with pytest.raises(dsr1.DSR1Error):
+        b.load_state(blob[:10] + bytes([blob[10] ^ 1]) + blob[11:])

@@ -880,6 +880,21 @@ class Sampler(_Handle):
         """Forget the history and reseed."""
         self._capi.sampler_reset(self._p, int(seed))
 
+    def save_state(self) -> bytes:
+        """The random generator and penalty history (dsr1_sampler_state_save)."""
+        need = c_size_t(0)
+        st = self._capi.sampler_state_save(self._p, None, 0, byref(need))
+        if st != Status.ERR_BUFFER_TOO_SMALL:
+            _check(st)
+        buf = ctypes.create_string_buffer(need.value)
+        _check(self._capi.sampler_state_save(self._p, buf, need.value, byref(need)))
+        return buf.raw[:need.value]
+
+    def load_state(self, blob: bytes) -> None:
+        """Continue from a save_state() blob (validated: DSR1Error when damaged or foreign)."""
+        data = bytes(blob)
+        _check(self._capi.sampler_state_load(self._p, data, len(data)))
+
 
 # ---------------------------------------------------------------------------
 # Grammars

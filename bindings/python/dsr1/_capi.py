@@ -345,6 +345,8 @@ PROTOTYPES = {
     "dsr1_json_schema_to_grammar": (_status, [c_char_p, c_size_t, c_char_p, c_size_t, _size_p]),
     "dsr1_sampler_accept": (None, [sampler_p, dsr1_token]),
     "dsr1_sampler_reset": (None, [sampler_p, c_uint64]),
+    "dsr1_sampler_state_save": (_status, [sampler_p, c_void_p, c_size_t, _size_p]),
+    "dsr1_sampler_state_load": (_status, [sampler_p, c_void_p, c_size_t]),
     # generation
     "dsr1_generate_params_default": (None, [POINTER(dsr1_generate_params), c_size_t]),
     "dsr1_generation_new": (
