@@ -362,6 +362,71 @@ static void test_hook(dsr1_model *model, dsr1_context *ctx)
     dsr1_sampler_free(smp);
 }
 
+/* ---- the grammar's start: a prompt without reasoning; </think> spelled as text ---- */
+
+typedef struct spell_state {
+    dsr1_token seq[32]; /* "</think>" as plain-text tokens */
+    int32_t n_seq, next, after;
+} spell_state;
+
+/* After a few reasoning tokens, write "</think>" as text (not the special token). */
+static int spell_hook(dsr1_step *step, void *user_data)
+{
+    spell_state *h = user_data;
+    if (step->in_reasoning && step->n_generated >= h->after && h->next < h->n_seq)
+        step->token = h->seq[h->next++];
+    return 0;
+}
+
+static void test_grammar_start(dsr1_model *model, dsr1_context *ctx)
+{
+    dsr1_grammar *g = NULL;
+    CHECK(dsr1_grammar_from_json_schema(model, SCHEMA, sizeof SCHEMA - 1, &g) == DSR1_OK, "%s", dsr1_last_error());
+    dsr1_sampler_params sp;
+    dsr1_sampler_params_default(&sp, sizeof sp);
+    sp.temperature = 0.0f;
+    dsr1_sampler *smp;
+    dsr1_sampler_new(dsr1_model_n_vocab(model), &sp, &smp);
+    dsr1_token prompt[512];
+    int32_t n_prompt = 0;
+    prompt_tokens(model, "What is 141 plus 83?", prompt, 512, &n_prompt);
+    streams s;
+    char why[256] = "";
+    /* the prompt opened no block (as far as the generation knows): the grammar applies at once */
+    dsr1_generate_params gp;
+    dsr1_generate_params_default(&gp, sizeof gp);
+    gp.max_new_tokens = 800;
+    gp.grammar = g;
+    gp.starts_in_reasoning = 0;
+    dsr1_stop_reason r = run(ctx, smp, prompt, n_prompt, &gp, &s);
+    /* (the first token may open a block: <think> is allowed then) */
+    CHECK(r == DSR1_STOP_EOS && validates(s.answer, why, sizeof why),
+          "no reasoning block in the prompt: stop %d, answer '%s' %s", r, s.answer, why);
+    printf("prompt without a block: %zu bytes of reasoning (the first token %s), answer %zu bytes\n", s.n_reasoning,
+           s.n_reasoning ? "opened one" : "was the answer's", s.n_answer);
+    /* the same with <think> banned by the host: the grammar from the first token */
+    hook_state ban = {dsr1_token_special(model, DSR1_SPECIAL_THINK_BEGIN), 0, 0, 0, 0, 0, 0};
+    gp.on_step = hook;
+    gp.step_user_data = &ban;
+    r = run(ctx, smp, prompt, n_prompt, &gp, &s);
+    CHECK(r == DSR1_STOP_EOS && validates(s.answer, why, sizeof why) && s.n_reasoning == 0 && s.answer[0] == '{',
+          "<think> banned: stop %d, reasoning %zu bytes, answer '%s' %s", r, s.n_reasoning, s.answer, why);
+    /* "</think>" written as text tokens ends the reasoning as well */
+    spell_state h;
+    memset(&h, 0, sizeof h);
+    h.after = 4;
+    CHECK(dsr1_tokenize(model, "</think>", 8, h.seq, 32, &h.n_seq, 0) == DSR1_OK && h.n_seq > 1, "tokens");
+    gp.starts_in_reasoning = -1;
+    gp.on_step = spell_hook;
+    gp.step_user_data = &h;
+    r = run(ctx, smp, prompt, n_prompt, &gp, &s);
+    CHECK(h.next == h.n_seq, "the hook wrote the marker");
+    CHECK(r == DSR1_STOP_EOS && validates(s.answer, why, sizeof why) && s.n_reasoning > 0,
+          "marker as text: stop %d, reasoning '%s', answer '%s' %s", r, s.reasoning, s.answer, why);
+    dsr1_sampler_free(smp);
+    dsr1_grammar_free(g);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -399,6 +464,7 @@ int main(int argc, char **argv)
     test_logprobs_sum(model, ctx);
     test_event_logprobs(model, ctx);
     test_hook(model, ctx);
+    test_grammar_start(model, ctx);
     dsr1_context_free(ctx);
     dsr1_model_free(model);
     return check_summary("test_structured");
