@@ -19,7 +19,7 @@
 #include "check.h"
 
 #define TOLERANCE 1e-3
-/* Measured on the 21 dense fixtures (gcc 12, x86-64): at most 9.2e-4
+/* Measured on the 28 dense fixtures (gcc 12, x86-64): at most 9.3e-4
  * (qwen2-q5_1); about twice that as the bound. */
 #define F16_TOLERANCE 2e-3
 #define MAX_TOKENS 512
@@ -171,5 +171,5 @@ int main(int argc, char **argv)
     fclose(f);
     printf("%d models, %d failures; f16 KV cache: max|diff| %.3g (tolerance %.0e)\n", n_models, failures, worst_f16,
            F16_TOLERANCE);
-    return failures || n_models < 21 ? 1 : 0;
+    return failures || n_models < 28 ? 1 : 0;
 }

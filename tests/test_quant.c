@@ -5,7 +5,8 @@
  *                             (default: current directory)
  *
  * Checks: fp16/bf16 conversions (known bit patterns, exhaustive fp16 round
- * trip), type traits / row sizes, hand-built blocks of every supported type
+ * trip), type traits / row sizes, the IQ types' grids and sign table
+ * against their defining rules, hand-built blocks of every supported type
  * against values computed element by element from the format description,
  * quantize->dequantize round trips, and real tensors of the fixture models
  * (each file's tensors vs the F32 model's; where we have ggml's reference
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/iq_tables.h"
 #include "quant/quant.h"
 #include "check.h"
 
@@ -190,6 +192,8 @@ static void test_traits(void)
         {6, "q5_0", 32, 22},    {7, "q5_1", 32, 24},    {8, "q8_0", 32, 34},    {10, "q2_K", 256, 84},
         {11, "q3_K", 256, 110}, {12, "q4_K", 256, 144}, {13, "q5_K", 256, 176}, {14, "q6_K", 256, 210},
         {20, "iq4_nl", 32, 18}, {23, "iq4_xs", 256, 136}, {30, "bf16", 1, 2},
+        {16, "iq2_xxs", 256, 66}, {17, "iq2_xs", 256, 74}, {22, "iq2_s", 256, 82}, {18, "iq3_xxs", 256, 98},
+        {21, "iq3_s", 256, 110},  {19, "iq1_s", 256, 50},  {29, "iq1_m", 256, 56},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         const dsri_type_traits *tr = dsri_type_traits_get(t[i].type);
@@ -204,7 +208,7 @@ static void test_traits(void)
             CHECK(dsri_dequantize_row(t[i].type, y, y, 1) == -1, "dequantize partial block type %u", t[i].type);
         }
     }
-    static const uint32_t unsupported[] = {4, 5, 9, 15, 16, 17, 18, 19, 21, 22, 24, 29, 31, 39, 1000};
+    static const uint32_t unsupported[] = {4, 5, 9, 15, 24, 31, 39, 1000};
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         float y[256] = {0};
         uint8_t b[1024] = {0};
@@ -218,6 +222,67 @@ static void test_traits(void)
     const float a[5] = {1, 2, 3, 4, 5}, b[5] = {0.5f, -1, 2, 0.25f, -2};
     CHECK(dsri_vec_dot_f32(a, b, 5) == 0.5f - 2 + 6 + 1 - 10, "vec_dot = %g", (double)dsri_vec_dot_f32(a, b, 5));
     CHECK(dsri_vec_dot_f32(a, b, 0) == 0.0f, "vec_dot of 0 elements");
+}
+
+/* ------------------------------------------------------------ IQ tables */
+
+/* A grid against its defining rule (lib/quant/gen_iq_tables.py): every
+ * element (byte i of an entry, n_elems of them) is one of the type's levels,
+ * and the entries' packed level codes (level of element i at bits*i) are
+ * strictly increasing, as ggml lists them; returns the number of entries
+ * that break it. */
+static int grid_violations(const char *name, const void *grid, int n_entries, int entry_bytes, int bits,
+                           const int *levels, int n_levels)
+{
+    int bad = 0;
+    long prev = -1;
+    for (int k = 0; k < n_entries; k++) {
+        uint64_t v = entry_bytes == 8 ? ((const uint64_t *)grid)[k] : ((const uint32_t *)grid)[k];
+        long code = 0;
+        int ok = 1;
+        for (int i = 0; i < entry_bytes; i++) {
+            int byte = (int)((v >> (8 * i)) & 0xFF), l = 0;
+            if (levels[0] < 0)
+                byte = (int8_t)byte; /* the IQ1 grid holds int8 values */
+            while (l < n_levels && levels[l] != byte)
+                l++;
+            ok &= l < n_levels;
+            code |= (long)l << (bits * i);
+        }
+        if (!ok || code <= prev) {
+            if (!bad)
+                printf("  %s[%d] = 0x%llx breaks the rule\n", name, k, (unsigned long long)v);
+            bad++;
+        }
+        prev = code;
+    }
+    return bad;
+}
+
+static void test_iq_tables(void)
+{
+    static const int iq2[] = {8, 25, 43}, iq1[] = {-1, 0, 1}, iq3xxs[] = {4, 12, 20, 28, 36, 44, 52, 62},
+                     iq3s[] = {1, 3, 5, 7, 9, 11, 13, 15};
+    CHECK(grid_violations("iq2xxs_grid", dsri_iq2xxs_grid, 256, 8, 2, iq2, 3) == 0, "iq2xxs_grid");
+    CHECK(grid_violations("iq2xs_grid", dsri_iq2xs_grid, 512, 8, 2, iq2, 3) == 0, "iq2xs_grid");
+    CHECK(grid_violations("iq2s_grid", dsri_iq2s_grid, 1024, 8, 2, iq2, 3) == 0, "iq2s_grid");
+    CHECK(grid_violations("iq1s_grid", dsri_iq1s_grid, 2048, 8, 2, iq1, 3) == 0, "iq1s_grid");
+    CHECK(grid_violations("iq3xxs_grid", dsri_iq3xxs_grid, 256, 4, 3, iq3xxs, 8) == 0, "iq3xxs_grid");
+    CHECK(grid_violations("iq3s_grid", dsri_iq3s_grid, 512, 4, 3, iq3s, 8) == 0, "iq3s_grid");
+    /* the sign table: 7 stored bits, the eighth making the count even */
+    int bad = 0;
+    for (int i = 0; i < 128; i++) {
+        int s = dsri_ksigns_iq2xs[i], ones = 0;
+        for (int b = 0; b < 8; b++)
+            ones += (s >> b) & 1;
+        bad += (s & 127) != i || ones % 2 != 0;
+    }
+    CHECK(bad == 0, "ksigns_iq2xs: %d entries break the parity rule", bad);
+    /* spot values as ggml-common.h lists them */
+    CHECK(dsri_iq2xxs_grid[1] == 0x080808080808082bULL && dsri_iq2xxs_grid[255] == 0x2b2b2b1908081908ULL,
+          "iq2xxs_grid ends");
+    CHECK(dsri_iq3xxs_grid[5] == 0x04040c3eu && dsri_iq3s_grid[3] == 0x0101010bu, "iq3 grids");
+    CHECK(dsri_iq1s_grid[1] == 0xffffffffffffff01ULL && dsri_iq1s_grid[2] == 0xffffffffffff0000ULL, "iq1s_grid");
 }
 
 /* ------------------------------------------------------------ hand-built blocks */
@@ -894,6 +959,8 @@ int main(int argc, char **argv)
     test_bf16();
     printf("test_quant: traits\n");
     test_traits();
+    printf("test_quant: IQ grids and sign table\n");
+    test_iq_tables();
     printf("test_quant: hand-built blocks\n");
     test_blocks_32();
     test_blocks_k();

@@ -313,7 +313,7 @@ int dsri_dequantize_row(uint32_t ggml_type, const void *src, float *dst, int64_t
     case DSRI_TYPE_Q6_K: dq_q6_k(x, dst, nb); break;
     case DSRI_TYPE_IQ4_NL: dq_iq4_nl(x, dst, nb); break;
     case DSRI_TYPE_IQ4_XS: dq_iq4_xs(x, dst, nb); break;
-    default: return -1;
+    default: return dsri_dequantize_iq(ggml_type, x, dst, nb);
     }
     return 0;
 }

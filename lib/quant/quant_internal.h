@@ -79,6 +79,10 @@ static inline int dsri_scale_q3_k(int j, const uint8_t *q)
     return (lo | (hi << 4)) - 32;
 }
 
+/* Dequantize nb blocks of one of the lattice types IQ1_S, IQ1_M, IQ2_XXS,
+ * IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S (dequant_iq.c); -1 for any other type. */
+int dsri_dequantize_iq(uint32_t ggml_type, const uint8_t *x, float *y, int64_t nb);
+
 /* The 16 non-linear levels of IQ4_NL / IQ4_XS. */
 extern const int8_t dsri_kvalues_iq4nl[16];
 

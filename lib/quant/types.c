@@ -19,6 +19,13 @@ static const dsri_type_traits k_q6_k = {"q6_K", DSRI_QK_K, DSRI_QK_K / 2 + DSRI_
 static const dsri_type_traits k_iq4_nl = {"iq4_nl", DSRI_QK4_NL, 2 + DSRI_QK4_NL / 2}; /* 18 */
 static const dsri_type_traits k_iq4_xs = {"iq4_xs", DSRI_QK_K, 2 + 2 + DSRI_QK_K / 64 + DSRI_QK_K / 2}; /* 136 */
 static const dsri_type_traits k_bf16 = {"bf16", 1, 2};
+static const dsri_type_traits k_iq2_xxs = {"iq2_xxs", DSRI_QK_K, 2 + DSRI_QK_K / 4};                  /* 66 */
+static const dsri_type_traits k_iq2_xs = {"iq2_xs", DSRI_QK_K, 2 + DSRI_QK_K / 4 + DSRI_QK_K / 32};    /* 74 */
+static const dsri_type_traits k_iq2_s = {"iq2_s", DSRI_QK_K, 2 + DSRI_QK_K / 4 + DSRI_QK_K / 16};      /* 82 */
+static const dsri_type_traits k_iq3_xxs = {"iq3_xxs", DSRI_QK_K, 2 + 3 * DSRI_QK_K / 8};              /* 98 */
+static const dsri_type_traits k_iq3_s = {"iq3_s", DSRI_QK_K, 2 + 13 * DSRI_QK_K / 32 + DSRI_QK_K / 64}; /* 110 */
+static const dsri_type_traits k_iq1_s = {"iq1_s", DSRI_QK_K, 2 + DSRI_QK_K / 8 + DSRI_QK_K / 16};      /* 50 */
+static const dsri_type_traits k_iq1_m = {"iq1_m", DSRI_QK_K, DSRI_QK_K / 8 + DSRI_QK_K / 16 + DSRI_QK_K / 32}; /* 56 */
 
 const dsri_type_traits *dsri_type_traits_get(uint32_t ggml_type)
 {
@@ -38,6 +45,13 @@ const dsri_type_traits *dsri_type_traits_get(uint32_t ggml_type)
     case DSRI_TYPE_IQ4_NL: return &k_iq4_nl;
     case DSRI_TYPE_IQ4_XS: return &k_iq4_xs;
     case DSRI_TYPE_BF16: return &k_bf16;
+    case DSRI_TYPE_IQ2_XXS: return &k_iq2_xxs;
+    case DSRI_TYPE_IQ2_XS: return &k_iq2_xs;
+    case DSRI_TYPE_IQ2_S: return &k_iq2_s;
+    case DSRI_TYPE_IQ3_XXS: return &k_iq3_xxs;
+    case DSRI_TYPE_IQ3_S: return &k_iq3_s;
+    case DSRI_TYPE_IQ1_S: return &k_iq1_s;
+    case DSRI_TYPE_IQ1_M: return &k_iq1_m;
     default: return NULL;
     }
 }
