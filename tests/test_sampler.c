@@ -20,6 +20,7 @@
 
 #include "dsr1.h"
 #include "check.h"
+#include "sample/sampler.h"
 
 
 static dsr1_sampler *make(int32_t n_vocab, const dsr1_sampler_params *p)
@@ -323,9 +324,10 @@ static void test_determinism(void)
     CHECK(diff > 0, "another seed gives the same sequence");
 
     /* golden: the exact tokens this seed must give on every platform */
+    /* (since issue 17 the kept candidates are drawn from in token id order) */
     static const dsr1_token golden[SEQ] = {
-        4, 19, 35, 12, 6, 41, 38, 43, 40, 30, 35, 15, 41, 16, 38, 46,
-        30, 43, 38, 38, 4, 8, 21, 30, 16, 26, 19, 41, 32, 10, 19, 30,
+        5, 19, 34, 46, 49, 38, 37, 41, 38, 30, 34, 16, 41, 16, 35, 43,
+        30, 41, 35, 35, 5, 8, 21, 30, 16, 24, 19, 40, 30, 12, 19, 30,
     };
     int ok = memcmp(sa, golden, sizeof sa) == 0;
     CHECK(ok, "seed 42 sequence differs from the golden one");
@@ -392,6 +394,126 @@ static void test_edges(void)
     histogram(s, l, 4, 4000, c);
     CHECK(c[0] > 700 && c[2] > 700, "huge temperature is near uniform: %d %d %d %d", c[0], c[1], c[2], c[3]);
     dsr1_sampler_free(s);
+}
+
+/* Issue 17, finding 2: the median-of-three quickselect of top-p took
+ * seconds per sample on organ-pipe logits at a 152k vocabulary. The work of
+ * top-k / top-p (candidate visits, counted by the sampler) must stay a small
+ * multiple of the vocabulary for every shape of logits: counted, not timed. */
+static void test_linear_work(void)
+{
+    enum { V = 152064 };
+    float *l = malloc(V * sizeof *l);
+    if (!l)
+        return;
+    const char *shape[] = {"organ pipe", "ascending", "descending", "all equal", "two values", "sawtooth"};
+    const struct {
+        int top_k;
+        float top_p;
+    } cfg[] = {{0, 0.95f}, {0, 0.5f}, {0, 0.0f}, {V / 2, 1.0f}, {40, 0.9f}};
+    for (int sh = 0; sh < 6; sh++) {
+        for (int i = 0; i < V; i++) {
+            int up = i < V / 2 ? i : V - 1 - i;
+            l[i] = sh == 0 ? (float)up * 1e-3f
+                 : sh == 1 ? (float)i * 1e-4f
+                 : sh == 2 ? -(float)i * 1e-4f
+                 : sh == 3 ? 1.0f
+                 : sh == 4 ? (float)(i % 2)
+                           : (float)(i % 1000) * 1e-2f;
+        }
+        for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+            dsr1_sampler_params p;
+            dsr1_sampler_params_default(&p, sizeof p);
+            p.temperature = 1.0f;
+            p.top_k = cfg[c].top_k;
+            p.top_p = cfg[c].top_p;
+            dsr1_sampler *s = make(V, &p);
+            dsr1_token t = sample1(s, l, V);
+            int64_t work = dsri_sampler_last_work(s);
+            CHECK(t >= 0 && work > 0 && work <= 8 * (int64_t)V, "%s, top-k %d top-p %.2f: %lld candidate visits for %d",
+                  shape[sh], cfg[c].top_k, (double)cfg[c].top_p, (long long)work, V);
+            dsr1_sampler_free(s);
+        }
+    }
+    free(l);
+}
+
+/* top-p keeps exactly the smallest best prefix (by logit, then id) reaching
+ * top_p of the mass: checked against sorting, on random logits with ties. */
+static int by_logit_then_id(const void *a, const void *b, const float *l)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    if (l[x] != l[y])
+        return l[x] > l[y] ? -1 : 1;
+    return x - y;
+}
+
+static const float *sort_logits;
+static int cmp_sorted(const void *a, const void *b) { return by_logit_then_id(a, b, sort_logits); }
+
+static void test_top_p_reference(void)
+{
+    enum { N = 40, DRAWS = 4000 };
+    float l[N];
+    int order[N], c[N];
+    uint32_t x = 7;
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < N; i++) {
+            x = x * 1664525u + 1013904223u;
+            l[i] = (float)((x >> 20) % 9) * 0.4f; /* many ties */
+            order[i] = i;
+        }
+        sort_logits = l;
+        qsort(order, N, sizeof *order, cmp_sorted);
+        const float top_p = 0.15f * (float)(round + 1);
+        double mx = l[order[0]], sum = 0.0, acc = 0.0;
+        for (int i = 0; i < N; i++)
+            sum += exp((double)l[i] - mx);
+        int n_keep = 0;
+        while (n_keep < N && acc < (double)top_p * sum)
+            acc += exp((double)l[order[n_keep++]] - mx);
+        dsr1_sampler_params p;
+        dsr1_sampler_params_default(&p, sizeof p);
+        p.temperature = 1.0f;
+        p.top_p = top_p;
+        p.seed = (uint64_t)round;
+        dsr1_sampler *s = make(N, &p);
+        histogram(s, l, N, DRAWS, c);
+        for (int r = 0; r < N; r++) {
+            int id = order[r];
+            double share = exp((double)l[id] - mx) / acc;
+            if (r >= n_keep)
+                CHECK(c[id] == 0, "top-p %.2f: token %d (rank %d of %d kept) drawn %d times", (double)top_p, id, r,
+                      n_keep, c[id]);
+            else if (share > 0.01)
+                CHECK(c[id] > 0, "top-p %.2f: kept token %d (share %.3f) never drawn", (double)top_p, id, share);
+        }
+        dsr1_sampler_free(s);
+    }
+}
+
+/* Issue 17, finding 8: infinite penalties were accepted, then every sample
+ * failed blaming "the logit bias". */
+static void test_infinite_penalties(void)
+{
+    dsr1_sampler_params p;
+    dsr1_sampler *s = NULL;
+    dsr1_sampler_params_default(&p, sizeof p);
+    p.frequency_penalty = INFINITY;
+    p.presence_penalty = -INFINITY;
+    CHECK(dsr1_sampler_new(10, &p, &s) == DSR1_ERR_INVALID_ARGUMENT && !s, "infinite penalties accepted");
+    CHECK(strstr(dsr1_last_error(), "frequency_penalty") != NULL, "message: %s", dsr1_last_error());
+    p.frequency_penalty = 0.0f;
+    CHECK(dsr1_sampler_new(10, &p, &s) == DSR1_ERR_INVALID_ARGUMENT && !s, "presence -inf accepted");
+    CHECK(strstr(dsr1_last_error(), "presence_penalty") != NULL, "message: %s", dsr1_last_error());
+    p.presence_penalty = 0.0f;
+    p.repeat_penalty = INFINITY;
+    CHECK(dsr1_sampler_new(10, &p, &s) == DSR1_ERR_INVALID_ARGUMENT && !s, "repeat +inf accepted");
+    CHECK(strstr(dsr1_last_error(), "repeat_penalty") != NULL, "message: %s", dsr1_last_error());
+    p.repeat_penalty = 1.0f;
+    p.top_p = NAN;
+    CHECK(dsr1_sampler_new(10, &p, &s) == DSR1_ERR_INVALID_ARGUMENT && !s, "NaN top_p accepted");
+    CHECK(strstr(dsr1_last_error(), "top_p") != NULL, "message: %s", dsr1_last_error());
 }
 
 static void test_speed(void)
@@ -520,6 +642,9 @@ int main(int argc, char **argv)
     test_determinism();
     test_edges();
     test_state();
+    test_linear_work();
+    test_top_p_reference();
+    test_infinite_penalties();
     test_speed();
     return check_summary("test_sampler");
 }

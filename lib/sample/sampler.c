@@ -13,11 +13,14 @@
  *   it does not depend on the platform's libm;
  * - sums run in a fixed order over a deterministic candidate order.
  *
+ * - the candidates kept by top-k and top-p stay in token id order, so the
+ *   cumulative sum of the final choice does not depend on how they were
+ *   selected.
+ *
  * Cost. Nothing is allocated per call: the candidate array (n_vocab entries)
- * and the penalty history are allocated by dsr1_sampler_new. top-k keeps a
- * k-element heap over one pass (O(n log k)); top-p partitions around pivots
- * (quickselect) and sorts only the last few candidates at the boundary
- * (expected O(n)); min-p needs no ordering at all.
+ * and the penalty history are allocated by dsr1_sampler_new. top-k and top-p
+ * are one radix selection each (keep_best: a fixed number of passes over the
+ * candidates, O(n) for every input); min-p needs no ordering at all.
  */
 #include <math.h>
 #include <string.h>
@@ -40,6 +43,7 @@ struct dsr1_sampler {
     int32_t n_bias;
 
     cand *cand;     /* n_vocab */
+    int32_t *idx;   /* n_vocab: keep_best's list of candidates in range */
     int32_t *count; /* n_vocab occurrence counters, kept zero between calls */
     float *chain;   /* n_vocab logits after bias, penalties and the mask (for log-probabilities) */
 
@@ -48,11 +52,17 @@ struct dsr1_sampler {
     int32_t hist_next;
 
     uint64_t rng[4];
+    int64_t last_work; /* candidate visits of the last top-k / top-p (tests) */
 };
 
 int32_t dsri_sampler_n_vocab(const dsr1_sampler *smp)
 {
     return smp->n_vocab;
+}
+
+int64_t dsri_sampler_last_work(const dsr1_sampler *smp)
+{
+    return smp->last_work;
 }
 
 /* ---- PRNG: xoshiro256** seeded with splitmix64 ---- */
@@ -126,104 +136,101 @@ static double det_exp(double x)
 
 /* ---- the candidate order: higher logit first, then lower id ---- */
 
-static int better(const cand *a, const cand *b)
+/* The logit as an unsigned key in the same order (-0 counts as +0, as the
+ * comparison does): the radix passes below bucket on its bytes. */
+static uint32_t order_key(float f)
 {
-    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+    if (f == 0.0f)
+        f = 0.0f;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
 }
 
-static void swap_cand(cand *a, cand *b)
-{
-    cand t = *a;
-    *a = *b;
-    *b = t;
-}
+/* Keep the best candidates of c[0..n) (which is in id order) up to the first
+ * whose running weight reaches target: weight p (by_mass, top-p) or 1 each
+ * (top-k, target k). They are compacted to c[0..m) in id order, m >= 1 is
+ * returned and *kept_mass is their mass (summed in id order).
+ * Radix selection on order_key: three passes of up to 2048 buckets (11, 11
+ * and 10 bits) narrow to the key of the boundary candidate, whose ties are
+ * then taken by id. The first two passes scan every candidate, the second
+ * also lists those still in range (idx, n entries) for the last; so the
+ * cost is O(n) whatever the logits (a pivot-based quickselect has inputs
+ * that make it quadratic).
+ * *work counts the candidate visits. */
+#define RADIX 2048
 
-/* Heap where the root is the WORST element (for top-k selection). */
-static void sift_down_min(cand *h, int32_t n, int32_t i)
+static int32_t keep_best(cand *c, int32_t *idx, int32_t n, double target, int by_mass, double *kept_mass,
+                         int64_t *work)
 {
-    for (;;) {
-        int32_t l = 2 * i + 1, r = l + 1, w = i;
-        if (l < n && better(&h[w], &h[l]))
-            w = l;
-        if (r < n && better(&h[w], &h[r]))
-            w = r;
-        if (w == i)
-            return;
-        swap_cand(&h[i], &h[w]);
-        i = w;
-    }
-}
-
-/* top-p: reorder c[0..n) so that c[0..m) is the smallest set of best
- * candidates whose mass reaches target (> 0); returns m >= 1 and its mass.
- * Quickselect-style: partition around a pivot, keep the better side whole
- * when it does not reach the target, else narrow into it; expected O(n),
- * and only the last few candidates are sorted. */
-static int32_t top_p_prefix(cand *c, int32_t n, double target, double *mass_out)
-{
-    int32_t lo = 0, hi = n;
-    double acc = 0.0; /* mass of c[0..lo), all kept */
-    while (hi - lo > 16) {
-        int32_t mid = lo + (hi - lo) / 2, last = hi - 1;
-        /* median of three as the pivot, moved to c[last] */
-        if (better(&c[mid], &c[lo]))
-            swap_cand(&c[mid], &c[lo]);
-        if (better(&c[last], &c[lo]))
-            swap_cand(&c[last], &c[lo]);
-        if (better(&c[mid], &c[last]))
-            swap_cand(&c[mid], &c[last]);
-        cand pivot = c[last];
-        int32_t store = lo;
-        double mass = 0.0;
-        for (int32_t i = lo; i < last; i++) {
-            if (better(&c[i], &pivot)) {
-                swap_cand(&c[i], &c[store]);
-                mass += c[store].p;
-                store++;
-            }
+    /* three digits of the 32-bit key: bits 31..21, 20..10, 9..0 */
+    static const int shift_of[3] = {21, 10, 0};
+    uint32_t prefix = 0;
+    double above = 0.0; /* weight of the candidates above the range narrowed to */
+    int32_t n_listed = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        const int shift = shift_of[pass];
+        const uint32_t digit = pass ? (1u << (shift_of[pass - 1] - shift)) - 1 : RADIX - 1;
+        const uint32_t fixed = pass ? ~0u << shift_of[pass - 1] : 0; /* the key bits already chosen */
+        double w[RADIX];
+        int32_t cnt[RADIX];
+        memset(cnt, 0, sizeof cnt);
+        if (by_mass)
+            memset(w, 0, sizeof w);
+        int32_t m = 0;
+        const int32_t n_scan = pass < 2 ? n : n_listed;
+        for (int32_t j = 0; j < n_scan; j++) {
+            const int32_t i = pass < 2 ? j : idx[j];
+            const uint32_t k = order_key(c[i].logit);
+            if ((k & fixed) != prefix)
+                continue;
+            if (pass > 0)
+                idx[m++] = i;
+            const uint32_t b = (k >> shift) & digit;
+            cnt[b]++;
+            if (by_mass)
+                w[b] += c[i].p;
         }
-        swap_cand(&c[store], &c[last]);
-        if (acc + mass >= target) {
-            hi = store; /* the prefix ends among the better ones */
-        } else {
-            acc += mass + c[store].p;
-            lo = store + 1;
-            if (acc >= target) {
-                *mass_out = acc;
-                return lo;
-            }
+        n_listed = m;
+        *work += n_scan;
+        int chosen = -1, lowest = -1;
+        for (int b = RADIX - 1; b >= 0 && chosen < 0; b--) {
+            if (cnt[b] == 0)
+                continue;
+            lowest = b;
+            const double wb = by_mass ? w[b] : (double)cnt[b];
+            if (above + wb >= target)
+                chosen = b;
+            else
+                above += wb;
         }
+        if (chosen < 0) { /* rounding kept the sum short of target: keep the whole range */
+            chosen = lowest;
+            above -= by_mass ? w[lowest] : (double)cnt[lowest];
+        }
+        prefix |= (uint32_t)chosen << shift;
     }
-    /* insertion sort of the few left, then accumulate in order */
-    for (int32_t i = lo + 1; i < hi; i++) {
-        cand x = c[i];
-        int32_t j = i;
-        for (; j > lo && better(&x, &c[j - 1]); j--)
-            c[j] = c[j - 1];
-        c[j] = x;
-    }
-    for (int32_t i = lo; i < hi; i++) {
-        acc += c[i].p;
-        if (acc >= target) {
-            *mass_out = acc;
-            return i + 1;
+    /* the boundary key's candidates (listed in id order), lower ids first,
+     * until target */
+    int32_t last_id = -1;
+    double acc = above;
+    for (int32_t j = 0; j < n_listed && !(last_id >= 0 && acc >= target); j++)
+        if (order_key(c[idx[j]].logit) == prefix) {
+            acc += by_mass ? c[idx[j]].p : 1.0;
+            last_id = c[idx[j]].id;
+        }
+    int32_t m = 0;
+    double mass = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        uint32_t k = order_key(c[i].logit);
+        if (k > prefix || (k == prefix && c[i].id <= last_id)) {
+            mass += c[i].p;
+            c[m++] = c[i];
         }
     }
-    *mass_out = acc; /* rounding: keep all that was narrowed to */
-    return hi > 0 ? hi : 1;
-}
-
-/* Move the k best of c[0..n) to c[0..k) (in heap order). */
-static void select_top_k(cand *c, int32_t n, int32_t k)
-{
-    for (int32_t i = k / 2 - 1; i >= 0; i--)
-        sift_down_min(c, k, i);
-    for (int32_t i = k; i < n; i++) {
-        if (better(&c[i], &c[0])) {
-            c[0] = c[i];
-            sift_down_min(c, k, 0);
-        }
-    }
+    *work += n_listed + (int64_t)n;
+    *kept_mass = mass;
+    return m;
 }
 
 /* ---- parameters ---- */
@@ -267,10 +274,26 @@ dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params *params,
         memcpy(&p, params, params->size < sizeof p ? params->size : sizeof p);
         p.size = sizeof p;
     }
-    if (isnan(p.temperature) || isnan(p.top_p) || isnan(p.min_p) || isnan(p.frequency_penalty) ||
-        isnan(p.presence_penalty) || !isfinite(p.repeat_penalty) || p.repeat_penalty <= 0.0f)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                          "dsr1_sampler_new: parameters must be numbers and repeat_penalty > 0 (got %g)",
+    /* each parameter named: an infinite penalty would turn a logit into
+     * -inf - -inf = NaN at the first repeated token */
+    const struct {
+        const char *name;
+        float value;
+        int finite; /* must be finite, not only a number */
+    } num[] = {
+        {"temperature", p.temperature, 0},
+        {"top_p", p.top_p, 0},
+        {"min_p", p.min_p, 0},
+        {"repeat_penalty", p.repeat_penalty, 1},
+        {"frequency_penalty", p.frequency_penalty, 1},
+        {"presence_penalty", p.presence_penalty, 1},
+    };
+    for (size_t i = 0; i < sizeof num / sizeof num[0]; i++)
+        if (isnan(num[i].value) || (num[i].finite && !isfinite(num[i].value)))
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_new: %s is %g; it must be a %s number",
+                              num[i].name, (double)num[i].value, num[i].finite ? "finite" : "");
+    if (p.repeat_penalty <= 0.0f)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_new: repeat_penalty must be > 0 (got %g)",
                           (double)p.repeat_penalty);
     if (p.top_k < 0 || p.penalty_last_n < 0 || p.n_logit_bias < 0 || (p.n_logit_bias > 0 && !p.logit_bias))
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
@@ -290,13 +313,15 @@ dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params *params,
     s->n_vocab = n_vocab;
     s->params = p;
     s->cand = dsri_malloc((size_t)n_vocab * sizeof *s->cand);
+    s->idx = dsri_malloc((size_t)n_vocab * sizeof *s->idx);
     s->count = dsri_calloc((size_t)n_vocab, sizeof *s->count);
     s->chain = dsri_malloc((size_t)n_vocab * sizeof *s->chain);
     if (p.n_logit_bias > 0)
         s->bias = dsri_malloc((size_t)p.n_logit_bias * sizeof *s->bias);
     if (p.penalty_last_n > 0)
         s->hist = dsri_malloc((size_t)p.penalty_last_n * sizeof *s->hist);
-    if (!s->cand || !s->count || !s->chain || (p.n_logit_bias > 0 && !s->bias) || (p.penalty_last_n > 0 && !s->hist)) {
+    if (!s->cand || !s->idx || !s->count || !s->chain || (p.n_logit_bias > 0 && !s->bias) ||
+        (p.penalty_last_n > 0 && !s->hist)) {
         dsr1_sampler_free(s);
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "dsr1_sampler_new: cannot allocate %d candidates", n_vocab);
     }
@@ -314,6 +339,7 @@ void dsr1_sampler_free(dsr1_sampler *smp)
     if (!smp)
         return;
     dsri_free(smp->cand);
+    dsri_free(smp->idx);
     dsri_free(smp->count);
     dsri_free(smp->chain);
     dsri_free(smp->bias);
@@ -526,7 +552,9 @@ static dsr1_status choose(dsr1_sampler *smp, const float *logits, int32_t n_voca
     int32_t best = -1;
     for (int32_t i = 0; i < n_vocab; i++) {
         if (isnan(c[i].logit))
-            return dsri_error(DSR1_ERR_NUMERIC, "dsr1_sampler_sample: token %d is NaN after the logit bias", i);
+            return dsri_error(DSR1_ERR_NUMERIC,
+                              "dsr1_sampler_sample: token %d is NaN after the logit bias and penalties (a +inf "
+                              "logit biased by -inf?)", i);
         if (c[i].logit != -INFINITY && (best < 0 || c[i].logit > c[best].logit))
             best = i; /* strict '>' keeps the lowest id among ties */
     }
@@ -564,36 +592,30 @@ static dsr1_status choose(dsr1_sampler *smp, const float *logits, int32_t n_voca
         return DSR1_OK;
     }
 
-    /* 4. top-k */
-    if (p->top_k > 0 && p->top_k < n) {
-        select_top_k(c, n, p->top_k);
-        n = p->top_k;
-    }
+    /* 4. top-k: the k best (by count; p is not needed for it yet) */
+    smp->last_work = 0;
+    double unused;
+    if (p->top_k > 0 && p->top_k < n)
+        n = keep_best(c, smp->idx, n, (double)p->top_k, 0, &unused, &smp->last_work);
 
-    /* unnormalised probabilities and their sum, in candidate order */
+    /* unnormalised probabilities and their sum, in candidate (id) order */
     double sum = 0.0;
     for (int32_t i = 0; i < n; i++) {
         c[i].p = det_exp((double)c[i].logit - (double)zmax);
         sum += c[i].p;
     }
 
-    /* 5. top-p: the fewest best candidates reaching top_p of the mass */
+    /* 5. top-p: the fewest best candidates reaching top_p of the mass
+     * (top_p <= 0: the best one alone) */
     cand *kept = c;
     int32_t n_kept = n;
     double kept_sum = sum;
     if (p->top_p < 1.0f && n > 1) {
         double target = (double)p->top_p * sum;
-        if (target > 0.0) {
-            n_kept = top_p_prefix(c, n, target, &kept_sum);
-        } else { /* top_p <= 0: only the best */
-            int32_t b = 0;
-            for (int32_t i = 1; i < n; i++)
-                if (better(&c[i], &c[b]))
-                    b = i;
-            swap_cand(&c[0], &c[b]);
-            n_kept = 1;
-            kept_sum = c[0].p;
-        }
+        if (target > 0.0)
+            n_kept = keep_best(c, smp->idx, n, target, 1, &kept_sum, &smp->last_work);
+        else
+            n_kept = keep_best(c, smp->idx, n, 1.0, 0, &kept_sum, &smp->last_work);
     }
 
     /* 6. min-p: keep p_i >= min_p * p_max (p_max is exp(0) = 1 unnormalised) */

@@ -21,4 +21,9 @@ typedef struct dsri_sample_opts {
 dsr1_status dsri_sampler_sample_ex(dsr1_sampler *smp, const float *logits, int32_t n_vocab, const dsri_sample_opts *o,
                                    dsr1_token *out);
 
+/* Candidate visits of the last dsr1_sampler_sample's top-k and top-p (0
+ * when neither ran): tests check that it stays linear in n_vocab for any
+ * logits. */
+int64_t dsri_sampler_last_work(const dsr1_sampler *smp);
+
 #endif
