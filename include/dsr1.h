@@ -662,8 +662,9 @@ typedef struct dsr1_generate_params {
     int32_t hide_reasoning;      /* generate the reasoning but send no REASONING_TEXT events (the
                                     hidden tokens are reported on the next event sent) */
     const char *const *stop_strings; /* matched in the answer text (not the reasoning) across
-                                        token boundaries; neither the match nor anything after
-                                        it is emitted; copied */
+                                        token boundaries (and across a marker spelled out as
+                                        text); neither the match nor anything after it is
+                                        emitted; copied */
     int32_t n_stop_strings;
     int32_t starts_in_reasoning; /* -1 (default): detect from the prompt's end (<think>\n);
                                     1: the prompt opened <think>; 0: it did not */

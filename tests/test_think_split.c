@@ -331,6 +331,31 @@ static void test_stop_strings(void)
     CHECK(strcmp(r.answer, "a") == 0 && r.r_len == 0, "'%s'", r.answer);
     dsri_split_free(s);
 
+    /* Issue 17: a stop string across a spelled-out </think> (the special
+     * token after the block closed is its spelling, plain text) */
+    const char *s4[] = {"x</think>y", "<think>Q"};
+    s = make(&r, 1, 0, s4, 2);
+    text(s, "why");
+    special(s, DSRI_SPLIT_THINK_END); /* closes the block */
+    text(s, "ax");
+    special(s, DSRI_SPLIT_THINK_END); /* spelled: "ax</think>" */
+    CHECK(strcmp(r.answer, "a") == 0, "held back across the spelled marker: '%s'", r.answer);
+    text(s, "yz");
+    CHECK(dsri_split_stop_matched(s), "stop string across a spelled </think> not matched");
+    finish(s, DSR1_STOP_STRING);
+    CHECK(strcmp(r.reasoning, "why") == 0 && strcmp(r.answer, "a") == 0, "'%s' '%s'", r.reasoning, r.answer);
+    common_checks(&r, "stop across spelled marker");
+    dsri_split_free(s);
+    /* ... and across a spelled <think> once the block was used */
+    s = make(&r, 1, 0, s4, 2);
+    special(s, DSRI_SPLIT_THINK_END);
+    text(s, "b");
+    special(s, DSRI_SPLIT_THINK_BEGIN);
+    text(s, "Q!");
+    finish(s, DSR1_STOP_STRING);
+    CHECK(strcmp(r.answer, "b") == 0 && dsri_split_stop_matched(s), "'%s'", r.answer);
+    dsri_split_free(s);
+
     /* multi-byte stop string split inside a character */
     const char *s3[] = {"\xE4\xBD\xA0\xE5\xA5\xBD"}; /* 你好 */
     s = make(&r, 0, 0, s3, 1);

@@ -390,24 +390,26 @@ dsr1_status dsri_split_push(dsri_split *s, dsr1_token token, dsri_split_kind kin
         s->n_reasoning++;
     dsr1_status st;
     if (kind != DSRI_SPLIT_TEXT) {
-        /* a special token: nothing can continue across it */
-        if ((st = process(s, 1)))
-            return st;
-        if (s->stop_matched)
-            return enqueue(s, token);
-        if (kind == DSRI_SPLIT_THINK_BEGIN && !s->in_reasoning && !s->block_opened) {
+        /* (what pend holds cannot change the state: complete markers in it
+         * were taken by the previous push) */
+        int opens = kind == DSRI_SPLIT_THINK_BEGIN && !s->in_reasoning && !s->block_opened;
+        int closes = kind == DSRI_SPLIT_THINK_END && s->in_reasoning;
+        if (opens || closes) {
+            /* a marker: the text before it ends here */
+            if ((st = process(s, 1)))
+                return st;
             if ((st = enqueue(s, token)))
                 return st;
-            open_block(s);
+            if (s->stop_matched)
+                return DSR1_OK;
+            if (opens)
+                open_block(s);
+            else
+                close_block(s);
             return DSR1_OK;
         }
-        if (kind == DSRI_SPLIT_THINK_END && s->in_reasoning) {
-            if ((st = enqueue(s, token)))
-                return st;
-            close_block(s);
-            return DSR1_OK;
-        }
-        /* not a marker where it stands: it is its spelling, as text */
+        /* not a marker where it stands: it is its spelling, plain text that
+         * stop strings (and text markers) can run across like any other */
         piece = kind == DSRI_SPLIT_THINK_BEGIN ? THINK_BEGIN : THINK_END;
         len = strlen(piece);
     }

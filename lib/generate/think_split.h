@@ -12,7 +12,8 @@
  *   until it is decided. At most one reasoning block: "<think>" opens it only
  *   while no block has been opened; "</think>" closes it only while open.
  *   Otherwise a marker is ordinary text, spelled as it is (special tokens
- *   too: they are the boundary of the text before them, then their spelling).
+ *   too: their spelling joins the text around them, so a stop string can
+ *   span it).
  * - Text is kept verbatim: the concatenated REASONING_TEXT is exactly the
  *   generated text between the markers (so a "\n" the model writes after
  *   <think> and before </think> is included), the concatenated ANSWER_TEXT
@@ -20,8 +21,10 @@
  *   characters are delivered; incomplete sequences are held until they
  *   complete, and bytes that can never complete become U+FFFD.
  * - Stop strings are matched in the answer text only (across token
- *   boundaries, held back while they might still match); the text before a
- *   match is delivered, the match and everything after it is not.
+ *   boundaries, held back while they might still match, and across a
+ *   spelled-out marker; a marker that opens or closes the block ends the
+ *   text before it); the text before a match is delivered, the match and
+ *   everything after it is not.
  * - Each event carries the ids of the tokens whose last byte it consumed
  *   (special tokens: the event they caused; tokens of hidden reasoning and of
  *   discarded text: the next event delivered, at the latest DONE).
