@@ -9,6 +9,7 @@ DSR1_TEST_DATA overrides the fixture directory (default: tests/data).
 
 import array
 import ctypes
+import errno
 import gc
 import math
 import os
@@ -281,6 +282,11 @@ def test_load_errors(tmp_path):
     assert e.value.status == Status.ERR_IO
     assert "missing.gguf" in e.value.message
     assert str(e.value).startswith("ERR_IO")
+    # and it is what Python's own open() would raise
+    assert isinstance(e.value, FileNotFoundError) and isinstance(e.value, dsr1.DSR1OSError)
+    assert e.value.errno == errno.ENOENT and e.value.filename == str(tmp_path / "missing.gguf")
+    with pytest.raises(IsADirectoryError):
+        dsr1.Model.load(tmp_path)
 
     good = MODEL.read_bytes()
     bad_magic = tmp_path / "magic.gguf"
@@ -293,6 +299,7 @@ def test_load_errors(tmp_path):
         with pytest.raises(DSR1Error) as e:
             dsr1.Model.load(path)
         assert e.value.status == Status.ERR_FORMAT, (path.name, e.value)
+        assert isinstance(e.value, dsr1.FormatError) and isinstance(e.value, ValueError)
         assert e.value.message
     with pytest.raises(DSR1Error) as e:
         dsr1.Model.from_bytes(b"GGUF")
@@ -304,6 +311,21 @@ def test_error_type():
     assert e.status is Status.ERR_NUMERIC and e.message == "bad numbers"
     assert "ERR_NUMERIC" in str(e)
     assert DSR1Error(1234).status == 1234  # unknown codes stay ints
+    # each status has its class, which also derives from the matching built-in
+    builtin = {
+        Status.ERR_INVALID_ARGUMENT: ValueError, Status.ERR_IO: OSError, Status.ERR_FORMAT: ValueError,
+        Status.ERR_UNSUPPORTED: NotImplementedError, Status.ERR_OUT_OF_MEMORY: MemoryError,
+        Status.ERR_BUFFER_TOO_SMALL: BufferError, Status.ERR_CONTEXT_FULL: OverflowError,
+        Status.ERR_NUMERIC: ArithmeticError, Status.ERR_CANCELLED: DSR1Error,
+        Status.ERR_STATE: RuntimeError, Status.ERR_INTERNAL: RuntimeError,
+    }
+    assert set(builtin) == set(Status) - {Status.OK}
+    for st, base in builtin.items():
+        e = DSR1Error.from_status(st, "why")
+        assert isinstance(e, DSR1Error) and isinstance(e, base), st
+        assert type(e) is not DSR1Error and e.status is st
+        assert str(e) == f"{st.name}: why"
+    assert type(DSR1Error.from_status(1234)) is DSR1Error
 
 
 # ---------------------------------------------------------------------------
@@ -919,3 +941,33 @@ def test_speculative_mtp_same_tokens():
             for bad in (-0.1, 1.5, float("nan")):
                 with pytest.raises(dsr1.DSR1Error):
                     dsr1.Generation(ctx, smp, prompt, speculative_mtp=True, speculative_min_p=bad)
+
+
+# ---------------------------------------------------------------------------
+# without numpy
+# ---------------------------------------------------------------------------
+
+HIDE_NUMPY = "import sys; sys.modules['numpy'] = None\n"  # makes 'import numpy' fail
+
+
+def _run_python(code, *args):
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "bindings" / "python"))
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_without_numpy():
+    # the bindings work
+    r = _run_python(HIDE_NUMPY + "import dsr1\nm = dsr1.Model.load(sys.argv[1])\n"
+                    "print(len(m.tokenize('hello')) > 0, type(m.n_vocab).__name__)", str(MODEL))
+    assert r.returncode == 0 and r.stdout.split() == ["True", "int"], r.stderr
+    # the converter's command line says what to install, without a traceback
+    r = _run_python(HIDE_NUMPY + "import runpy; sys.argv = ['convert', '--help']\n"
+                    "runpy.run_module('dsr1.convert', run_name='__main__', alter_sys=True)")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "need numpy" in r.stderr and "pip install numpy" in r.stderr and "python3-numpy" in r.stderr
+    # importing it raises ModuleNotFoundError (for numpy) with the same advice
+    r = _run_python(HIDE_NUMPY + "try:\n    import dsr1.convert\nexcept ModuleNotFoundError as e:\n"
+                    "    print(e.name, 'pip install numpy' in str(e))")
+    assert r.stdout.split() == ["numpy", "True"], (r.stdout, r.stderr)

@@ -30,7 +30,10 @@ library path, then ``build/`` of this source tree); see :func:`load_library`.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import signal
+import threading
 import traceback
 import weakref
 from collections import deque
@@ -49,7 +52,10 @@ except ImportError:  # pragma: no cover - depends on the environment
     _np = None
 
 __all__ = [
-    "ABI_VERSION", "BudgetAction", "Chat", "ChatMessage", "Completion", "Context", "DSR1Error",
+    "ABI_VERSION", "BudgetAction", "BufferTooSmallError", "CancelledError", "Chat", "ChatMessage",
+    "Completion", "Context", "ContextFullError", "DSR1Error", "DSR1FileNotFoundError",
+    "DSR1IsADirectoryError", "DSR1OSError", "DSR1PermissionError", "FormatError", "InternalError",
+    "InvalidArgumentError", "NumericError", "OutOfMemoryError", "StateError", "UnsupportedError",
     "Decoder", "Event", "EventType", "Generation", "GenerationStats", "KVType", "LibraryError", "LogLevel",
     "Grammar", "Model", "Sampler", "Special", "Status", "Step", "StopReason", "TensorInfo", "TokenAttr", "Type",
     "abi_version", "backend_available", "backends", "find_library", "generate", "json_schema_to_grammar",
@@ -179,7 +185,29 @@ class DSR1Error(Exception):
     """A libdsr1 call failed.
 
     ``status`` is the :class:`Status` (a plain int for codes this binding does
-    not know), ``message`` the library's dsr1_last_error() text.
+    not know), ``message`` the library's dsr1_last_error() text. What is
+    raised is the subclass for the status, which also derives from the
+    matching built-in exception, so ``except FileNotFoundError`` or ``except
+    ValueError`` work as they would for Python's own functions:
+
+    ===========================  ======================  ==========================
+    status                       class                   also a
+    ===========================  ======================  ==========================
+    ERR_INVALID_ARGUMENT         InvalidArgumentError    ValueError
+    ERR_IO                       DSR1OSError             OSError (FileNotFoundError,
+                                                         PermissionError,
+                                                         IsADirectoryError for a
+                                                         model path that is one)
+    ERR_FORMAT                   FormatError             ValueError
+    ERR_UNSUPPORTED              UnsupportedError        NotImplementedError
+    ERR_OUT_OF_MEMORY            OutOfMemoryError        MemoryError
+    ERR_BUFFER_TOO_SMALL         BufferTooSmallError     BufferError
+    ERR_CONTEXT_FULL             ContextFullError        OverflowError
+    ERR_NUMERIC                  NumericError            ArithmeticError
+    ERR_CANCELLED                CancelledError          (none)
+    ERR_STATE                    StateError              RuntimeError
+    ERR_INTERNAL                 InternalError           RuntimeError
+    ===========================  ======================  ==========================
     """
 
     def __init__(self, status: int, message: str = ""):
@@ -188,14 +216,115 @@ class DSR1Error(Exception):
         name = self.status.name if isinstance(self.status, Status) else f"status {status}"
         super().__init__(f"{name}: {message}" if message else name)
 
+    def __str__(self) -> str:  # OSError's own __str__ would show (errno, strerror)
+        return self.args[0] if self.args else ""
+
+    @staticmethod
+    def from_status(status: int, message: str = "") -> "DSR1Error":
+        """The exception of the class that matches status."""
+        return _ERROR_CLASSES.get(int(status), DSR1Error)(status, message)
+
     @classmethod
     def _last(cls, status: int) -> "DSR1Error":
-        return cls(status, _str(_lib().last_error()))
+        return DSR1Error.from_status(status, _str(_lib().last_error()))
+
+
+class InvalidArgumentError(DSR1Error, ValueError):
+    """DSR1_ERR_INVALID_ARGUMENT."""
+
+
+class DSR1OSError(DSR1Error, OSError):
+    """DSR1_ERR_IO: a file cannot be opened, read or mapped."""
+
+
+class DSR1FileNotFoundError(DSR1OSError, FileNotFoundError):
+    """A model path that does not exist."""
+
+
+class DSR1PermissionError(DSR1OSError, PermissionError):
+    """A model path that cannot be read."""
+
+
+class DSR1IsADirectoryError(DSR1OSError, IsADirectoryError):
+    """A model path that is a directory."""
+
+
+class FormatError(DSR1Error, ValueError):
+    """DSR1_ERR_FORMAT: a model file is corrupt or inconsistent."""
+
+
+class UnsupportedError(DSR1Error, NotImplementedError):
+    """DSR1_ERR_UNSUPPORTED: valid, but not supported here."""
+
+
+class OutOfMemoryError(DSR1Error, MemoryError):
+    """DSR1_ERR_OUT_OF_MEMORY."""
+
+
+class BufferTooSmallError(DSR1Error, BufferError):
+    """DSR1_ERR_BUFFER_TOO_SMALL."""
+
+
+class ContextFullError(DSR1Error, OverflowError):
+    """DSR1_ERR_CONTEXT_FULL: the tokens do not fit in the context."""
+
+
+class NumericError(DSR1Error, ArithmeticError):
+    """DSR1_ERR_NUMERIC: NaN or infinite values where numbers were expected."""
+
+
+class CancelledError(DSR1Error):
+    """DSR1_ERR_CANCELLED."""
+
+
+class StateError(DSR1Error, RuntimeError):
+    """DSR1_ERR_STATE: the call is not valid in the object's current state."""
+
+
+class InternalError(DSR1Error, RuntimeError):
+    """DSR1_ERR_INTERNAL."""
+
+
+_ERROR_CLASSES = {
+    Status.ERR_INVALID_ARGUMENT: InvalidArgumentError,
+    Status.ERR_IO: DSR1OSError,
+    Status.ERR_FORMAT: FormatError,
+    Status.ERR_UNSUPPORTED: UnsupportedError,
+    Status.ERR_OUT_OF_MEMORY: OutOfMemoryError,
+    Status.ERR_BUFFER_TOO_SMALL: BufferTooSmallError,
+    Status.ERR_CONTEXT_FULL: ContextFullError,
+    Status.ERR_NUMERIC: NumericError,
+    Status.ERR_CANCELLED: CancelledError,
+    Status.ERR_STATE: StateError,
+    Status.ERR_INTERNAL: InternalError,
+}
 
 
 def _check(status: int) -> None:
     if status != Status.OK:
         raise DSR1Error._last(status)
+
+
+def _check_path(status: int, path) -> None:
+    """_check for a call that opened path: an I/O failure whose cause the
+    file system shows is raised as FileNotFoundError / PermissionError /
+    IsADirectoryError (with errno and filename set, as open() would)."""
+    if status != Status.ERR_IO:
+        _check(status)
+        return
+    message = _str(_lib().last_error())
+    cls, code = DSR1OSError, None
+    if not os.path.lexists(path):
+        cls, code = DSR1FileNotFoundError, errno.ENOENT
+    elif os.path.isdir(path):
+        cls, code = DSR1IsADirectoryError, errno.EISDIR
+    elif not os.access(path, os.R_OK):
+        cls, code = DSR1PermissionError, errno.EACCES
+    e = cls(status, message)
+    if code is not None:
+        e.errno, e.strerror = code, os.strerror(code)
+    e.filename = os.fspath(path)
+    raise e
 
 
 # ---------------------------------------------------------------------------
@@ -254,7 +383,7 @@ def _read_bytes(call, guess: int = 256) -> bytes:
         if st != Status.ERR_BUFFER_TOO_SMALL:
             raise DSR1Error._last(st)
         size = n.value + 1 if n.value + 1 > size else size * 2
-    raise DSR1Error(Status.ERR_INTERNAL, "the needed buffer size kept growing")
+    raise InternalError(Status.ERR_INTERNAL, "the needed buffer size kept growing")
 
 
 def _read_tokens(call, guess: int) -> list:
@@ -269,7 +398,7 @@ def _read_tokens(call, guess: int) -> list:
         if st != Status.ERR_BUFFER_TOO_SMALL:
             raise DSR1Error._last(st)
         cap = n.value if n.value > cap else cap * 2
-    raise DSR1Error(Status.ERR_INTERNAL, "the needed token count kept growing")
+    raise InternalError(Status.ERR_INTERNAL, "the needed token count kept growing")
 
 
 _I32_MIN, _I32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -480,6 +609,7 @@ class Model(_Handle):
         if _data is None:
             self.path = os.fspath(path)
             st = lib.model_load(os.fsencode(path), byref(params), byref(out))
+            _check_path(st, path)
         else:
             self.path = None
             # the library uses the buffer in place until dsr1_model_free()
@@ -761,7 +891,7 @@ class Context(_Handle):
             # dsr1_logits reports failure as NULL; the status is not returned
             msg = _str(self._capi.last_error())
             st = Status.ERR_STATE if "nothing has been evaluated" in msg else Status.ERR_INVALID_ARGUMENT
-            raise DSR1Error(st, msg)
+            raise DSR1Error.from_status(st, msg)
         return ptr
 
     def logits(self, i: int = -1, as_numpy: Optional[bool] = None):
@@ -1066,10 +1196,16 @@ class _EventSink:
                 self.queue.append(ev)
             if self.on_event is not None and self.on_event(ev):
                 return 1
-            return 0
         except BaseException as e:  # noqa: B902 - KeyboardInterrupt too
+            self.fail(e)
+        # an interrupt that arrived during the handler cancels too
+        return 1 if self.exc is not None else 0
+
+    def fail(self, e: BaseException) -> None:
+        """Record the exception to re-raise (the first one wins); the next
+        callback cancels the generation."""
+        if self.exc is None:
             self.exc = e
-            return 1
 
     def reraise(self) -> None:
         if self.exc is not None:
@@ -1079,6 +1215,46 @@ class _EventSink:
     def completion(self, stop_reason) -> Completion:
         return Completion("".join(self.reasoning), "".join(self.answer),
                           _enum(StopReason, stop_reason), list(self.tokens))
+
+
+class _InterruptGuard:
+    """Ctrl-C during a C call that calls back into Python.
+
+    Python runs a signal handler in the main thread at the next Python
+    bytecode, which during a generation is the entry of the ctypes event
+    callback: the KeyboardInterrupt it raises there cannot reach the caller
+    (ctypes prints "Exception ignored on calling ctypes callback function"
+    and the generation carries on). So, in the main thread and while the C
+    call runs, SIGINT goes to a handler that calls the one installed before
+    (Python's default raises KeyboardInterrupt) and records what it raises in
+    the sink: the callback then cancels the generation (within the step
+    under way) and the exception is re-raised when the C call returns. Other
+    threads cannot set signal handlers and get no signals: nothing changes
+    there. A SIGINT handler that is not a Python callable (SIG_IGN, SIG_DFL)
+    is left alone."""
+
+    def __init__(self, sink: _EventSink):
+        self.sink = sink
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        try:
+            self.previous(signum, frame)
+        except BaseException as e:  # noqa: B902 - KeyboardInterrupt is the point
+            self.sink.fail(e)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):
+                self.previous = previous
+                signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
@@ -1148,7 +1324,8 @@ def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Calla
                                      speculative_mtp, speculative_min_p, grammar, n_logprobs, on_step)
     ptr, count, _keep_prompt = _tokens_in(prompt)
     stop = ctypes.c_int(0)
-    st = _lib().generate(ctx._p, sampler._p, ptr, count, byref(params), byref(stop))
+    with _InterruptGuard(sink):
+        st = _lib().generate(ctx._p, sampler._p, ptr, count, byref(params), byref(stop))
     sink.reraise()
     _check(st)
     return sink.completion(stop.value)
@@ -1235,7 +1412,8 @@ class Generation(_Handle):
             return None
         tok = c_int32(-1)
         stop = ctypes.c_int(0)
-        st = self._capi.generation_step(self._p, byref(tok), byref(stop))
+        with _InterruptGuard(self._sink):
+            st = self._capi.generation_step(self._p, byref(tok), byref(stop))
         if st == Status.OK and stop.value != StopReason.NONE:
             self._stop = _enum(StopReason, stop.value)
         self._sink.reraise()
@@ -1246,7 +1424,8 @@ class Generation(_Handle):
         """Step until done; returns the stop reason."""
         if self._stop is None:
             stop = ctypes.c_int(0)
-            st = self._capi.generation_run(self._p, byref(stop))
+            with _InterruptGuard(self._sink):
+                st = self._capi.generation_run(self._p, byref(stop))
             if st == Status.OK:
                 self._stop = _enum(StopReason, stop.value)
             self._sink.reraise()
@@ -1321,7 +1500,9 @@ class Chat(_Handle):
         sink = _EventSink(on_event)
         params, _keep = _generate_params(sink, **options)
         stop = ctypes.c_int(0)
-        st = self._capi.chat_ask(self._p, _cstr_in(message, "message"), byref(params), byref(stop))
+        text = _cstr_in(message, "message")
+        with _InterruptGuard(sink):
+            st = self._capi.chat_ask(self._p, text, byref(params), byref(stop))
         if st == Status.OK:
             self.last_stop_reason = _enum(StopReason, stop.value)
         sink.reraise()

@@ -7,11 +7,16 @@ directly only when you need something they do not wrap.
 
 The shared library is found lazily, on first use, so that ``import dsr1`` (and
 ``dsr1.gguf``, which does not need the library at all) never fails because the
-library has not been built:
+library has not been built. The first that exists is loaded:
 
-1. ``$DSR1_LIBRARY`` (a path to the shared library),
-2. ``ctypes.util.find_library("dsr1")`` (an installed library),
-3. ``build/libdsr1.so`` of the source tree this package sits in.
+1. ``$DSR1_LIBRARY`` (a path to the shared library);
+2. the copy a self-contained wheel carries (``dsr1/_lib/libdsr1.so``);
+3. ``build/libdsr1.so`` of the source tree, when this package is run from
+   one (``bindings/python/dsr1``);
+4. an installed library: ``ctypes.util.find_library("dsr1")`` (the dynamic
+   loader's cache), then the ``libdir`` pkg-config reports for ``dsr1``
+   (``meson install`` writes dsr1.pc), then ``/usr/local/lib`` and its
+   multiarch directory (meson's default prefix, often not in the cache).
 """
 
 from __future__ import annotations
@@ -443,19 +448,53 @@ def _lib_filenames():
     return ["libdsr1.so", "libdsr1.so.0"]
 
 
+def _candidates():
+    """(where, path) pairs in lookup order (see the module docstring)."""
+    here = Path(__file__).resolve().parent
+    for fname in _lib_filenames():
+        yield "bundled", here / "_lib" / fname
+    # bindings/python/dsr1 -> the source root is two levels above
+    if len(here.parents) > 2 and (here.parents[2] / "include" / "dsr1.h").is_file():
+        for fname in _lib_filenames():
+            yield "build tree", here.parents[2] / "build" / fname
+    found = ctypes.util.find_library("dsr1")
+    if found:  # a name the dynamic loader resolves (libdsr1.so.0), or a path
+        yield "loader", found
+    for libdir in _pkg_config_libdirs() + _default_libdirs():
+        for fname in _lib_filenames():
+            yield "installed", Path(libdir) / fname
+
+
+def _pkg_config_libdirs():
+    import shutil
+    import subprocess
+    exe = shutil.which("pkg-config")
+    if not exe:
+        return []
+    try:
+        r = subprocess.run([exe, "--variable=libdir", "dsr1"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [r.stdout.strip()] if r.returncode == 0 and r.stdout.strip() else []
+
+
+def _default_libdirs():
+    if sys.platform == "win32":
+        return []
+    dirs = ["/usr/local/lib"]
+    multiarch = getattr(sys.implementation, "_multiarch", None)
+    if multiarch:
+        dirs.append(f"/usr/local/lib/{multiarch}")
+    return dirs
+
+
 def find_library() -> str | None:
     """The path the bindings would load, or None (see the module docstring)."""
     env = os.environ.get("DSR1_LIBRARY")
     if env:
         return env
-    found = ctypes.util.find_library("dsr1")
-    if found:
-        return found
-    # bindings/python/dsr1/_capi.py -> the source root is three levels up
-    root = Path(__file__).resolve().parents[3]
-    for fname in _lib_filenames():
-        cand = root / "build" / fname
-        if cand.is_file():
+    for where, cand in _candidates():
+        if where == "loader" or os.path.isfile(cand):
             return str(cand)
     return None
 
@@ -475,8 +514,9 @@ def load_library(path: str | os.PathLike | None = None) -> Library:
             found = find_library()
             if found is None:
                 raise LibraryError(
-                    "libdsr1 not found: set DSR1_LIBRARY to the path of libdsr1.so, "
-                    "install it, or build it with 'meson setup build && ninja -C build'")
+                    "libdsr1 not found: set DSR1_LIBRARY to the path of libdsr1.so, install it "
+                    "('meson install -C build', or a self-contained dsr1 wheel), or build it in this "
+                    "source tree with 'meson setup build && ninja -C build'")
             _lib = Library(found)
         return _lib
 

@@ -54,7 +54,12 @@ import re
 import struct
 import sys
 
-import numpy as np
+try:
+    from ._numpy import np
+except ModuleNotFoundError as _e:
+    if __name__ == "__main__":  # python3 -m dsr1.convert: the message, no traceback
+        sys.exit(str(_e))
+    raise
 
 from .gguf import (GGMLType, GGUFValueType, GGUFWriter, _align, _encode_tensor, _pack_string,
                    _pack_value, GGUF_MAGIC, GGUF_VERSION)

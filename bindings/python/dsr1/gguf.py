@@ -45,7 +45,7 @@ import struct
 from collections import OrderedDict
 from enum import IntEnum
 
-import numpy as np
+from ._numpy import np
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSION = 3

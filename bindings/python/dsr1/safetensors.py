@@ -27,7 +27,7 @@ import mmap
 import os
 import struct
 
-import numpy as np
+from ._numpy import np
 
 __all__ = [
     "SafetensorsError", "SafetensorsFile", "Checkpoint", "decode_fp8", "dequantize_blockwise",
