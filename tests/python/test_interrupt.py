@@ -46,10 +46,13 @@ CHILD = textwrap.dedent("""
             if mode == "generate":
                 dsr1.generate(ctx, smp, prompt, on_event=on_event)
             elif mode == "iterate":
-                for ev in dsr1.Generation(ctx, smp, prompt):
-                    on_event(ev)
+                # closed at once: an unfinished step generation holds the context
+                with dsr1.Generation(ctx, smp, prompt) as gen:
+                    for ev in gen:
+                        on_event(ev)
             elif mode == "run":
-                dsr1.Generation(ctx, smp, prompt, on_event=on_event).run()
+                with dsr1.Generation(ctx, smp, prompt, on_event=on_event) as gen:
+                    gen.run()
             else:
                 raise SystemExit("unknown mode " + mode)
         except KeyboardInterrupt:
