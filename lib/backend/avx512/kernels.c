@@ -334,7 +334,10 @@ INLINE void q4k_ints(const uint8_t *w, const dsri_aq8_k *a, __m256i *isum, __m25
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m128i dup = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
     const __m128i sm = k4_scales(w + 4);
-    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    /* the scales as int16 in memory: each is then one broadcast load (a
+     * shuffle with a constant built per use cost more) */
+    int16_t sc[16];
+    _mm256_storeu_si256((__m256i *)sc, _mm256_cvtepu8_epi16(sm));
     const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup));
     __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
     UNROLL for (int c = 0; c < 4; c++) {
@@ -342,9 +345,9 @@ INLINE void q4k_ints(const uint8_t *w, const dsri_aq8_k *a, __m256i *isum, __m25
         __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
         const int8_t *y = a->q + 64 * c;
         i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y)),
-                                 _mm256_shuffle_epi8(sc16, word_shuffle(2 * c, 2 * c)));
+                                 _mm256_set1_epi16(sc[2 * c]));
         i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32))),
-                                 _mm256_shuffle_epi8(sc16, word_shuffle(2 * c + 1, 2 * c + 1)));
+                                 _mm256_set1_epi16(sc[2 * c + 1]));
     }
     *isum = _mm256_add_epi32(i0, i1);
     *msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a->bsums), mn16);
@@ -445,7 +448,7 @@ INLINE void q4k_rows(const pack8k *pk, int kc, const uint8_t *x, size_t xs, __m2
             UNROLL for (int g = 0; g < NR; g++) {                                                  \
                 const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;                \
                 __m256i is[8], ms[8];                                                              \
-                for (int k = 0; k < 8; k++)                                                        \
+                FUNROLL for (int k = 0; k < 8; k++)                                                \
                     T##_ints(rows[k] + off, a, &is[k], &ms[k]);                                    \
                 acc[g] = T##_step(hsum8x8_epi32(is), hsum8x8_epi32(ms), dv, dmv, a->d, acc[g]);    \
             }                                                                                      \
@@ -523,7 +526,10 @@ INLINE void q5k_ints(const uint8_t *w, const dsri_aq8_k *a, __m256i *isum, __m25
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     const __m128i dup = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
     const __m128i sm = k4_scales(w + 4);
-    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    /* the scales as int16 in memory: each is then one broadcast load (a
+     * shuffle with a constant built per use cost more) */
+    int16_t sc[16];
+    _mm256_storeu_si256((__m256i *)sc, _mm256_cvtepu8_epi16(sm));
     const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup));
     const __m256i hb = _mm256_loadu_si256((const __m256i *)(w + 16));
     __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
@@ -535,9 +541,9 @@ INLINE void q5k_ints(const uint8_t *w, const dsri_aq8_k *a, __m256i *isum, __m25
                                      _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4));
         const int8_t *y = a->q + 64 * c;
         i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y)),
-                                 _mm256_shuffle_epi8(sc16, word_shuffle(2 * c, 2 * c)));
+                                 _mm256_set1_epi16(sc[2 * c]));
         i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32))),
-                                 _mm256_shuffle_epi8(sc16, word_shuffle(2 * c + 1, 2 * c + 1)));
+                                 _mm256_set1_epi16(sc[2 * c + 1]));
     }
     *isum = _mm256_add_epi32(i0, i1);
     *msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a->bsums), mn16);
