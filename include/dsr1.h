@@ -171,6 +171,25 @@ DSR1_API const char *dsr1_backend_name(int index); /* NULL when out of range */
 /* 1 when the named backend is compiled in and usable on this machine. */
 DSR1_API int dsr1_backend_available(const char *name);
 
+/* Compute devices a model can offload to (n_gpu_layers): the GPUs the
+ * Vulkan backend sees, and CPU-type Vulkan devices such as Mesa's lavapipe,
+ * which are used only when chosen explicitly or when they are the only
+ * device. Listing opens the Vulkan loader (libvulkan.so.1) at run time and
+ * may take a few tens of milliseconds; a machine or build without Vulkan
+ * has 0 devices. */
+typedef struct dsr1_device_props {
+    size_t size;         /* sizeof(dsr1_device_props), set by the caller */
+    char name[128];      /* as the driver names it, e.g. "NVIDIA GeForce RTX 4090" */
+    char backend[16];    /* "vulkan" */
+    int32_t is_cpu;      /* 1: a CPU-type device (lavapipe) */
+    uint64_t memory;     /* bytes of device memory (its largest device-local heap) */
+} dsr1_device_props;
+
+DSR1_API int32_t dsr1_device_count(void);
+/* props->size must be set before the call; fields past it are not written.
+ * DSR1_ERR_INVALID_ARGUMENT for an index out of range. */
+DSR1_API dsr1_status dsr1_device_info(int32_t index, dsr1_device_props *props);
+
 /* ------------------------------------------------------------------------ */
 /* Models                                                                     */
 /* ------------------------------------------------------------------------ */

@@ -13,6 +13,7 @@ int dsr1_cli_run(int argc, char **argv);
 int dsr1_cli_chat(int argc, char **argv);
 int dsr1_cli_bench(int argc, char **argv);
 int dsr1_cli_quantize(int argc, char **argv);
+int dsr1_cli_devices(int argc, char **argv);
 
 /* Shared helpers (cli_util.c). */
 /* Load a model, printing the library's message on failure (NULL then). */

@@ -18,6 +18,7 @@ static const command commands[] = {
     {"bench", dsr1_cli_bench, "bench -m MODEL [-p N] [-n N] [-r REPS] [-t N] [--backend NAME] [--kv-type f16|f32] [--membw]  prompt/generation speed; --membw: memory bandwidth"},
     {"tokenize", dsr1_cli_tokenize, "tokenize -m MODEL [--bos]   text on stdin -> ids"},
     {"detokenize", dsr1_cli_detokenize, "detokenize -m MODEL        ids on stdin -> text"},
+    {"devices", dsr1_cli_devices, "devices                    the GPUs (Vulkan) a model can offload to"},
     {"quantize", dsr1_cli_quantize, "quantize IN.gguf OUT.gguf TYPE [--threads N]  re-encode weights (q8_0, q4_k_m, ...)"},
 };
 

@@ -117,6 +117,16 @@ grammar_p = POINTER(dsr1_grammar)
 dsr1_log_fn = CFUNCTYPE(None, c_enum, c_char_p, c_void_p)
 
 
+class dsr1_device_props(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("name", c_char * 128),
+        ("backend", c_char * 16),
+        ("is_cpu", c_int32),
+        ("memory", c_uint64),
+    ]
+
+
 class dsr1_model_params(Structure):
     _fields_ = [
         ("size", c_size_t),
@@ -287,6 +297,8 @@ PROTOTYPES = {
     "dsr1_backend_count": (c_int, []),
     "dsr1_backend_name": (c_char_p, [c_int]),
     "dsr1_backend_available": (c_int, [c_char_p]),
+    "dsr1_device_count": (c_int32, []),
+    "dsr1_device_info": (_status, [c_int32, POINTER(dsr1_device_props)]),
     # models
     "dsr1_model_params_default": (None, [POINTER(dsr1_model_params), c_size_t]),
     "dsr1_model_load": (_status, [c_char_p, POINTER(dsr1_model_params), POINTER(model_p)]),
