@@ -23,19 +23,27 @@
  * Conventions
  * -----------
  * - Every function that can fail returns a dsr1_status. On failure a message
- *   naming the precise cause is available from dsr1_last_error() on the same
- *   thread until the next failing call on that thread.
+ *   naming the precise cause is kept by the handle the function was called
+ *   on (dsr1_context_errmsg() and the other *_errmsg functions) until the
+ *   next call on that handle, and by the calling thread (dsr1_last_error())
+ *   until the next failure on that thread; see "Status codes and errors".
  * - Handles are opaque. A dsr1_model is immutable after loading and may be
  *   shared by any number of threads. A dsr1_context, dsr1_sampler,
  *   dsr1_generation and dsr1_chat must be used by one thread at a time
  *   (dsr1_generation_cancel() is the one exception: any thread may call it).
+ *   Which callbacks may call back into the library is stated in "Threads,
+ *   callbacks and re-entrancy" below.
  * - Handles borrow the handles they are made from: a context and a decoder
  *   borrow their model; a generation and a chat borrow their context and
  *   sampler. Free the borrower first.
  * - Parameter structs begin with their own size. Always initialise them with
  *   the matching *_params_default(&p, sizeof p) function, then change the
  *   fields you care about. New fields are only ever appended, so a program
- *   built against an older header keeps working with a newer library.
+ *   built against an older header keeps working with a newer library. A
+ *   program built against a newer header that sets a field this library
+ *   does not know (a non-zero byte past the struct as the library knows it)
+ *   gets DSR1_ERR_UNSUPPORTED naming the struct, never a silently ignored
+ *   setting (doc/abi.md).
  * - Functions that fill a caller's buffer take its capacity and report the
  *   size needed; when the buffer is short they return
  *   DSR1_ERR_BUFFER_TOO_SMALL and store the needed size. Token buffers need
@@ -79,7 +87,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define DSR1_VERSION_MAJOR 0
-#define DSR1_VERSION_MINOR 1
+#define DSR1_VERSION_MINOR 2
 #define DSR1_VERSION_PATCH 0
 /* Bumped only when the ABI changes incompatibly (see doc/abi.md). */
 #define DSR1_ABI_VERSION 0
@@ -89,6 +97,43 @@ DSR1_API const char *dsr1_version(void);
 /* DSR1_ABI_VERSION of the library actually loaded; compare it with the
  * macro to detect a mismatched shared library at run time. */
 DSR1_API int dsr1_abi_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Threads, callbacks and re-entrancy                                         */
+/* ------------------------------------------------------------------------ */
+/*
+ * Handles:
+ * - dsr1_model: immutable once loaded; any number of threads may call the
+ *   functions that take a const dsr1_model * at the same time, including
+ *   from inside any callback. Free it last, from one thread.
+ * - dsr1_context, dsr1_sampler, dsr1_decoder, dsr1_generation, dsr1_chat:
+ *   one thread at a time. A call on one of them while another call on it
+ *   is running (from that call's callback, or from another thread) is
+ *   refused with DSR1_ERR_STATE (void functions do nothing and set
+ *   dsr1_last_error()), never corrupts it. While a dsr1_generation_step
+ *   (or _run, dsr1_generate, dsr1_chat_ask) runs, its context and sampler
+ *   count as in use too. Read-only getters (dsr1_context_n_past,
+ *   dsr1_context_n_ctx, dsr1_generation_get_stats, the *_errmsg functions)
+ *   are always allowed from the handle's own callbacks.
+ * - dsr1_generation_cancel() may be called from any thread and any
+ *   callback, as long as the generation has not been freed: freeing must
+ *   happen after every thread is done cancelling (the library cannot tell
+ *   a freed handle from a live one).
+ * Callbacks (all run on the thread that made the library call):
+ * - dsr1_log_fn: may call functions on the model; not on the context or
+ *   generation that is logging.
+ * - dsr1_progress_fn: may call any function; the model being loaded does
+ *   not exist yet.
+ * - dsr1_abort_fn: polled once per layer: keep it cheap; may call
+ *   dsr1_generation_cancel() and functions on the model; calls on its
+ *   context are refused (DSR1_ERR_STATE).
+ * - dsr1_event_fn: may call dsr1_generation_cancel(), the getters above,
+ *   functions on the model, and any function on handles unrelated to the
+ *   generation; calls that would change the generation, its context or its
+ *   sampler (step, run, free, dsr1_eval, dsr1_sampler_sample...) are
+ *   refused with DSR1_ERR_STATE. dsr1_chat_free/_reset of the chat that
+ *   began a stepped generation are allowed (it goes on alone).
+ */
 
 /* ------------------------------------------------------------------------ */
 /* Status codes and errors                                                    */
@@ -112,11 +157,26 @@ typedef enum dsr1_status {
 /* A constant English name for a status ("DSR1_ERR_FORMAT: ..."). Never NULL. */
 DSR1_API const char *dsr1_status_string(dsr1_status status);
 
-/* The message of the most recent failure on this thread ("" if none yet).
- * Read it right after a call returned a status other than DSR1_OK:
- * successful calls do not clear it (and may leave a message from a failure
- * they recovered from internally). Valid until the next failure on this
- * thread. */
+/* Error messages.
+ *
+ * Per handle: every function called on a dsr1_context, dsr1_sampler,
+ * dsr1_generation, dsr1_chat or dsr1_decoder (the handle is its first
+ * argument) records its outcome there: the message of its failure, or ""
+ * once a call on that handle succeeded. Read it with the handle's *_errmsg
+ * function below; it stays valid until the next call on that handle. A
+ * call refused because the handle is busy (DSR1_ERR_STATE, see "Threads,
+ * callbacks and re-entrancy") leaves the handle's message to the call that
+ * is running and reports through dsr1_last_error() only.
+ *
+ * Per thread: calls without such a handle (loading, functions on the shared
+ * dsr1_model, *_new functions whose handle does not exist yet) report
+ * through dsr1_last_error(): the message of the most recent failure on this
+ * thread ("" if none yet). Failures on handles are recorded there too. It
+ * is not cleared by successful calls: read it right after a failure.
+ *
+ * DSR1_ERR_BUFFER_TOO_SMALL (a size query, or a buffer too short) is not a
+ * failure: it stores the needed size and records no message anywhere, so a
+ * size query never hides an earlier error. */
 DSR1_API const char *dsr1_last_error(void);
 
 /* ------------------------------------------------------------------------ */
@@ -197,12 +257,37 @@ DSR1_API dsr1_status dsr1_device_info(int32_t index, dsr1_device_props *props);
 typedef int32_t dsr1_token;
 typedef struct dsr1_model dsr1_model;
 
+/* Load progress. Loading validates every tensor (fast: the weights are
+ * mapped, not read) and, with dsr1_model_params.preload, reads every weight
+ * page (as slow as the disk). bytes count tensor data: validated, or read
+ * with preload; the totals are the whole model's. The first report has
+ * nothing done, the last everything. */
+typedef struct dsr1_progress {
+    size_t size;            /* sizeof(dsr1_progress) as the library filled it */
+    uint64_t bytes_done;
+    uint64_t bytes_total;
+    int64_t tensors_done;
+    int64_t tensors_total;
+} dsr1_progress;
+
+/* Return 0 to continue, non-zero to cancel: the load then fails with
+ * DSR1_ERR_CANCELLED and frees everything. Called on the loading thread;
+ * it may call any function that takes no handle of the model being loaded
+ * (there is none yet). */
+typedef int (*dsr1_progress_fn)(const dsr1_progress *progress, void *user_data);
+
 typedef struct dsr1_model_params {
     size_t size;             /* sizeof(dsr1_model_params), set by the default function */
     int32_t vocab_only;      /* load only the tokenizer (files without weights) */
     dsr1_log_fn log_callback;/* NULL: silent */
     void *log_user_data;
     int32_t log_level;       /* dsr1_log_level: the most verbose level delivered */
+    dsr1_progress_fn progress_callback; /* NULL: none. Called at least at the start and the end,
+                                           and at most about every 1/256 of the model */
+    void *progress_user_data;
+    int32_t preload;         /* 1: read every weight page during the load, so the first
+                                evaluation does not wait for the disk (progress counts the
+                                bytes read); 0 (default): pages are read on first use */
 } dsr1_model_params;
 
 /* Fill *params with defaults. struct_size is sizeof(*params) as the caller
@@ -280,6 +365,16 @@ typedef enum dsr1_kv_type {
 
 typedef struct dsr1_threadpool dsr1_threadpool; /* see "Thread pools" below */
 
+/* Polled by the thread running an evaluation of the context, between
+ * layers and between n_batch chunks: return non-zero to stop it. The
+ * evaluation then returns DSR1_ERR_CANCELLED, and the KV cache holds
+ * exactly the tokens evaluated completely before (dsr1_context_n_past()
+ * says how many); the next call continues from there. It must be cheap
+ * (it runs once per layer) and must not call functions on this context
+ * (they return DSR1_ERR_STATE); dsr1_generation_cancel() and functions on
+ * the model are allowed. */
+typedef int (*dsr1_abort_fn)(void *user_data);
+
 typedef struct dsr1_context_params {
     size_t size;          /* sizeof(dsr1_context_params) */
     int32_t n_ctx;        /* tokens the KV cache holds; 0: min(4096, trained context) */
@@ -296,6 +391,8 @@ typedef struct dsr1_context_params {
     dsr1_threadpool *threadpool; /* NULL: the context starts n_threads - 1 threads of its own;
                                     else it runs on this pool's threads (it keeps the pool alive:
                                     dsr1_threadpool_free may come first) */
+    dsr1_abort_fn abort_callback; /* NULL: none; see dsr1_abort_fn */
+    void *abort_user_data;
 } dsr1_context_params;
 
 DSR1_API void dsr1_context_params_default(dsr1_context_params *params, size_t struct_size);
@@ -325,7 +422,9 @@ DSR1_API uint64_t dsr1_context_kv_bytes_per_token(const dsr1_context *ctx);
  * DSR1_ERR_NUMERIC, and the batch is dropped again (n_past becomes pos).
  * While a step-API generation (dsr1_generation_new) is unfinished on the
  * context, dsr1_eval, dsr1_context_truncate and a second generation on it
- * are DSR1_ERR_STATE. */
+ * are DSR1_ERR_STATE. The abort callback (context params) stops it between
+ * layers with DSR1_ERR_CANCELLED: n_past then counts the tokens evaluated
+ * completely, and no logits are available. */
 DSR1_API dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tokens,
                                int32_t pos, uint32_t flags);
 
@@ -340,6 +439,41 @@ DSR1_API const float *dsr1_logits(dsr1_context *ctx, int32_t i);
 DSR1_API dsr1_status dsr1_context_truncate(dsr1_context *ctx, int32_t pos);
 /* Empty the cache. */
 DSR1_API void dsr1_context_reset(dsr1_context *ctx);
+
+/* dsr1_logits with a status: *out_logits receives the row (NULL on
+ * failure). DSR1_ERR_STATE when nothing was evaluated since the context was
+ * created or reset (or the last evaluation failed or was cancelled),
+ * DSR1_ERR_INVALID_ARGUMENT when row i was not kept. */
+DSR1_API dsr1_status dsr1_context_logits(dsr1_context *ctx, int32_t i, const float **out_logits);
+
+/* The message of the last call on ctx ("" after a success; "" for NULL). */
+DSR1_API const char *dsr1_context_errmsg(const dsr1_context *ctx);
+
+/* What a model and a context will cost, from the file's header alone (the
+ * weights are neither read nor mapped beyond their headers; the vocabulary
+ * is not loaded). Bytes as this library would use them. */
+typedef struct dsr1_memory_estimate {
+    size_t size;                 /* sizeof(dsr1_memory_estimate), set by the caller */
+    uint64_t weight_bytes;       /* tensor data mapped from the file (read on first use, or
+                                    during the load with preload) */
+    uint64_t file_bytes;         /* the whole file, as mapped */
+    uint64_t kv_bytes_per_token; /* KV cache per token, all layers, for the kv_type */
+    uint64_t kv_bytes;           /* the KV cache for n_ctx tokens */
+    uint64_t scratch_bytes;      /* activations, logits, positions and token history a
+                                    context allocates besides its cache (the backend's
+                                    per-thread buffers and the logits of LOGITS_ALL
+                                    evaluations come on top) */
+    int32_t n_ctx;               /* the n_ctx the context params resolve to */
+    int32_t n_batch;             /* the n_batch they resolve to */
+} dsr1_memory_estimate;
+
+/* model_params and ctx_params may be NULL (defaults); only the fields that
+ * change the sizes matter (vocab_only gives zero weights and no context;
+ * n_ctx, n_batch, kv_type). Fails as dsr1_model_load or dsr1_context_new
+ * would for a file or parameters they refuse. */
+DSR1_API dsr1_status dsr1_model_estimate_memory(const char *path, const dsr1_model_params *model_params,
+                                                const dsr1_context_params *ctx_params,
+                                                dsr1_memory_estimate *out);
 
 /* ------------------------------------------------------------------------ */
 /* Tokenizer                                                                  */
@@ -387,6 +521,8 @@ DSR1_API dsr1_status dsr1_decoder_push(dsr1_decoder *dec, dsr1_token token, char
 /* Emit what is held back (incomplete characters as U+FFFD) and reset. */
 DSR1_API dsr1_status dsr1_decoder_flush(dsr1_decoder *dec, char *buf, size_t buf_size,
                                         size_t *n_bytes);
+/* The message of the last call on dec ("" after a success; "" for NULL). */
+DSR1_API const char *dsr1_decoder_errmsg(const dsr1_decoder *dec);
 
 /* Special tokens by role; -1 when the vocabulary has none. */
 typedef enum dsr1_special {
@@ -586,6 +722,9 @@ DSR1_API void dsr1_grammar_free(dsr1_grammar *grammar); /* NULL is allowed */
 DSR1_API dsr1_status dsr1_json_schema_to_grammar(const char *schema, size_t len, char *buf, size_t buf_size,
                                                  size_t *n_bytes);
 
+/* The message of the last call on smp ("" after a success; "" for NULL). */
+DSR1_API const char *dsr1_sampler_errmsg(const dsr1_sampler *smp);
+
 /* ------------------------------------------------------------------------ */
 /* Generation with separate reasoning and answer streams                      */
 /* ------------------------------------------------------------------------ */
@@ -710,6 +849,11 @@ typedef struct dsr1_generate_params {
                                     and the n_logprobs most likely alternatives (dsr1_event) */
     dsr1_step_fn on_step;        /* NULL: none (see dsr1_step) */
     void *step_user_data;
+    int32_t max_prompt_per_step; /* most prompt tokens one dsr1_generation_step evaluates, so a
+                                    host can bound the time of every step (a frame budget):
+                                    steps that evaluate part of the prompt produce no token
+                                    (*token -1, DSR1_STOP_NONE). 0 (default): the whole
+                                    prompt in the first step. Tokens never depend on it. */
 } dsr1_generate_params;
 
 DSR1_API void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_size);
@@ -726,22 +870,36 @@ DSR1_API dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp,
                                          dsr1_generation **out);
 DSR1_API void dsr1_generation_free(dsr1_generation *gen);
 
-/* Produce at most one token (the first call also evaluates the prompt) and
- * deliver its events; a step that finishes the generation (cancel noticed,
- * budget STOP, context full) may produce none. A prompt longer than the
- * context is the status DSR1_ERR_CONTEXT_FULL, not a stop reason.
+/* Produce at most one token (the first call also evaluates the prompt, or
+ * its first max_prompt_per_step tokens) and deliver its events; a step that
+ * finishes the generation (cancel noticed, budget STOP, context full), or
+ * evaluates only part of the prompt, may produce none. A prompt longer than
+ * the context is the status DSR1_ERR_CONTEXT_FULL, not a stop reason.
  * *token receives the token (-1 when none); returns DSR1_OK
  * while running, and DSR1_OK with *stop_reason set once finished (later
  * calls return DSR1_ERR_STATE). Either out pointer may be NULL. A callback
  * that returns non-zero ends the generation in the same step. An error
- * status (eval, sampling) also ends it, without a DONE event. */
+ * status (eval, sampling) also ends it, without a DONE event.
+ * Interrupted evaluations: when dsr1_generation_cancel() stops the step's
+ * evaluation midway, the step returns DSR1_ERR_CANCELLED with *stop_reason
+ * DSR1_STOP_CANCELLED and the generation is finished (a DONE event is
+ * sent). When the context's abort callback stops it, the step returns
+ * DSR1_ERR_CANCELLED with DSR1_STOP_NONE and the generation is not
+ * finished: the next step continues (the prompt from the first token not
+ * yet in the cache). In both cases the context keeps what was evaluated
+ * completely. */
 DSR1_API dsr1_status dsr1_generation_step(dsr1_generation *gen, dsr1_token *token,
                                           dsr1_stop_reason *stop_reason);
 /* Step until done; returns the reason in *stop_reason (may be NULL). */
 DSR1_API dsr1_status dsr1_generation_run(dsr1_generation *gen, dsr1_stop_reason *stop_reason);
-/* Ask a running generation to stop; safe from any thread and from callbacks.
- * The current step finishes and the next one ends with DSR1_STOP_CANCELLED. */
+/* Ask a running generation to stop; safe from any thread and from callbacks
+ * (but not after, nor concurrently with, dsr1_generation_free(): the caller
+ * must know the handle is alive). An evaluation in progress stops at the
+ * next layer (DSR1_ERR_CANCELLED, see dsr1_generation_step); otherwise the
+ * next step ends with DSR1_STOP_CANCELLED. */
 DSR1_API void dsr1_generation_cancel(dsr1_generation *gen);
+/* The message of the last call on gen ("" after a success; "" for NULL). */
+DSR1_API const char *dsr1_generation_errmsg(const dsr1_generation *gen);
 /* Counters for reports: prompt tokens evaluated, tokens generated, of which
  * reasoning; and the seconds spent on each phase. */
 typedef struct dsr1_generation_stats {
@@ -794,6 +952,8 @@ DSR1_API void dsr1_chat_reset(dsr1_chat *chat);
 /* Number of messages and one of them (pointers valid until the next change). */
 DSR1_API int32_t dsr1_chat_n_messages(const dsr1_chat *chat);
 DSR1_API dsr1_status dsr1_chat_message_at(const dsr1_chat *chat, int32_t index, dsr1_chat_message *out);
+/* The message of the last call on chat ("" after a success; "" for NULL). */
+DSR1_API const char *dsr1_chat_errmsg(const dsr1_chat *chat);
 
 /* ------------------------------------------------------------------------ */
 /* Thread pools                                                               */

@@ -5,19 +5,28 @@
 #include <stdio.h>
 
 static _Thread_local char last_error[1024];
+static _Thread_local uint32_t n_recorded;
 
 dsr1_status dsri_error(dsr1_status status, const char *fmt, ...)
 {
+    if (status == DSR1_ERR_BUFFER_TOO_SMALL)
+        return status; /* a size answer, not a failure: keep the real last error */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    n_recorded++;
     return status;
 }
 
 void dsri_error_clear(void)
 {
     last_error[0] = '\0';
+}
+
+uint32_t dsri_error_mark(void)
+{
+    return n_recorded;
 }
 
 const char *dsr1_last_error(void)

@@ -3,10 +3,16 @@
  *
  * A failing call records a message in a thread-local buffer and returns its
  * status; dsr1_last_error() reads it back on the same thread. Thread-local,
- * so two threads never see each other's errors.
+ * so two threads never see each other's errors. Handles used by one thread
+ * at a time also keep a copy of their last call's message (core/handle.h).
+ *
+ * DSR1_ERR_BUFFER_TOO_SMALL is not a failure (it answers a size query):
+ * dsri_error() does not record a message for it.
  */
 #ifndef DSRI_ERROR_H
 #define DSRI_ERROR_H
+
+#include <stdint.h>
 
 #include "dsr1.h"
 
@@ -22,5 +28,9 @@ dsr1_status dsri_error(dsr1_status status, const char *fmt, ...) DSRI_PRINTF(2, 
 
 /* Clear this thread's last error. */
 void dsri_error_clear(void);
+
+/* A counter of the messages recorded on this thread: a call that compares
+ * it before and after knows whether its failure recorded a message. */
+uint32_t dsri_error_mark(void);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/handle.h"
 #include "generate/generation.h"
 
 typedef struct chat_msg {
@@ -26,6 +27,7 @@ typedef struct text_buf {
 } text_buf;
 
 struct dsr1_chat {
+    dsri_handle handle; /* busy flag and last message (core/handle.h) */
     dsr1_context *ctx;
     dsr1_sampler *smp;
     const dsr1_model *model;
@@ -97,6 +99,7 @@ dsr1_status dsr1_chat_new(dsr1_context *ctx, dsr1_sampler *smp, const char *syst
     dsr1_chat *chat = dsri_calloc(1, sizeof *chat);
     if (!chat)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory");
+    dsri_handle_init(&chat->handle);
     chat->ctx = ctx;
     chat->smp = smp;
     chat->model = dsr1_context_model(ctx);
@@ -123,7 +126,7 @@ static void detach_active(dsr1_chat *chat)
 
 void dsr1_chat_free(dsr1_chat *chat)
 {
-    if (!chat)
+    if (!chat || dsri_handle_busy(&chat->handle, "dsr1_chat_free"))
         return;
     detach_active(chat);
     for (int32_t i = 0; i < chat->n_msgs; i++)
@@ -137,7 +140,7 @@ void dsr1_chat_free(dsr1_chat *chat)
 
 void dsr1_chat_reset(dsr1_chat *chat)
 {
-    if (!chat)
+    if (!chat || dsri_handle_busy(&chat->handle, "dsr1_chat_reset"))
         return;
     detach_active(chat); /* a turn in progress is not recorded */
     while (chat->n_msgs > chat->has_system)
@@ -146,16 +149,28 @@ void dsr1_chat_reset(dsr1_chat *chat)
 
 int32_t dsr1_chat_n_messages(const dsr1_chat *chat) { return chat ? chat->n_msgs : 0; }
 
+const char *dsr1_chat_errmsg(const dsr1_chat *chat)
+{
+    return chat ? dsri_handle_message(&chat->handle) : "";
+}
+
 dsr1_status dsr1_chat_message_at(const dsr1_chat *chat, int32_t index, dsr1_chat_message *out)
 {
     if (!chat || !out)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_message_at: NULL argument");
-    if (index < 0 || index >= chat->n_msgs)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_message_at: index %d outside [0, %d)", index,
-                          chat->n_msgs);
-    out->role = chat->msgs[index].role;
-    out->content = chat->msgs[index].content;
-    return DSR1_OK;
+    dsri_handle *h = (dsri_handle *)&chat->handle; /* the handle state is not part of the const contract */
+    dsri_call call;
+    dsr1_status st = dsri_enter(h, &call, "dsr1_chat_message_at");
+    if (st)
+        return st;
+    if (index < 0 || index >= chat->n_msgs) {
+        st = dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_message_at: index %d outside [0, %d)", index,
+                        chat->n_msgs);
+    } else {
+        out->role = chat->msgs[index].role;
+        out->content = chat->msgs[index].content;
+    }
+    return dsri_leave(h, &call, st);
 }
 
 /* Collect the reply (the host's callback gets the events directly). */
@@ -216,26 +231,15 @@ static void on_generation_end(void *owner, dsr1_generation *gen, int freeing)
         chat->active = NULL;
 }
 
-dsr1_status dsr1_chat_begin(dsr1_chat *chat, const char *user_message, const dsr1_generate_params *params,
-                            dsr1_generation **out)
+/* dsr1_chat_begin with the chat held; params are checked by
+ * dsr1_generation_new. */
+static dsr1_status begin(dsr1_chat *chat, const char *user_message, const dsr1_generate_params *params,
+                         dsr1_generation **out)
 {
-    if (!out)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_begin: out is NULL");
-    *out = NULL;
-    if (!chat || !user_message)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_begin: NULL argument");
+    if (!user_message)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_begin: user_message is NULL");
     if (chat->active)
         return dsri_error(DSR1_ERR_STATE, "dsr1_chat_begin: a turn is in progress (free its generation first)");
-    dsr1_generate_params p;
-    dsr1_generate_params_default(&p, sizeof p);
-    if (params) {
-        if (params->size < sizeof(size_t) || params->size > 4096)
-            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                              "dsr1_generate_params.size is %zu: initialise params with dsr1_generate_params_default()",
-                              params->size);
-        memcpy(&p, params, params->size < sizeof p ? params->size : sizeof p);
-        p.size = sizeof p;
-    }
     dsr1_status st = push_msg(chat, "user", user_message, strlen(user_message));
     if (st)
         return st;
@@ -275,7 +279,7 @@ dsr1_status dsr1_chat_begin(dsr1_chat *chat, const char *user_message, const dsr
     chat->recorded = 0;
     chat->reasoning.len = chat->answer.len = 0;
     dsr1_generation *gen;
-    st = dsr1_generation_new(chat->ctx, chat->smp, chat->tokens, n, &p, &gen);
+    st = dsr1_generation_new(chat->ctx, chat->smp, chat->tokens, n, params, &gen);
     if (st) {
         pop_msg(chat);
         return st;
@@ -287,16 +291,37 @@ dsr1_status dsr1_chat_begin(dsr1_chat *chat, const char *user_message, const dsr
     return DSR1_OK;
 }
 
+dsr1_status dsr1_chat_begin(dsr1_chat *chat, const char *user_message, const dsr1_generate_params *params,
+                            dsr1_generation **out)
+{
+    if (!out)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_begin: out is NULL");
+    *out = NULL;
+    if (!chat)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_begin: chat is NULL");
+    dsri_call call;
+    dsr1_status st = dsri_enter(&chat->handle, &call, "dsr1_chat_begin");
+    if (st)
+        return st;
+    return dsri_leave(&chat->handle, &call, begin(chat, user_message, params, out));
+}
+
 dsr1_status dsr1_chat_ask(dsr1_chat *chat, const char *user_message, const dsr1_generate_params *params,
                           dsr1_stop_reason *stop_reason)
 {
     if (stop_reason)
         *stop_reason = DSR1_STOP_NONE;
-    dsr1_generation *gen;
-    dsr1_status st = dsr1_chat_begin(chat, user_message, params, &gen);
+    if (!chat)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_chat_ask: chat is NULL");
+    dsri_call call;
+    dsr1_status st = dsri_enter(&chat->handle, &call, "dsr1_chat_ask");
     if (st)
         return st;
-    st = dsr1_generation_run(gen, stop_reason);
-    dsr1_generation_free(gen);
-    return st;
+    dsr1_generation *gen;
+    st = begin(chat, user_message, params, &gen);
+    if (!st) {
+        st = dsr1_generation_run(gen, stop_reason);
+        dsr1_generation_free(gen);
+    }
+    return dsri_leave(&chat->handle, &call, st);
 }

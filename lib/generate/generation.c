@@ -24,6 +24,8 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/handle.h"
+#include "core/params.h"
 #include "generate/generation.h"
 #include "generate/think_split.h"
 #include "grammar/grammar.h"
@@ -52,6 +54,7 @@ typedef struct lp_fifo {
 } lp_fifo;
 
 struct dsr1_generation {
+    dsri_handle handle; /* busy flag and last message (core/handle.h) */
     dsr1_context *ctx;
     dsr1_sampler *smp;
     const dsr1_model *model;
@@ -64,7 +67,8 @@ struct dsr1_generation {
 
     dsri_split *split;
     atomic_int cancel;
-    int started;
+    int prompt_done;       /* the whole prompt is in the cache */
+    int32_t max_prompt_per_step;
     int finished;
     int budget_used;
     dsr1_stop_reason reason;
@@ -126,8 +130,6 @@ static double now_seconds(void)
 
 void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_size)
 {
-    if (!params || struct_size < sizeof(size_t))
-        return;
     dsr1_generate_params d;
     memset(&d, 0, sizeof d);
     d.size = sizeof d;
@@ -136,10 +138,7 @@ void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_si
     d.think_budget_action = DSR1_BUDGET_CLOSE;
     d.starts_in_reasoning = -1;
     d.speculative_min_p = 0.5f;
-    size_t n = struct_size < sizeof d ? struct_size : sizeof d;
-    memset(params, 0, struct_size);
-    memcpy(params, &d, n);
-    params->size = n;
+    dsri_params_default(params, struct_size, &d, sizeof d);
 }
 
 /* The bytes of one token (flags: DSR1_PIECE_*) into gen->piece. */
@@ -327,13 +326,13 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_new: the prompt needs at least one token");
     dsr1_generate_params p;
     dsr1_generate_params_default(&p, sizeof p);
-    if (params) {
-        if (params->size < sizeof(size_t) || params->size > 4096)
-            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                              "dsr1_generate_params.size is %zu: initialise params with dsr1_generate_params_default()",
-                              params->size);
-        memcpy(&p, params, params->size < sizeof p ? params->size : sizeof p);
-    }
+    dsr1_status st = dsri_params_read(params, &p, sizeof p, DSRI_KNOWN_SIZE(dsr1_generate_params, max_prompt_per_step),
+                                      "dsr1_generate_params");
+    if (st)
+        return st;
+    if (p.max_prompt_per_step < 0)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_new: max_prompt_per_step is %d (0: no cap)",
+                          p.max_prompt_per_step);
     if (p.max_new_tokens < 0 || p.think_budget < -1 ||
         (p.think_budget_action != DSR1_BUDGET_CLOSE && p.think_budget_action != DSR1_BUDGET_STOP) ||
         p.starts_in_reasoning < -1 || p.starts_in_reasoning > 1 || p.n_stop_strings < 0 ||
@@ -347,7 +346,7 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
                           p.max_new_tokens, p.think_budget, p.think_budget_action, p.starts_in_reasoning,
                           p.n_stop_strings, p.speculative_mtp, (double)p.speculative_min_p, p.n_logprobs,
                           MAX_LOGPROBS);
-    dsr1_status st = dsri_context_check_free(ctx, "dsr1_generation_new");
+    st = dsri_context_check_free(ctx, "dsr1_generation_new");
     if (st)
         return st;
     const dsr1_model *model = ctx->model;
@@ -369,6 +368,8 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     if (!gen)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
     atomic_init(&gen->cancel, 0);
+    dsri_handle_init(&gen->handle);
+    gen->max_prompt_per_step = p.max_prompt_per_step;
     gen->ctx = ctx;
     gen->smp = smp;
     gen->model = model;
@@ -422,29 +423,12 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     return DSR1_OK;
 }
 
-/* The generation's own calls on the context it holds. */
-static dsr1_status gen_eval(dsr1_generation *gen, const dsr1_token *tokens, int32_t n, int32_t pos, uint32_t flags)
-{
-    gen->ctx->generation_calling = 1;
-    dsr1_status st = dsr1_eval(gen->ctx, tokens, n, pos, flags);
-    gen->ctx->generation_calling = 0;
-    return st;
-}
-
-static dsr1_status gen_truncate(dsr1_generation *gen, int32_t pos)
-{
-    gen->ctx->generation_calling = 1;
-    dsr1_status st = dsr1_context_truncate(gen->ctx, pos);
-    gen->ctx->generation_calling = 0;
-    return st;
-}
-
 /* Ending with an accepted draft in the cache: take it out, so the context
  * holds what plain decoding leaves (the last sampled token unevaluated). */
 static void drop_ready(dsr1_generation *gen)
 {
     if (gen->ready && gen->ctx->n_past == gen->ready_past)
-        gen_truncate(gen, gen->ready_past - 1);
+        dsri_ctx_truncate(gen->ctx, gen->ready_past - 1);
     gen->ready = 0;
 }
 
@@ -459,7 +443,7 @@ static void release_context(dsr1_generation *gen)
 
 void dsr1_generation_free(dsr1_generation *gen)
 {
-    if (!gen)
+    if (!gen || dsri_handle_busy(&gen->handle, "dsr1_generation_free"))
         return;
     release_context(gen);
     if (gen->owner_fn)
@@ -505,6 +489,11 @@ void dsr1_generation_cancel(dsr1_generation *gen)
         atomic_store(&gen->cancel, 1);
 }
 
+const char *dsr1_generation_errmsg(const dsr1_generation *gen)
+{
+    return gen ? dsri_handle_message(&gen->handle) : "";
+}
+
 static dsr1_status finish(dsr1_generation *gen, dsr1_stop_reason reason, const dsr1_token *extra, int32_t n_extra,
                           dsr1_stop_reason *stop_reason)
 {
@@ -530,9 +519,26 @@ static dsr1_status fail(dsr1_generation *gen, dsr1_status st)
     return st;
 }
 
+/* An evaluation of the step failed. Interrupted by dsr1_generation_cancel:
+ * the generation ends as cancelled and the step says the evaluation was
+ * cut short. By the context's abort callback: nothing ends, the next step
+ * goes on from what the cache holds (the caller left its state so). */
+static dsr1_status interrupted(dsr1_generation *gen, dsr1_status st, dsr1_stop_reason *stop_reason)
+{
+    if (st != DSR1_ERR_CANCELLED)
+        return fail(gen, st);
+    if (!atomic_load(&gen->cancel))
+        return st;
+    dsr1_status fst = finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
+    return fst ? fst : st;
+}
+
 /* Evaluate the prompt from the first position where it differs from what
- * the context holds (at least its last token, for fresh logits). */
-static dsr1_status eval_prompt(dsr1_generation *gen)
+ * the context holds (at least its last token, for fresh logits), at most
+ * max_prompt_per_step tokens of it per call; *all: the prompt is complete.
+ * A later call after an interrupted or capped one starts where the cache
+ * ends, since the cache holds exactly the tokens evaluated completely. */
+static dsr1_status eval_prompt(dsr1_generation *gen, int *all)
 {
     dsr1_context *ctx = gen->ctx;
     if (gen->n_prompt > ctx->n_ctx)
@@ -550,26 +556,23 @@ static dsr1_status eval_prompt(dsr1_generation *gen)
         common = ctx->mtp_n_past;
     if (common >= gen->n_prompt)
         common = gen->n_prompt - 1;
-    const int32_t n = gen->n_prompt - common;
-    dsr1_status st;
-    if (!gen->mtp) {
-        st = gen_eval(gen, gen->prompt + common, n, common, 0);
-    } else {
-        /* the chunks dsr1_eval would make, each followed by the MTP head
-         * over its rows while their hidden states are at hand */
-        st = DSR1_OK;
-        for (int32_t done = 0; !st && done < n;) {
-            int32_t c = n - done < ctx->n_batch ? n - done : ctx->n_batch;
-            st = gen_eval(gen, gen->prompt + common + done, c, common + done, 0);
-            done += c;
-            if (!st && done < n)
-                st = dsri_deepseek2_mtp_draft(ctx, gen->prompt[common + done], NULL, NULL);
-        }
+    int32_t n = gen->n_prompt - common;
+    if (gen->max_prompt_per_step > 0 && n > gen->max_prompt_per_step)
+        n = gen->max_prompt_per_step;
+    /* the chunks dsr1_eval would make; with MTP each is followed by the
+     * head over its rows while their hidden states are at hand */
+    dsr1_status st = DSR1_OK;
+    for (int32_t done = 0; !st && done < n;) {
+        int32_t c = n - done < ctx->n_batch ? n - done : ctx->n_batch;
+        st = dsri_ctx_eval(ctx, gen->prompt + common + done, c, common + done, 0);
+        if (ctx->n_past > common + done)
+            gen->n_prompt_eval += ctx->n_past - (common + done);
+        done += c;
+        if (!st && gen->mtp && common + done < gen->n_prompt)
+            st = dsri_deepseek2_mtp_draft(ctx, gen->prompt[common + done], NULL, NULL);
     }
-    if (st)
-        return st;
-    gen->n_prompt_eval = n;
-    return DSR1_OK;
+    *all = !st && common + n == gen->n_prompt;
+    return st;
 }
 
 /* The thinking budget is spent: the next step closes the reasoning. */
@@ -733,7 +736,7 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
         gen->ready = 0;
         gen->pending = ctx->tokens[ctx->n_past - 1];
         gen->has_pending = 1;
-        gen_truncate(gen, ctx->n_past - 1);
+        dsri_ctx_truncate(ctx, ctx->n_past - 1);
     }
     /* verify the draft in the same batch as the pending token */
     int verify = gen->has_pending && gen->draft >= 0 && !inject && ctx->n_ctx - ctx->n_past >= 2;
@@ -751,17 +754,21 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
     const float *logits;
     if (gen->ready) { /* the accepted draft's row: nothing to evaluate */
         gen->ready = 0;
-        logits = dsr1_logits(ctx, 1);
+        st = dsri_ctx_logits(ctx, 1, &logits);
     } else {
         if (nb > 0) {
             if (nb > ctx->n_ctx - ctx->n_past)
                 return finish(gen, DSR1_STOP_CONTEXT_FULL, NULL, 0, stop_reason);
-            if ((st = gen_eval(gen, gen->batch, nb, ctx->n_past, verify ? DSR1_EVAL_LOGITS_ALL : 0)))
-                return fail(gen, st);
+            /* interrupted, the state is as before this step (pending kept,
+             * draft and injection not done): the next step redoes it */
+            if ((st = dsri_ctx_eval(ctx, gen->batch, nb, ctx->n_past, verify ? DSR1_EVAL_LOGITS_ALL : 0)))
+                return interrupted(gen, st, stop_reason);
             gen->has_pending = 0;
         }
-        logits = dsr1_logits(ctx, verify ? 0 : -1);
+        st = dsri_ctx_logits(ctx, verify ? 0 : -1, &logits);
     }
+    if (st)
+        return fail(gen, st);
     if (inject) {
         gen->budget_used = 1;
         for (int32_t i = 0; i < gen->n_inject; i++)
@@ -772,28 +779,26 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
             return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
     }
 
-    if (!logits)
-        return fail(gen, DSR1_ERR_INTERNAL);
     dsr1_token t;
     int cancel = 0;
     if ((st = choose_token(gen, logits, &t, &cancel)))
         return fail(gen, st);
     if (cancel) {
         if (verify) /* the draft was evaluated for nothing: plain decoding would not hold it */
-            gen_truncate(gen, ctx->n_past - 1);
+            dsri_ctx_truncate(ctx, ctx->n_past - 1);
         return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
     }
     if ((st = note_logprob(gen, t, 1)))
         return fail(gen, st);
-    dsr1_sampler_accept(gen->smp, t);
+    dsri_sampler_accept(gen->smp, t);
     if (verify) {
         gen->n_drafted++;
         if (t == draft) {
             gen->n_accepted++;
             gen->ready = 1; /* t is in the cache already */
             gen->ready_past = ctx->n_past;
-        } else if ((st = gen_truncate(gen, ctx->n_past - 1))) {
-            return fail(gen, st);
+        } else {
+            dsri_ctx_truncate(ctx, ctx->n_past - 1);
         }
     }
     gen->n_generated++;
@@ -830,6 +835,51 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
     return DSR1_OK;
 }
 
+/* One step, with the generation's handles held (see step_held). */
+static dsr1_status step_body(dsr1_generation *gen, dsr1_token *token, dsr1_stop_reason *stop_reason)
+{
+    if (gen->finished)
+        return dsri_error(DSR1_ERR_STATE, "dsr1_generation_step: the generation has finished");
+    if (atomic_load(&gen->cancel))
+        return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
+    double t0 = now_seconds();
+    if (!gen->prompt_done) {
+        int all = 0;
+        dsr1_status st = eval_prompt(gen, &all);
+        double t1 = now_seconds();
+        gen->prompt_seconds += t1 - t0;
+        if (st)
+            return interrupted(gen, st, stop_reason);
+        if (!all)
+            return DSR1_OK; /* capped: the rest of the prompt in the next steps */
+        gen->prompt_done = 1;
+        t0 = t1;
+    }
+    dsr1_status st = step_tokens(gen, token, stop_reason);
+    gen->generate_seconds += now_seconds() - t0;
+    return st;
+}
+
+/* During a step the generation's context and sampler are held busy, so a
+ * callback cannot change them under the step (core/handle.h), and the
+ * context's evaluations watch the generation's cancel flag. */
+static dsr1_status step_held(dsr1_generation *gen, dsr1_token *token, dsr1_stop_reason *stop_reason)
+{
+    dsr1_status st = dsri_borrow(&gen->ctx->handle, "dsr1_generation_step (its context)");
+    if (st)
+        return st;
+    if ((st = dsri_borrow(dsri_sampler_handle(gen->smp), "dsr1_generation_step (its sampler)"))) {
+        dsri_unborrow(&gen->ctx->handle);
+        return st;
+    }
+    gen->ctx->cancel_flag = &gen->cancel;
+    st = step_body(gen, token, stop_reason);
+    gen->ctx->cancel_flag = NULL;
+    dsri_unborrow(dsri_sampler_handle(gen->smp));
+    dsri_unborrow(&gen->ctx->handle);
+    return st;
+}
+
 dsr1_status dsr1_generation_step(dsr1_generation *gen, dsr1_token *token, dsr1_stop_reason *stop_reason)
 {
     if (token)
@@ -838,23 +888,11 @@ dsr1_status dsr1_generation_step(dsr1_generation *gen, dsr1_token *token, dsr1_s
         *stop_reason = DSR1_STOP_NONE;
     if (!gen)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_step: gen is NULL");
-    if (gen->finished)
-        return dsri_error(DSR1_ERR_STATE, "dsr1_generation_step: the generation has finished");
-    if (atomic_load(&gen->cancel))
-        return finish(gen, DSR1_STOP_CANCELLED, NULL, 0, stop_reason);
-    double t0 = now_seconds();
-    if (!gen->started) {
-        gen->started = 1;
-        dsr1_status st = eval_prompt(gen);
-        if (st)
-            return fail(gen, st);
-        double t1 = now_seconds();
-        gen->prompt_seconds += t1 - t0;
-        t0 = t1;
-    }
-    dsr1_status st = step_tokens(gen, token, stop_reason);
-    gen->generate_seconds += now_seconds() - t0;
-    return st;
+    dsri_call call;
+    dsr1_status st = dsri_enter(&gen->handle, &call, "dsr1_generation_step");
+    if (st)
+        return st;
+    return dsri_leave(&gen->handle, &call, step_held(gen, token, stop_reason));
 }
 
 dsr1_status dsr1_generation_run(dsr1_generation *gen, dsr1_stop_reason *stop_reason)
@@ -863,24 +901,20 @@ dsr1_status dsr1_generation_run(dsr1_generation *gen, dsr1_stop_reason *stop_rea
         *stop_reason = DSR1_STOP_NONE;
     if (!gen)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_run: gen is NULL");
+    dsri_call call;
+    dsr1_status st = dsri_enter(&gen->handle, &call, "dsr1_generation_run");
+    if (st)
+        return st;
     dsr1_stop_reason r = DSR1_STOP_NONE;
-    while (r == DSR1_STOP_NONE) {
-        dsr1_status st = dsr1_generation_step(gen, NULL, &r);
-        if (st)
-            return st;
-    }
+    while (!st && r == DSR1_STOP_NONE)
+        st = step_held(gen, NULL, &r);
     if (stop_reason)
         *stop_reason = r;
-    return DSR1_OK;
+    return dsri_leave(&gen->handle, &call, st);
 }
 
-dsr1_status dsr1_generation_get_stats(const dsr1_generation *gen, dsr1_generation_stats *stats)
+static dsr1_status get_stats(const dsr1_generation *gen, dsr1_generation_stats *stats)
 {
-    if (!gen || !stats)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_get_stats: NULL argument");
-    if (stats->size < sizeof(size_t) || stats->size > 4096)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                          "dsr1_generation_stats.size is %zu: set it to sizeof(dsr1_generation_stats)", stats->size);
     dsr1_generation_stats s;
     memset(&s, 0, sizeof s);
     s.n_prompt_eval = gen->n_prompt_eval;
@@ -891,10 +925,20 @@ dsr1_status dsr1_generation_get_stats(const dsr1_generation *gen, dsr1_generatio
     s.n_drafted = gen->n_drafted;
     s.n_accepted = gen->n_accepted;
     s.n_declined = gen->n_declined;
-    size_t n = stats->size < sizeof s ? stats->size : sizeof s;
-    s.size = n;
-    memcpy(stats, &s, n);
-    return DSR1_OK;
+    return dsri_struct_write(stats, &s, sizeof s, "dsr1_generation_stats");
+}
+
+/* Read-only, so also allowed from the generation's own callbacks (the
+ * handle is busy then: the message is left to the running step). */
+dsr1_status dsr1_generation_get_stats(const dsr1_generation *gen, dsr1_generation_stats *stats)
+{
+    if (!gen || !stats)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_get_stats: NULL argument");
+    dsri_handle *h = (dsri_handle *)&gen->handle; /* the handle state is not part of the const contract */
+    dsri_call call;
+    if (atomic_load(&h->busy) || dsri_enter(h, &call, "dsr1_generation_get_stats"))
+        return get_stats(gen, stats);
+    return dsri_leave(h, &call, get_stats(gen, stats));
 }
 
 dsr1_status dsr1_generate(dsr1_context *ctx, dsr1_sampler *smp, const dsr1_token *prompt, int32_t n_prompt,

@@ -8,6 +8,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/params.h"
 #include "core/threadpool.h"
 #include "model/context.h"
 #include "tokenizer/vocab.h"
@@ -17,15 +18,9 @@
 
 void dsr1_context_params_default(dsr1_context_params *params, size_t struct_size)
 {
-    if (!params || struct_size < sizeof(size_t))
-        return;
     dsr1_context_params d;
     memset(&d, 0, sizeof d);
-    d.size = sizeof d;
-    size_t n = struct_size < sizeof d ? struct_size : sizeof d;
-    memset(params, 0, struct_size);
-    memcpy(params, &d, n);
-    params->size = n;
+    dsri_params_default(params, struct_size, &d, sizeof d);
 }
 
 static int default_threads(void)
@@ -42,17 +37,13 @@ static int thread_cap(void)
     return n < 16 ? 16 : n > DSRI_POOL_MAX_THREADS ? DSRI_POOL_MAX_THREADS : n;
 }
 
-static dsr1_status check_params(const dsr1_model *model, const dsr1_context_params *in,
-                                dsr1_context_params *p)
+dsr1_status dsri_ctx_resolve_params(const dsr1_model *model, const dsr1_context_params *in, dsr1_context_params *p)
 {
     dsr1_context_params_default(p, sizeof *p);
-    if (in) {
-        if (in->size < sizeof(size_t) || in->size > 4096)
-            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                              "dsr1_context_params.size is %zu: initialise params with dsr1_context_params_default()",
-                              in->size);
-        memcpy(p, in, in->size < sizeof *p ? in->size : sizeof *p);
-    }
+    dsr1_status st = dsri_params_read(in, p, sizeof *p, DSRI_KNOWN_SIZE(dsr1_context_params, abort_user_data),
+                                      "dsr1_context_params");
+    if (st)
+        return st;
     if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "context: n_ctx, n_batch and n_threads must not be negative");
     if (p->kv_type != DSR1_KV_DEFAULT && p->kv_type != DSR1_KV_F32 && p->kv_type != DSR1_KV_F16)
@@ -108,6 +99,24 @@ static dsr1_status alloc_floats(float **out, int64_t n, const char *what)
     return st;
 }
 
+void dsri_ctx_sizes_of(const dsr1_model *model, const dsr1_context_params *p, dsri_ctx_sizes *out)
+{
+    const int64_t cells = (int64_t)(model->hp.n_layer + model->hp.n_nextn_layers) * p->n_ctx;
+    const int64_t n_vocab = model->hp.n_vocab, n_batch = p->n_batch;
+    out->kv_k_values = cells * model->kv_k_width;
+    out->kv_v_values = cells * model->kv_v_width;
+    out->kv_bytes_per_token = (uint64_t)(model->hp.n_layer + model->hp.n_nextn_layers) *
+                              (uint64_t)(model->kv_k_width + model->kv_v_width) *
+                              (uint64_t)dsri_kv_elem_bytes(p->kv_type);
+    out->scratch_floats = model->arch->scratch_floats(model, p->n_batch, p->n_ctx);
+    uint64_t other = (uint64_t)n_vocab * sizeof(float) + (uint64_t)n_batch * sizeof(int32_t) +
+                     (uint64_t)p->n_ctx * sizeof(dsr1_token);
+    if (model->hp.n_nextn_layers > 0)
+        other += (uint64_t)n_batch * sizeof(dsr1_token) + (uint64_t)n_batch * (uint64_t)model->hp.n_embd * sizeof(float) +
+                 (uint64_t)n_vocab * sizeof(float);
+    out->other_bytes = other;
+}
+
 dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params *params,
                              dsr1_context **out_ctx)
 {
@@ -119,7 +128,7 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     if (model->vocab_only || !model->arch)
         return dsri_error(DSR1_ERR_STATE, "dsr1_context_new: the model was loaded vocabulary-only");
     dsr1_context_params p;
-    dsr1_status st = check_params(model, params, &p);
+    dsr1_status st = dsri_ctx_resolve_params(model, params, &p);
     if (st)
         return st;
     const dsri_backend_ops *ops;
@@ -129,8 +138,11 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     dsr1_context *ctx = dsri_calloc(1, sizeof *ctx);
     if (!ctx)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: out of memory");
+    dsri_handle_init(&ctx->handle);
     ctx->model = model;
     ctx->ops = ops;
+    ctx->abort_fn = p.abort_callback;
+    ctx->abort_user_data = p.abort_user_data;
     ctx->n_ctx = p.n_ctx;
     ctx->n_batch = p.n_batch;
     ctx->kv_type = p.kv_type;
@@ -143,12 +155,13 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
         return st;
     }
     ctx->n_threads = dsri_pool_threads(ctx->pool);
-    int64_t cells = (int64_t)ctx->n_cache_layers * p.n_ctx;
+    dsri_ctx_sizes sz;
+    dsri_ctx_sizes_of(model, &p, &sz);
     dsri_backend_config cfg = {ctx->n_threads, model->max_row, p.n_ctx, ctx->pool};
     const size_t kv_bytes = (size_t)dsri_kv_elem_bytes(p.kv_type);
-    if ((st = alloc_values(&ctx->k_cache, cells * model->kv_k_width, kv_bytes, "key cache")) ||
-        (st = alloc_values(&ctx->v_cache, cells * model->kv_v_width, kv_bytes, "value cache")) ||
-        (st = alloc_floats(&ctx->scratch, model->arch->scratch_floats(model, p.n_batch, p.n_ctx), "scratch")) ||
+    if ((st = alloc_values(&ctx->k_cache, sz.kv_k_values, kv_bytes, "key cache")) ||
+        (st = alloc_values(&ctx->v_cache, sz.kv_v_values, kv_bytes, "value cache")) ||
+        (st = alloc_floats(&ctx->scratch, sz.scratch_floats, "scratch")) ||
         (st = alloc_floats(&ctx->logits, model->hp.n_vocab, "logits")) ||
         (st = ops->create(&cfg, &ctx->be))) {
         dsr1_context_free(ctx);
@@ -178,7 +191,7 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
 
 void dsr1_context_free(dsr1_context *ctx)
 {
-    if (!ctx)
+    if (!ctx || dsri_handle_busy(&ctx->handle, "dsr1_context_free"))
         return;
     if (ctx->be)
         ctx->ops->destroy(ctx->be);
@@ -216,13 +229,8 @@ dsr1_status dsr1_context_set_threads(dsr1_context *ctx, int32_t n_threads)
 
 void dsr1_threadpool_params_default(dsr1_threadpool_params *params, size_t struct_size)
 {
-    if (!params || struct_size < sizeof(size_t))
-        return;
     dsr1_threadpool_params d = {sizeof d, 0, DSRI_POOL_SPIN_US_DEFAULT};
-    size_t n = struct_size < sizeof d ? struct_size : sizeof d;
-    memset(params, 0, struct_size);
-    memcpy(params, &d, n);
-    params->size = n;
+    dsri_params_default(params, struct_size, &d, sizeof d);
 }
 
 dsr1_status dsr1_threadpool_new(const dsr1_threadpool_params *params, dsr1_threadpool **out)
@@ -232,13 +240,10 @@ dsr1_status dsr1_threadpool_new(const dsr1_threadpool_params *params, dsr1_threa
     *out = NULL;
     dsr1_threadpool_params p;
     dsr1_threadpool_params_default(&p, sizeof p);
-    if (params) {
-        if (params->size < sizeof(size_t) || params->size > 4096)
-            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                              "dsr1_threadpool_params.size is %zu: initialise params with "
-                              "dsr1_threadpool_params_default()", params->size);
-        memcpy(&p, params, params->size < sizeof p ? params->size : sizeof p);
-    }
+    dsr1_status st = dsri_params_read(params, &p, sizeof p, DSRI_KNOWN_SIZE(dsr1_threadpool_params, spin_us),
+                                      "dsr1_threadpool_params");
+    if (st)
+        return st;
     if (p.n_threads < 0 || p.n_threads > DSRI_POOL_MAX_THREADS || p.spin_us < 0 || p.spin_us > 1000000)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
                           "dsr1_threadpool_new: n_threads %d (0..%d) or spin_us %d (0..1000000) out of range",
@@ -255,6 +260,11 @@ uint64_t dsr1_context_kv_bytes_per_token(const dsr1_context *ctx)
         return 0;
     return (uint64_t)ctx->n_cache_layers * (uint64_t)(ctx->model->kv_k_width + ctx->model->kv_v_width) *
            (uint64_t)dsri_kv_elem_bytes(ctx->kv_type);
+}
+
+const char *dsr1_context_errmsg(const dsr1_context *ctx)
+{
+    return ctx ? dsri_handle_message(&ctx->handle) : "";
 }
 
 static dsr1_status reserve_logits(dsr1_context *ctx, int32_t rows)
@@ -307,7 +317,7 @@ static dsr1_status check_logits(dsr1_context *ctx, const float *rows, int n_rows
 
 dsr1_status dsri_context_check_free(const dsr1_context *ctx, const char *fn)
 {
-    if (ctx->generation && !ctx->generation_calling)
+    if (ctx->generation)
         return dsri_error(DSR1_ERR_STATE, "%s: a generation (dsr1_generation_new) is in flight on this context; "
                           "finish or free it first", fn);
     return DSR1_OK;
@@ -318,9 +328,18 @@ dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tok
 {
     if (!ctx)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_eval: ctx is NULL");
-    dsr1_status st = dsri_context_check_free(ctx, "dsr1_eval");
+    dsri_call call;
+    dsr1_status st = dsri_enter(&ctx->handle, &call, "dsr1_eval");
     if (st)
         return st;
+    if (!(st = dsri_context_check_free(ctx, "dsr1_eval")))
+        st = dsri_ctx_eval(ctx, tokens, n_tokens, pos, flags);
+    return dsri_leave(&ctx->handle, &call, st);
+}
+
+dsr1_status dsri_ctx_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tokens, int32_t pos, uint32_t flags)
+{
+    dsr1_status st;
     if (!tokens || n_tokens <= 0)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_eval: no tokens given");
     if (flags & ~DSR1_EVAL_LOGITS_ALL)
@@ -355,7 +374,7 @@ dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tok
         st = ctx->model->arch->forward(ctx, tokens + done, ctx->pos, n, out, logits_all);
         if (!st && out)
             st = check_logits(ctx, out, logits_all ? n : 1, logits_all ? done : n_tokens - 1, pos);
-        if (st)
+        if (st) /* n_past counts the chunks done; this one's cache rows lie beyond it */
             return st;
         memcpy(ctx->tokens + pos + done, tokens + done, (size_t)n * sizeof *tokens);
         ctx->n_past = pos + done + n;
@@ -366,40 +385,67 @@ dsr1_status dsr1_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tok
     return DSR1_OK;
 }
 
-const float *dsr1_logits(dsr1_context *ctx, int32_t i)
+dsr1_status dsri_ctx_logits(dsr1_context *ctx, int32_t i, const float **out)
 {
-    if (!ctx)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_logits: ctx is NULL"), NULL;
+    *out = NULL;
     if (ctx->n_logits_rows == 0)
-        return dsri_error(DSR1_ERR_STATE, "dsr1_logits: nothing has been evaluated"), NULL;
+        return dsri_error(DSR1_ERR_STATE, "dsr1_logits: nothing has been evaluated (since the context was created or "
+                          "reset, or the last evaluation failed or was cancelled)");
     if (i == -1)
         i = ctx->last_n_tokens - 1;
     if (i < ctx->logits_first || i >= ctx->logits_first + ctx->n_logits_rows)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                          "dsr1_logits: row %d is not available (evaluate with DSR1_EVAL_LOGITS_ALL for all rows)", i),
-               NULL;
-    return ctx->logits + (size_t)(i - ctx->logits_first) * (size_t)ctx->model->hp.n_vocab;
+                          "dsr1_logits: row %d is not available (evaluate with DSR1_EVAL_LOGITS_ALL for all rows)", i);
+    *out = ctx->logits + (size_t)(i - ctx->logits_first) * (size_t)ctx->model->hp.n_vocab;
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_context_logits(dsr1_context *ctx, int32_t i, const float **out_logits)
+{
+    if (out_logits)
+        *out_logits = NULL;
+    if (!ctx || !out_logits)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_logits: ctx and out_logits must not be NULL");
+    dsri_call call;
+    dsr1_status st = dsri_enter(&ctx->handle, &call, "dsr1_context_logits");
+    if (st)
+        return st;
+    return dsri_leave(&ctx->handle, &call, dsri_ctx_logits(ctx, i, out_logits));
+}
+
+const float *dsr1_logits(dsr1_context *ctx, int32_t i)
+{
+    const float *row;
+    dsr1_context_logits(ctx, i, &row);
+    return row;
+}
+
+void dsri_ctx_truncate(dsr1_context *ctx, int32_t pos)
+{
+    if (pos < ctx->n_past) {
+        mtp_rewind(ctx, pos, NULL);
+        ctx->n_past = pos;
+    }
 }
 
 dsr1_status dsr1_context_truncate(dsr1_context *ctx, int32_t pos)
 {
     if (!ctx)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_truncate: ctx is NULL");
-    if (pos < 0)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_truncate: negative position %d", pos);
-    dsr1_status st = dsri_context_check_free(ctx, "dsr1_context_truncate");
+    dsri_call call;
+    dsr1_status st = dsri_enter(&ctx->handle, &call, "dsr1_context_truncate");
     if (st)
         return st;
-    if (pos < ctx->n_past) {
-        mtp_rewind(ctx, pos, NULL);
-        ctx->n_past = pos;
-    }
-    return DSR1_OK;
+    if (pos < 0)
+        st = dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_context_truncate: negative position %d", pos);
+    else if (!(st = dsri_context_check_free(ctx, "dsr1_context_truncate")))
+        dsri_ctx_truncate(ctx, pos);
+    return dsri_leave(&ctx->handle, &call, st);
 }
 
 void dsr1_context_reset(dsr1_context *ctx)
 {
-    if (ctx) {
+    if (ctx && !dsri_handle_busy(&ctx->handle, "dsr1_context_reset")) {
         ctx->n_past = 0;
         ctx->n_logits_rows = 0;
         ctx->n_hidden = 0;

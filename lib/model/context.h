@@ -2,11 +2,16 @@
 #ifndef DSRI_CONTEXT_H
 #define DSRI_CONTEXT_H
 
+#include <stdatomic.h>
+
 #include "backend/backend.h"
+#include "core/error.h"
+#include "core/handle.h"
 #include "dsr1.h"
 #include "model/model.h"
 
 struct dsr1_context {
+    dsri_handle handle;    /* busy flag and last message (core/handle.h) */
     const dsr1_model *model;
     const dsri_backend_ops *ops;
     dsri_backend *be;
@@ -59,13 +64,54 @@ struct dsr1_context {
     /* The unfinished step-API generation using this context, or NULL.
      * While set, dsr1_eval, dsr1_context_truncate and another generation
      * are DSR1_ERR_STATE (they would silently change what it continues
-     * from), except its own calls, made with generation_calling set. */
+     * from); the generation itself uses the unguarded dsri_ctx_* bodies. */
     const struct dsr1_generation *generation;
-    int generation_calling;
+
+    /* Interruption (dsri_ctx_check_abort): the host's abort callback, and
+     * the cancel flag of the generation whose step is running (NULL
+     * outside a step; set and cleared by that step on its thread). */
+    dsr1_abort_fn abort_fn;
+    void *abort_user_data;
+    const atomic_int *cancel_flag;
 };
 
-/* DSR1_ERR_STATE (naming fn) when a generation other than the caller holds
- * the context, else DSR1_OK. */
+/* The one place evaluations look for a request to stop: the forward passes
+ * call it at the top of every layer of their loop (and dsr1_eval so between
+ * chunks). DSR1_ERR_CANCELLED (with its message) when the abort callback
+ * returns non-zero or the running generation was cancelled; the caller
+ * returns it at once, leaving the cache entries of the interrupted chunk
+ * beyond n_past. */
+static inline dsr1_status dsri_ctx_check_abort(dsr1_context *ctx)
+{
+    if ((ctx->cancel_flag && atomic_load_explicit(ctx->cancel_flag, memory_order_relaxed)) ||
+        (ctx->abort_fn && ctx->abort_fn(ctx->abort_user_data)))
+        return dsri_error(DSR1_ERR_CANCELLED, "evaluation cancelled (%s) with %d tokens in the cache",
+                          ctx->cancel_flag && atomic_load_explicit(ctx->cancel_flag, memory_order_relaxed)
+                              ? "dsr1_generation_cancel" : "the context's abort callback",
+                          ctx->n_past);
+    return DSR1_OK;
+}
+
+/* The unguarded bodies of dsr1_eval, dsr1_context_logits and
+ * dsr1_context_truncate, for callers that hold the context already (a
+ * generation step). */
+dsr1_status dsri_ctx_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n_tokens, int32_t pos, uint32_t flags);
+dsr1_status dsri_ctx_logits(dsr1_context *ctx, int32_t i, const float **out);
+void dsri_ctx_truncate(dsr1_context *ctx, int32_t pos);
+
+/* The sizes a context of these (resolved) parameters allocates; one
+ * computation for dsr1_context_new and dsr1_model_estimate_memory. */
+typedef struct dsri_ctx_sizes {
+    int64_t kv_k_values, kv_v_values; /* cache elements */
+    uint64_t kv_bytes_per_token;
+    int64_t scratch_floats;
+    uint64_t other_bytes;             /* logits row, positions, token history, MTP buffers */
+} dsri_ctx_sizes;
+dsr1_status dsri_ctx_resolve_params(const dsr1_model *model, const dsr1_context_params *in, dsr1_context_params *p);
+void dsri_ctx_sizes_of(const dsr1_model *model, const dsr1_context_params *p, dsri_ctx_sizes *out);
+
+/* DSR1_ERR_STATE (naming fn) when a generation holds the context, else
+ * DSR1_OK. */
 dsr1_status dsri_context_check_free(const dsr1_context *ctx, const char *fn);
 
 /* The cache row of layer `layer`, position pos (kv_type elements; add

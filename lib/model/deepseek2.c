@@ -699,8 +699,12 @@ static dsr1_status ds2_forward(dsr1_context *ctx, const dsr1_token *tokens, cons
 
     for (int t = 0; t < n; t++)
         op->get_row(ctx->be, &m->tok_embd, tokens[t], s.x + t * d);
-    for (int l = 0; l < hp->n_layer; l++)
+    for (int l = 0; l < hp->n_layer; l++) {
+        dsr1_status st = dsri_ctx_check_abort(ctx);
+        if (st)
+            return st;
         block(ctx, l, pos, n, &s);
+    }
     if (ctx->hidden) { /* the final hidden states, for the MTP head */
         memcpy(ctx->hidden, s.x, (size_t)(n * d) * sizeof(float));
         ctx->hidden_pos = pos[0];

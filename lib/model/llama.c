@@ -173,7 +173,10 @@ static dsr1_status dense_forward(dsr1_context *ctx, const dsr1_token *tokens, co
     for (int t = 0; t < n; t++)
         op->get_row(be, &m->tok_embd, tokens[t], x + t * d);
 
+    dsr1_status st;
     for (int l = 0; l < hp->n_layer; l++) {
+        if ((st = dsri_ctx_check_abort(ctx)))
+            return st;
         const dsri_layer *L = &m->layers[l];
 
         /* attention */

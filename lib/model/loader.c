@@ -14,6 +14,8 @@
 #include "core/alloc.h"
 #include "chat/chat.h"
 #include "core/error.h"
+#include "core/params.h"
+#include "model/context.h"
 #include "model/model.h"
 #include "tokenizer/vocab.h"
 
@@ -26,16 +28,10 @@ static const dsri_arch_ops *const architectures[] = {
 
 void dsr1_model_params_default(dsr1_model_params *params, size_t struct_size)
 {
-    if (!params || struct_size < sizeof(size_t))
-        return;
     dsr1_model_params d;
     memset(&d, 0, sizeof d);
-    d.size = sizeof d;
     d.log_level = DSR1_LOG_INFO;
-    size_t n = struct_size < sizeof d ? struct_size : sizeof d;
-    memset(params, 0, struct_size);
-    memcpy(params, &d, n);
-    params->size = n;
+    dsri_params_default(params, struct_size, &d, sizeof d);
 }
 
 /* Copy the caller's params (of whatever size it was compiled with) over the
@@ -43,14 +39,78 @@ void dsr1_model_params_default(dsr1_model_params *params, size_t struct_size)
 static dsr1_status read_params(const dsr1_model_params *in, dsr1_model_params *p)
 {
     dsr1_model_params_default(p, sizeof *p);
-    if (!in)
+    dsr1_status st = dsri_params_read(in, p, sizeof *p, DSRI_KNOWN_SIZE(dsr1_model_params, preload),
+                                      "dsr1_model_params");
+    if (!st && (p->preload < 0 || p->preload > 1))
+        st = dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_params.preload is %d (0 or 1)", p->preload);
+    return st;
+}
+
+/* Load progress: the totals, what is done, and when it was last told. */
+typedef struct progress {
+    dsr1_progress_fn fn;
+    void *user_data;
+    dsr1_progress now;
+    uint64_t told_bytes;
+} progress;
+
+/* Tell the callback (always when `force`, else once another 1/256 of the
+ * bytes is done); DSR1_ERR_CANCELLED when it asks to stop. */
+static dsr1_status report(progress *pr, int force)
+{
+    if (!pr->fn)
         return DSR1_OK;
-    if (in->size < sizeof(size_t) || in->size > 4096)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                          "dsr1_model_params.size is %zu: initialise params with dsr1_model_params_default()",
-                          in->size);
-    memcpy(p, in, in->size < sizeof *p ? in->size : sizeof *p);
+    if (!force && pr->now.bytes_done - pr->told_bytes < pr->now.bytes_total / 256 + 1)
+        return DSR1_OK;
+    pr->told_bytes = pr->now.bytes_done;
+    if (pr->fn(&pr->now, pr->user_data))
+        return dsri_error(DSR1_ERR_CANCELLED, "model load cancelled by the progress callback (%llu of %llu bytes)",
+                          (unsigned long long)pr->now.bytes_done, (unsigned long long)pr->now.bytes_total);
     return DSR1_OK;
+}
+
+/* Read one byte of every page of the tensor data, in slices so progress
+ * and cancellation come at least every PRELOAD_SLICE bytes. */
+#define PRELOAD_SLICE ((uint64_t)32 << 20)
+static dsr1_status preload_tensor(const dsr1_model *m, const dsri_gguf_tensor *t, progress *pr)
+{
+    const long page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+    const volatile uint8_t *p = t->data;
+    dsr1_status st = DSR1_OK;
+    for (uint64_t done = 0; !st && done < t->n_bytes;) {
+        uint64_t n = t->n_bytes - done < PRELOAD_SLICE ? t->n_bytes - done : PRELOAD_SLICE;
+        if (m->map) { /* start the disk on the whole slice at once */
+            uintptr_t a = (uintptr_t)(p + done) & ~(uintptr_t)(page - 1);
+            madvise((void *)a, (size_t)((uintptr_t)(p + done + n) - a), MADV_WILLNEED);
+        }
+        uint8_t sink = 0;
+        for (uint64_t i = 0; i < n; i += (uint64_t)page)
+            sink ^= p[done + i];
+        sink ^= p[done + n - 1];
+        (void)sink;
+        done += n;
+        pr->now.bytes_done += n;
+        st = report(pr, 0);
+    }
+    return st;
+}
+
+/* Count the tensors (validated by now), reading their pages with preload. */
+static dsr1_status walk_tensors(const dsr1_model *m, int preload, progress *pr)
+{
+    dsr1_status st = report(pr, 1);
+    uint64_t n = dsri_gguf_tensor_count(m->gguf);
+    for (uint64_t i = 0; !st && i < n; i++) {
+        const dsri_gguf_tensor *t = dsri_gguf_tensor_at(m->gguf, i);
+        if (preload && t->n_bytes > 0) {
+            st = preload_tensor(m, t, pr);
+        } else {
+            pr->now.bytes_done += t->n_bytes;
+            st = report(pr, 0);
+        }
+        pr->now.tensors_done++;
+    }
+    return st ? st : report(pr, 1);
 }
 
 static dsr1_status pick_arch(dsr1_model *m)
@@ -139,19 +199,27 @@ static dsr1_status check_derived(const dsr1_model *m)
     return DSR1_OK;
 }
 
-static dsr1_status load_parsed(dsr1_model *m)
+static dsr1_status load_parsed(dsr1_model *m, const dsr1_model_params *p)
 {
     dsr1_status st = dsri_gguf_parse(m->bytes, m->n_bytes, &m->gguf);
     if (st)
         return st;
+    progress pr = {p->progress_callback, p->progress_user_data, {sizeof(dsr1_progress), 0, 0, 0, 0}, 0};
+    pr.now.tensors_total = (int64_t)dsri_gguf_tensor_count(m->gguf);
+    for (int64_t i = 0; i < pr.now.tensors_total; i++)
+        pr.now.bytes_total += dsri_gguf_tensor_at(m->gguf, (uint64_t)i)->n_bytes;
+    if ((st = report(&pr, 1)))
+        return st;
     if ((st = copy_tensor_names(m)) || (st = pick_arch(m)))
         return st;
+    if (m->sizes_only) /* dsr1_model_estimate_memory: shapes, no vocabulary */
+        return m->vocab_only || !m->arch ? DSR1_OK : m->arch->load(m);
     if ((st = dsri_vocab_load(m->gguf, &m->vocab)))
         return st;
     warn_unknown_chat_template(m);
     if (m->vocab_only)
-        return DSR1_OK;
-    if ((st = m->arch->load(m)))
+        return walk_tensors(m, 0, &pr);
+    if ((st = m->arch->load(m)) || (st = walk_tensors(m, p->preload, &pr)))
         return st;
     if (m->hp.n_vocab != dsri_vocab_n_tokens(m->vocab))
         return dsri_error(DSR1_ERR_FORMAT, "model: the vocabulary has %d tokens but the output layer has %d rows",
@@ -170,7 +238,7 @@ static dsr1_status finish_load(dsr1_model *m, const dsr1_model_params *p, dsr1_m
     m->log.fn = p->log_callback;
     m->log.user_data = p->log_user_data;
     m->log.level = p->log_level;
-    dsr1_status st = load_parsed(m);
+    dsr1_status st = load_parsed(m, p);
     if (st) {
         dsri_log(&m->log, DSR1_LOG_ERROR, "%s", dsr1_last_error());
         dsr1_model_free(m);
@@ -180,18 +248,9 @@ static dsr1_status finish_load(dsr1_model *m, const dsr1_model_params *p, dsr1_m
     return DSR1_OK;
 }
 
-dsr1_status dsr1_model_load(const char *path, const dsr1_model_params *params, dsr1_model **out_model)
+/* A model holding the file at path mapped read-only (nothing parsed). */
+static dsr1_status map_file(const char *path, dsr1_model **out)
 {
-    if (!out_model)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_load: out_model is NULL");
-    *out_model = NULL;
-    if (!path)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_load: path is NULL");
-    dsr1_model_params p;
-    dsr1_status st = read_params(params, &p);
-    if (st)
-        return st;
-
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return dsri_error(DSR1_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
@@ -219,7 +278,57 @@ dsr1_status dsr1_model_load(const char *path, const dsr1_model_params *params, d
     m->map_size = (size_t)sb.st_size;
     m->bytes = map;
     m->n_bytes = (size_t)sb.st_size;
+    *out = m;
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_model_load(const char *path, const dsr1_model_params *params, dsr1_model **out_model)
+{
+    if (!out_model)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_load: out_model is NULL");
+    *out_model = NULL;
+    if (!path)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_load: path is NULL");
+    dsr1_model_params p;
+    dsr1_model *m;
+    dsr1_status st = read_params(params, &p);
+    if (st || (st = map_file(path, &m)))
+        return st;
     return finish_load(m, &p, out_model);
+}
+
+dsr1_status dsr1_model_estimate_memory(const char *path, const dsr1_model_params *model_params,
+                                       const dsr1_context_params *ctx_params, dsr1_memory_estimate *out)
+{
+    if (!path || !out)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_estimate_memory: path and out must not be NULL");
+    dsr1_memory_estimate e;
+    memset(&e, 0, sizeof e);
+    dsr1_model_params p;
+    dsr1_model *m;
+    dsr1_status st = read_params(model_params, &p);
+    if (st || (st = dsri_struct_write(out, &e, sizeof e, "dsr1_memory_estimate")) || (st = map_file(path, &m)))
+        return st;
+    m->sizes_only = 1;
+    m->vocab_only = p.vocab_only != 0;
+    if (!(st = load_parsed(m, &p))) {
+        e.file_bytes = m->n_bytes;
+        if (!m->vocab_only && m->arch) {
+            e.weight_bytes = dsr1_model_size_bytes(m);
+            dsr1_context_params cp;
+            dsri_ctx_sizes sz;
+            if (!(st = dsri_ctx_resolve_params(m, ctx_params, &cp))) {
+                dsri_ctx_sizes_of(m, &cp, &sz);
+                e.kv_bytes_per_token = sz.kv_bytes_per_token;
+                e.kv_bytes = sz.kv_bytes_per_token * (uint64_t)cp.n_ctx;
+                e.scratch_bytes = (uint64_t)sz.scratch_floats * sizeof(float) + sz.other_bytes;
+                e.n_ctx = cp.n_ctx;
+                e.n_batch = cp.n_batch;
+            }
+        }
+    }
+    dsr1_model_free(m);
+    return st ? st : dsri_struct_write(out, &e, sizeof e, "dsr1_memory_estimate");
 }
 
 dsr1_status dsr1_model_load_from_memory(const void *data, size_t size, const dsr1_model_params *params,

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/params.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -173,15 +174,12 @@ dsr1_status dsr1_model_tensor_info(const dsr1_model *model, int64_t index, dsr1_
 {
     if (!model || !info)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_tensor_info: NULL argument");
-    if (info->size < sizeof(size_t) || info->size > 4096)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                          "dsr1_model_tensor_info: info->size is %zu; set it to sizeof(dsr1_tensor_info)", info->size);
     if (index < 0 || (uint64_t)index >= dsri_gguf_tensor_count(model->gguf))
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_tensor_info: index %lld out of range",
                           (long long)index);
     const dsri_gguf_tensor *t = dsri_gguf_tensor_at(model->gguf, (uint64_t)index);
     dsr1_tensor_info full;
-    full.size = info->size < sizeof full ? info->size : sizeof full;
+    memset(&full, 0, sizeof full);
     full.name = model->tensor_names[index];
     full.type = t->type;
     full.n_dims = t->n_dims;
@@ -189,6 +187,5 @@ dsr1_status dsr1_model_tensor_info(const dsr1_model *model, int64_t index, dsr1_
         full.ne[d] = t->ne[d];
     full.n_bytes = t->n_bytes;
     /* write only what the caller's (possibly older, smaller) struct holds */
-    memcpy(info, &full, full.size);
-    return DSR1_OK;
+    return dsri_struct_write(info, &full, sizeof full, "dsr1_tensor_info");
 }

@@ -87,6 +87,7 @@ struct dsr1_model {
     const dsri_arch_ops *arch;
     char arch_name[32];
     int vocab_only;
+    int sizes_only;       /* dsr1_model_estimate_memory: no vocabulary */
     dsri_hparams hp;
     struct dsri_vocab *vocab;
 

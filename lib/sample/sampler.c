@@ -28,6 +28,8 @@
 #include "sample/sampler.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/handle.h"
+#include "core/params.h"
 #include "dsr1.h"
 
 typedef struct cand {
@@ -37,6 +39,7 @@ typedef struct cand {
 } cand;
 
 struct dsr1_sampler {
+    dsri_handle handle; /* busy flag and last message (core/handle.h) */
     int32_t n_vocab;
     dsr1_sampler_params params;
     dsr1_logit_bias *bias;
@@ -237,8 +240,6 @@ static int32_t keep_best(cand *c, int32_t *idx, int32_t n, double target, int by
 
 void dsr1_sampler_params_default(dsr1_sampler_params *params, size_t struct_size)
 {
-    if (!params || struct_size < sizeof(size_t))
-        return;
     dsr1_sampler_params d;
     memset(&d, 0, sizeof d);
     d.size = sizeof d;
@@ -251,10 +252,7 @@ void dsr1_sampler_params_default(dsr1_sampler_params *params, size_t struct_size
     d.presence_penalty = 0.0f;
     d.penalty_last_n = 64;
     d.seed = 0;
-    size_t n = struct_size < sizeof d ? struct_size : sizeof d;
-    memset(params, 0, struct_size);
-    memcpy(params, &d, n);
-    params->size = n;
+    dsri_params_default(params, struct_size, &d, sizeof d);
 }
 
 dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params *params, dsr1_sampler **out)
@@ -266,14 +264,10 @@ dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params *params,
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_new: n_vocab is %d", n_vocab);
     dsr1_sampler_params p;
     dsr1_sampler_params_default(&p, sizeof p);
-    if (params) {
-        if (params->size < sizeof(size_t) || params->size > 4096)
-            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                              "dsr1_sampler_params.size is %zu: initialise params with dsr1_sampler_params_default()",
-                              params->size);
-        memcpy(&p, params, params->size < sizeof p ? params->size : sizeof p);
-        p.size = sizeof p;
-    }
+    dsr1_status st = dsri_params_read(params, &p, sizeof p, DSRI_KNOWN_SIZE(dsr1_sampler_params, n_logit_bias),
+                                      "dsr1_sampler_params");
+    if (st)
+        return st;
     /* each parameter named: an infinite penalty would turn a logit into
      * -inf - -inf = NaN at the first repeated token */
     const struct {
@@ -310,6 +304,7 @@ dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params *params,
     dsr1_sampler *s = dsri_calloc(1, sizeof *s);
     if (!s)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "dsr1_sampler_new: out of memory");
+    dsri_handle_init(&s->handle);
     s->n_vocab = n_vocab;
     s->params = p;
     s->cand = dsri_malloc((size_t)n_vocab * sizeof *s->cand);
@@ -336,7 +331,7 @@ dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params *params,
 
 void dsr1_sampler_free(dsr1_sampler *smp)
 {
-    if (!smp)
+    if (!smp || dsri_handle_busy(&smp->handle, "dsr1_sampler_free"))
         return;
     dsri_free(smp->cand);
     dsri_free(smp->idx);
@@ -347,9 +342,20 @@ void dsr1_sampler_free(dsr1_sampler *smp)
     dsri_free(smp);
 }
 
+const char *dsr1_sampler_errmsg(const dsr1_sampler *smp)
+{
+    return smp ? dsri_handle_message(&smp->handle) : "";
+}
+
 void dsr1_sampler_accept(dsr1_sampler *smp, dsr1_token token)
 {
-    if (!smp || smp->params.penalty_last_n <= 0 || token < 0 || token >= smp->n_vocab)
+    if (smp && !dsri_handle_busy(&smp->handle, "dsr1_sampler_accept"))
+        dsri_sampler_accept(smp, token);
+}
+
+void dsri_sampler_accept(dsr1_sampler *smp, dsr1_token token)
+{
+    if (smp->params.penalty_last_n <= 0 || token < 0 || token >= smp->n_vocab)
         return;
     smp->hist[smp->hist_next] = token;
     smp->hist_next = (smp->hist_next + 1) % smp->params.penalty_last_n;
@@ -359,7 +365,7 @@ void dsr1_sampler_accept(dsr1_sampler *smp, dsr1_token token)
 
 void dsr1_sampler_reset(dsr1_sampler *smp, uint64_t seed)
 {
-    if (!smp)
+    if (!smp || dsri_handle_busy(&smp->handle, "dsr1_sampler_reset"))
         return;
     smp->hist_len = 0;
     smp->hist_next = 0;
@@ -473,9 +479,24 @@ static void fill_logprobs(const dsr1_sampler *s, const dsri_sample_opts *o, dsr1
     }
 }
 
+/* The public sampling calls: arguments checked, the sampler held. */
+static dsr1_status sample_guarded(dsr1_sampler *smp, const float *logits, int32_t n_vocab, const dsri_sample_opts *o,
+                                  dsr1_token *out)
+{
+    if (out)
+        *out = -1;
+    if (!smp || !logits || !out)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_sample: NULL argument");
+    dsri_call call;
+    dsr1_status st = dsri_enter(&smp->handle, &call, "dsr1_sampler_sample");
+    if (st)
+        return st;
+    return dsri_leave(&smp->handle, &call, dsri_sampler_sample_ex(smp, logits, n_vocab, o, out));
+}
+
 dsr1_status dsr1_sampler_sample(dsr1_sampler *smp, const float *logits, int32_t n_vocab, dsr1_token *out)
 {
-    return dsri_sampler_sample_ex(smp, logits, n_vocab, NULL, out);
+    return sample_guarded(smp, logits, n_vocab, NULL, out);
 }
 
 dsr1_status dsr1_sampler_sample_logprobs(dsr1_sampler *smp, const float *logits, int32_t n_vocab, dsr1_token *out,
@@ -491,7 +512,7 @@ dsr1_status dsr1_sampler_sample_logprobs(dsr1_sampler *smp, const float *logits,
     o.n_top = n_top;
     o.want_logprobs = 1;
     o.forced = -1;
-    return dsri_sampler_sample_ex(smp, logits, n_vocab, &o, out);
+    return sample_guarded(smp, logits, n_vocab, &o, out);
 }
 
 static dsr1_status choose(dsr1_sampler *smp, const float *logits, int32_t n_vocab, const dsri_sample_opts *o,
@@ -500,10 +521,7 @@ static dsr1_status choose(dsr1_sampler *smp, const float *logits, int32_t n_voca
 dsr1_status dsri_sampler_sample_ex(dsr1_sampler *smp, const float *logits, int32_t n_vocab, const dsri_sample_opts *o,
                                    dsr1_token *out)
 {
-    if (out)
-        *out = -1;
-    if (!smp || !logits || !out)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_sample: NULL argument");
+    *out = -1;
     if (n_vocab != smp->n_vocab)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_sample: %d logits given, the sampler was made for %d",
                           n_vocab, smp->n_vocab);
@@ -754,4 +772,9 @@ dsr1_status dsr1_sampler_state_load(dsr1_sampler *smp, const void *data, size_t 
     for (uint32_t i = 0; i < len; i++)
         smp->hist[i] = (dsr1_token)get_u32(p + 64 + 4 * (size_t)i);
     return DSR1_OK;
+}
+
+struct dsri_handle *dsri_sampler_handle(dsr1_sampler *smp)
+{
+    return &smp->handle;
 }

@@ -17,7 +17,8 @@ typedef struct dsri_sample_opts {
     dsr1_token forced;       /* >= 0: the host chose this token; only log-probabilities are computed */
 } dsri_sample_opts;
 
-/* dsr1_sampler_sample with the options (o may be NULL). */
+/* dsr1_sampler_sample with the options (o may be NULL), without the busy
+ * guard. */
 dsr1_status dsri_sampler_sample_ex(dsr1_sampler *smp, const float *logits, int32_t n_vocab, const dsri_sample_opts *o,
                                    dsr1_token *out);
 
@@ -25,5 +26,13 @@ dsr1_status dsri_sampler_sample_ex(dsr1_sampler *smp, const float *logits, int32
  * when neither ran): tests check that it stays linear in n_vocab for any
  * logits. */
 int64_t dsri_sampler_last_work(const dsr1_sampler *smp);
+
+/* dsri_sampler_sample_ex above and this are the unguarded bodies of the
+ * public calls, for a generation step that holds the sampler
+ * (core/handle.h). */
+void dsri_sampler_accept(dsr1_sampler *smp, dsr1_token token);
+
+/* The sampler's busy flag, for dsri_borrow. */
+struct dsri_handle *dsri_sampler_handle(dsr1_sampler *smp);
 
 #endif

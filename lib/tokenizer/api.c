@@ -141,28 +141,49 @@ dsr1_status dsr1_decoder_new(const dsr1_model *model, uint32_t flags, dsr1_decod
     return DSR1_OK;
 }
 
-void dsr1_decoder_free(dsr1_decoder *dec) { dsri_free(dec); }
+void dsr1_decoder_free(dsr1_decoder *dec)
+{
+    if (dec && !dsri_handle_busy(&dec->handle, "dsr1_decoder_free"))
+        dsri_free(dec);
+}
 
-dsr1_status dsr1_decoder_push(dsr1_decoder *dec, dsr1_token token, char *buf, size_t buf_size, size_t *n_bytes)
+const char *dsr1_decoder_errmsg(const dsr1_decoder *dec)
+{
+    return dec ? dsri_handle_message(&dec->handle) : "";
+}
+
+static dsr1_status decoder_push(dsr1_decoder *dec, dsr1_token token, char *buf, size_t buf_size, size_t *n_bytes)
 {
     const char *fn = "dsr1_decoder_push";
-    if (!dec)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: decoder is NULL", fn);
     dsr1_status st;
     if ((st = check_token(dec->v, token, fn)) || (st = check_buf(buf, buf_size, n_bytes, fn)))
         return st;
     return dsri_decoder_push(dec, token, buf, buf_size, n_bytes);
 }
 
+dsr1_status dsr1_decoder_push(dsr1_decoder *dec, dsr1_token token, char *buf, size_t buf_size, size_t *n_bytes)
+{
+    if (!dec)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_decoder_push: decoder is NULL");
+    dsri_call call;
+    dsr1_status st = dsri_enter(&dec->handle, &call, "dsr1_decoder_push");
+    if (st)
+        return st;
+    return dsri_leave(&dec->handle, &call, decoder_push(dec, token, buf, buf_size, n_bytes));
+}
+
 dsr1_status dsr1_decoder_flush(dsr1_decoder *dec, char *buf, size_t buf_size, size_t *n_bytes)
 {
-    const char *fn = "dsr1_decoder_flush";
     if (!dec)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: decoder is NULL", fn);
-    dsr1_status st = check_buf(buf, buf_size, n_bytes, fn);
-    if (st != DSR1_OK)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_decoder_flush: decoder is NULL");
+    dsri_call call;
+    dsr1_status st = dsri_enter(&dec->handle, &call, "dsr1_decoder_flush");
+    if (st)
         return st;
-    return dsri_decoder_flush(dec, buf, buf_size, n_bytes);
+    st = check_buf(buf, buf_size, n_bytes, "dsr1_decoder_flush");
+    if (!st)
+        st = dsri_decoder_flush(dec, buf, buf_size, n_bytes);
+    return dsri_leave(&dec->handle, &call, st);
 }
 
 dsr1_token dsr1_token_special(const dsr1_model *model, dsr1_special which)

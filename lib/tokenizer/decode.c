@@ -104,6 +104,7 @@ static void decode_bytes(const dsr1_decoder *d, const uint8_t *p, size_t n, out_
 
 dsr1_status dsri_decoder_init(dsr1_decoder *d, const dsri_vocab *v, uint32_t flags)
 {
+    dsri_handle_init(&d->handle);
     memset(d, 0, sizeof *d);
     d->v = v;
     d->flags = flags;

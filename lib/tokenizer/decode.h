@@ -8,9 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/handle.h"
 #include "tokenizer/vocab.h"
 
 struct dsr1_decoder {
+    dsri_handle handle;   /* busy flag and last message (core/handle.h) */
     const dsri_vocab *v;
     uint32_t flags;       /* DSR1_PIECE_* */
     uint8_t pending[4];   /* the start of an incomplete character */

@@ -127,6 +127,20 @@ class dsr1_device_props(Structure):
     ]
 
 
+class dsr1_progress(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("bytes_done", c_uint64),
+        ("bytes_total", c_uint64),
+        ("tensors_done", c_int64),
+        ("tensors_total", c_int64),
+    ]
+
+
+# int (*dsr1_progress_fn)(const dsr1_progress *progress, void *user_data)
+dsr1_progress_fn = CFUNCTYPE(c_int, POINTER(dsr1_progress), c_void_p)
+
+
 class dsr1_model_params(Structure):
     _fields_ = [
         ("size", c_size_t),
@@ -134,6 +148,9 @@ class dsr1_model_params(Structure):
         ("log_callback", dsr1_log_fn),
         ("log_user_data", c_void_p),
         ("log_level", c_int32),
+        ("progress_callback", dsr1_progress_fn),
+        ("progress_user_data", c_void_p),
+        ("preload", c_int32),
     ]
 
 
@@ -148,6 +165,10 @@ class dsr1_tensor_info(Structure):
     ]
 
 
+# int (*dsr1_abort_fn)(void *user_data)
+dsr1_abort_fn = CFUNCTYPE(c_int, c_void_p)
+
+
 class dsr1_context_params(Structure):
     _fields_ = [
         ("size", c_size_t),
@@ -157,6 +178,21 @@ class dsr1_context_params(Structure):
         ("backend", c_char_p),
         ("kv_type", c_enum),  # dsr1_kv_type
         ("threadpool", threadpool_p),
+        ("abort_callback", dsr1_abort_fn),
+        ("abort_user_data", c_void_p),
+    ]
+
+
+class dsr1_memory_estimate(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("weight_bytes", c_uint64),
+        ("file_bytes", c_uint64),
+        ("kv_bytes_per_token", c_uint64),
+        ("kv_bytes", c_uint64),
+        ("scratch_bytes", c_uint64),
+        ("n_ctx", c_int32),
+        ("n_batch", c_int32),
     ]
 
 
@@ -259,6 +295,7 @@ class dsr1_generate_params(Structure):
         ("n_logprobs", c_int32),
         ("on_step", dsr1_step_fn),
         ("step_user_data", c_void_p),
+        ("max_prompt_per_step", c_int32),
     ]
 
 
@@ -332,6 +369,10 @@ PROTOTYPES = {
     "dsr1_logits": (_float_p, [context_p, c_int32]),
     "dsr1_context_truncate": (_status, [context_p, c_int32]),
     "dsr1_context_reset": (None, [context_p]),
+    "dsr1_context_logits": (_status, [context_p, c_int32, POINTER(_float_p)]),
+    "dsr1_context_errmsg": (c_char_p, [context_p]),
+    "dsr1_model_estimate_memory": (_status, [c_char_p, POINTER(dsr1_model_params), POINTER(dsr1_context_params),
+                                             POINTER(dsr1_memory_estimate)]),
     # tokenizer
     "dsr1_tokenize": (_status, [model_p, c_char_p, c_size_t, _token_p, c_int32, _i32_p, c_uint32]),
     "dsr1_token_to_piece": (_status, [model_p, dsr1_token, c_char_p, c_size_t, _size_p, c_uint32]),
@@ -340,6 +381,7 @@ PROTOTYPES = {
     "dsr1_decoder_free": (None, [decoder_p]),
     "dsr1_decoder_push": (_status, [decoder_p, dsr1_token, c_char_p, c_size_t, _size_p]),
     "dsr1_decoder_flush": (_status, [decoder_p, c_char_p, c_size_t, _size_p]),
+    "dsr1_decoder_errmsg": (c_char_p, [decoder_p]),
     "dsr1_token_special": (dsr1_token, [model_p, c_enum]),
     "dsr1_token_get_attr": (c_enum, [model_p, dsr1_token]),
     "dsr1_token_is_eog": (c_int, [model_p, dsr1_token]),
@@ -364,6 +406,7 @@ PROTOTYPES = {
     "dsr1_sampler_reset": (None, [sampler_p, c_uint64]),
     "dsr1_sampler_state_save": (_status, [sampler_p, c_void_p, c_size_t, _size_p]),
     "dsr1_sampler_state_load": (_status, [sampler_p, c_void_p, c_size_t]),
+    "dsr1_sampler_errmsg": (c_char_p, [sampler_p]),
     # generation
     "dsr1_generate_params_default": (None, [POINTER(dsr1_generate_params), c_size_t]),
     "dsr1_generation_new": (
@@ -373,6 +416,7 @@ PROTOTYPES = {
     "dsr1_generation_step": (_status, [generation_p, _token_p, _enum_p]),
     "dsr1_generation_run": (_status, [generation_p, _enum_p]),
     "dsr1_generation_cancel": (None, [generation_p]),
+    "dsr1_generation_errmsg": (c_char_p, [generation_p]),
     "dsr1_generation_get_stats": (_status, [generation_p, POINTER(dsr1_generation_stats)]),
     "dsr1_generate": (
         _status, [context_p, sampler_p, _token_p, c_int32, POINTER(dsr1_generate_params), _enum_p]),
@@ -392,6 +436,7 @@ PROTOTYPES = {
     "dsr1_threadpool_n_threads": (c_int32, [threadpool_p]),
     "dsr1_context_set_threads": (_status, [context_p, c_int32]),
     "dsr1_context_n_threads": (c_int32, [context_p]),
+    "dsr1_chat_errmsg": (c_char_p, [chat_p]),
 }
 
 
