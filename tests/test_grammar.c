@@ -374,8 +374,8 @@ static void test_schema(void)
               "%s", unsupported[i]);
         free(t);
     }
-    static const char *const broken[] = {"", "{", "{\"type\":\"thing\"}", "{\"type\":\"object\",\"required\":[\"x\"],"
-                                         "\"properties\":{}}", "{\"enum\":[]}", "{\"type\":\"string\",\"maxLength\":-1}",
+    static const char *const broken[] = {"", "{", "{\"type\":\"thing\"}", ("{\"type\":\"object\",\"required\":[\"x\"],"
+                                          "\"properties\":{}}"), "{\"enum\":[]}", "{\"type\":\"string\",\"maxLength\":-1}",
                                          "[1,2", "{\"a\":1}x", "\"\\ud800\"", "7"};
     for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
         char *t = NULL;

@@ -68,7 +68,7 @@ static void test_internal_pool(void)
     dsri_workers *w;
     CHECK(dsri_workers_new(4, 20, &w) == DSR1_OK, "last error: %s", dsr1_last_error());
     CHECK(dsri_workers_threads(w) == 4, "last error: %s", dsr1_last_error());
-    dsri_pool *a, *b;
+    dsri_pool *a = NULL, *b = NULL;
     CHECK(dsri_pool_on(w, 2, &a) == DSR1_OK && dsri_pool_on(w, 0, &b) == DSR1_OK, "last error: %s", dsr1_last_error());
     dsri_workers_release(w); /* the handles keep the workers */
     CHECK(dsri_pool_threads(a) == 4 && dsri_pool_active_threads(a) == 2, "last error: %s", dsr1_last_error());
