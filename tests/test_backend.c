@@ -96,26 +96,46 @@ static const uint32_t types[] = {
     DSRI_TYPE_F32,  DSRI_TYPE_F16,  DSRI_TYPE_BF16, DSRI_TYPE_Q4_0, DSRI_TYPE_Q4_1,
     DSRI_TYPE_Q5_0, DSRI_TYPE_Q5_1, DSRI_TYPE_Q8_0, DSRI_TYPE_Q2_K, DSRI_TYPE_Q3_K,
     DSRI_TYPE_Q4_K, DSRI_TYPE_Q5_K, DSRI_TYPE_Q6_K, DSRI_TYPE_IQ4_NL, DSRI_TYPE_IQ4_XS,
+    DSRI_TYPE_IQ1_S, DSRI_TYPE_IQ1_M, DSRI_TYPE_IQ2_XXS, DSRI_TYPE_IQ2_XS, DSRI_TYPE_IQ2_S,
+    DSRI_TYPE_IQ3_XXS, DSRI_TYPE_IQ3_S,
 };
 
+static const uint32_t iq_types[] = {
+    DSRI_TYPE_IQ1_S, DSRI_TYPE_IQ1_M, DSRI_TYPE_IQ2_XXS, DSRI_TYPE_IQ2_XS, DSRI_TYPE_IQ2_S,
+    DSRI_TYPE_IQ3_XXS, DSRI_TYPE_IQ3_S,
+};
+
+/* Random blocks of a type with every super-block's f16 scale d set: at byte
+ * 0, or (IQ1_M) in the top nibbles of its four scale words, bytes 48..55.
+ * Every bit pattern of the other fields is a valid block. */
+static void random_blocks(rng *r, uint32_t type, uint8_t *dst, size_t bytes, float d)
+{
+    const dsri_type_traits *t = dsri_type_traits_get(type);
+    for (size_t i = 0; i < bytes; i++)
+        dst[i] = (uint8_t)(uniform(r) * 256);
+    for (size_t b = 0; b < bytes; b += t->type_size) {
+        uint16_t h = dsri_fp32_to_fp16(d > 0 ? d : (float)(0.001 + 0.01 * uniform(r)));
+        if (type == DSRI_TYPE_IQ1_M) {
+            for (int k = 0; k < 4; k++)
+                dst[b + 49 + 2 * k] = (uint8_t)((dst[b + 49 + 2 * k] & 0x0F) | (((h >> (4 * k)) & 0x0F) << 4));
+        } else {
+            dst[b] = (uint8_t)(h & 0xFF);
+            dst[b + 1] = (uint8_t)(h >> 8);
+        }
+    }
+}
+
 /* Rows of random weights in the type: the reference quantizer where there is
- * one, else random blocks with a sane f16 scale (IQ4_NL / IQ4_XS). */
+ * one, else random blocks with a sane f16 scale (IQ4_NL / IQ4_XS, the IQ
+ * lattice types). */
 static void make_weights(rng *r, uint32_t type, int64_t n_in, int64_t n_out, uint8_t *data, size_t row_bytes)
 {
     float *row = malloc((size_t)n_in * sizeof *row);
     for (int64_t o = 0; o < n_out; o++) {
         uint8_t *dst = data + (size_t)o * row_bytes;
         fill(r, row, n_in, 1.0f);
-        if (dsri_quantize_row(type, row, dst, n_in) != 0) {
-            const dsri_type_traits *t = dsri_type_traits_get(type);
-            for (size_t i = 0; i < row_bytes; i++)
-                dst[i] = (uint8_t)(uniform(r) * 256);
-            for (size_t b = 0; b < row_bytes; b += t->type_size) {
-                uint16_t d = dsri_fp32_to_fp16((float)(0.001 + 0.01 * uniform(r)));
-                dst[b] = (uint8_t)(d & 0xFF);
-                dst[b + 1] = (uint8_t)(d >> 8);
-            }
-        }
+        if (dsri_quantize_row(type, row, dst, n_in) != 0)
+            random_blocks(r, type, dst, row_bytes, 0.0f);
     }
     free(row);
 }
@@ -231,6 +251,71 @@ static void test_matmul(const char *be, int64_t n_in)
     drop(&s);
     drop(&a1);
     drop(&a2);
+}
+
+/* The IQ lattice types' kernels compute exact integer block sums; on inputs
+ * where every float step is exact too they must give exactly the true dot
+ * product, as the scalar reference does: weights with a power-of-two d,
+ * activations integers with 127 in each block of 256 (so their 8-bit
+ * rounding has scale 1 and changes nothing), and a sum of |w * x| below
+ * 2^24 units of the weights' resolution (checked), so no partial sum in any
+ * order rounds. An integer off anywhere (a wrong grid entry, sign, scale or
+ * shift) shows as a difference. Rows 1..5 (every NR of the kernels and a
+ * remainder), two widths. */
+static void test_matmul_iq_exact(const char *be)
+{
+    rng r = {1234};
+    const int64_t n_out = 29, widths[2] = {256, 1024};
+    const float d = 1.0f / 64; /* every weight a multiple of d / 8 (lib/quant/dequant_iq.c) */
+    pair s, a;
+    if (!make("scalar", 1, 4096, 64, &s) || !make(be, 1, 4096, 64, &a)) {
+        CHECK(0, "backend create: %s", dsr1_last_error());
+        return;
+    }
+    float *x = malloc(5 * 1024 * sizeof *x), *wrow = malloc(1024 * sizeof *wrow);
+    float *ys = malloc(5 * (size_t)n_out * sizeof *ys), *ya = malloc(5 * (size_t)n_out * sizeof *ya);
+    for (size_t ti = 0; ti < sizeof iq_types / sizeof iq_types[0]; ti++)
+        for (int wi = 0; wi < 2; wi++) {
+            const uint32_t type = iq_types[ti];
+            const int64_t n_in = widths[wi];
+            const size_t row_bytes = dsri_row_size(type, n_in);
+            uint8_t *data = malloc(row_bytes * (size_t)n_out);
+            random_blocks(&r, type, data, row_bytes * (size_t)n_out, d);
+            dsri_matrix w = {data, type, n_in, n_out, row_bytes};
+            int bad_a = 0, bad_s = 0, inexact = 0;
+            for (int n = 1; n <= 5; n++) {
+                for (int64_t i = 0; i < n * n_in; i++) {
+                    double v = floor(gauss(&r) * 8.0 + 0.5);
+                    x[i] = (float)(i % 256 == 0 ? 127.0 : v > 127 ? 127 : v < -127 ? -127 : v);
+                }
+                s.ops->matmul(s.be, &w, x, ys, n);
+                a.ops->matmul(a.be, &w, x, ya, n);
+                for (int64_t o = 0; o < n_out; o++) {
+                    dsri_dequantize_row(type, data + o * row_bytes, wrow, n_in);
+                    for (int t = 0; t < n; t++) {
+                        double sum = 0, mag = 0;
+                        for (int64_t i = 0; i < n_in; i++) {
+                            sum += (double)wrow[i] * x[t * n_in + i];
+                            mag += fabs((double)wrow[i] * x[t * n_in + i]);
+                        }
+                        inexact += mag / (d / 8) >= 16777216.0;
+                        bad_a += ya[t * n_out + o] != (float)sum;
+                        bad_s += ys[t * n_out + o] != (float)sum;
+                    }
+                }
+            }
+            int ok = !bad_a && !bad_s && !inexact;
+            printf("%s %s matmul %-7s n_in %4lld exact integer inputs: %d wrong (scalar %d), %d inputs not exact\n",
+                   ok ? "ok  " : "FAIL", be, dsri_type_traits_get(type)->name, (long long)n_in, bad_a, bad_s, inexact);
+            failures += !ok;
+            free(data);
+        }
+    free(x);
+    free(wrow);
+    free(ys);
+    free(ya);
+    drop(&s);
+    drop(&a);
 }
 
 /* f32/f16/bf16 weights take f32 FMA kernels that change shape with the batch
@@ -612,6 +697,7 @@ int main(int argc, char **argv)
         test_matmul(names[b], 512);
         test_matmul(names[b], 2560); /* rows wider than one packed chunk of the avx512 kernels */
         test_matmul_float(names[b]);
+        test_matmul_iq_exact(names[b]);
         test_ops(names[b]);
         int n = check_models(names[b], dir);
         if (n_models == 0 || n < n_models)

@@ -558,6 +558,10 @@ INLINE void dot_iq4_xs_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t x
 }
 NR_DISPATCH(iq4_xs)
 
+/* ---- the IQ lattice types (shared with avx512), Q8_K activations ---- */
+
+#include "backend/iq_dot_x86.inc.c"
+
 /* ---- kernel table ---- */
 
 const dsri_simd_kernel dsri_avx2_kernel_f32 = {DSRI_ACT_F32, dot_f32, dot2_f32, NULL};
@@ -594,7 +598,7 @@ const dsri_simd_kernel *dsri_avx2_kernel_for(uint32_t type)
     case DSRI_TYPE_Q5_K: return &k_q5_k;
     case DSRI_TYPE_Q6_K: return &k_q6_k;
     case DSRI_TYPE_IQ4_XS: return &k_iq4_xs;
-    default: return NULL;
+    default: return iq_kernel_for(type); /* NULL where none */
     }
 }
 

@@ -16,6 +16,9 @@
  *   activation rows the weights are not packed: each pair's integers come
  *   from maddubs + vpdpwssd and are reduced across lanes (the same exact
  *   integers, then the same float operations).
+ * - IQ lattice types (IQ1_S/M, IQ2_XXS/XS/S, IQ3_XXS/S): avx2's dot kernels
+ *   (lib/backend/iq_dot_x86.inc.c, compiled here a second time) with the
+ *   sign bits applied through mask registers and vpdpwssd.
  * - F32 / F16 / BF16: f32 FMA on 512-bit vectors (half the instructions
  *   per product; full rate where the core has 512-bit FMA units, as Zen 5
  *   has, and the same work as two 256-bit FMAs where it has not), weights
@@ -1097,6 +1100,11 @@ static BF16_FN void dot_bf16dp(int64_t n, const void *w, const void *x, size_t x
     gemm_bf16dp(n, w, 0, 1, x, xs, nr, out, 1);
 }
 
+/* ---- the IQ lattice types: avx2's kernels, here with mask-register signs
+ * and vpdpwssd (the same integers, the same bits) ---- */
+
+#include "backend/iq_dot_x86.inc.c"
+
 /* ---- kernel table ---- */
 
 static const dsri_simd_kernel k_f32 = {DSRI_ACT_F32, dot_f32, NULL, gemm_f32};
@@ -1132,6 +1140,13 @@ const dsri_simd_kernel *dsri_avx512_kernel_for(uint32_t type)
     case DSRI_TYPE_Q4_K: return &k_q4_k;
     case DSRI_TYPE_Q5_K: return &k_q5_k;
     case DSRI_TYPE_Q6_K: return &k_q6_k;
+    case DSRI_TYPE_IQ2_XXS:
+    case DSRI_TYPE_IQ2_XS:
+    case DSRI_TYPE_IQ2_S:
+    case DSRI_TYPE_IQ3_XXS:
+    case DSRI_TYPE_IQ3_S:
+    case DSRI_TYPE_IQ1_S:
+    case DSRI_TYPE_IQ1_M: return iq_kernel_for(type);
     default: return dsri_avx2_kernel_for(type); /* Q4_1, Q5_1, Q2_K, Q3_K, IQ4_XS */
     }
 }
