@@ -20,13 +20,16 @@ otherwise:
                heads, 1 dense + 3 MoE layers of 64 experts x 1024, 6 used;
                with --mtp a multi-token-prediction block after them.
 
-  usage: make_synthetic.py MODEL OUT.gguf [f16|q8_0] [--layers N] [--mtp]
+  usage: make_synthetic.py MODEL OUT.gguf [f16|q8_0|IQ] [--layers N] [--mtp]
+  IQ: iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq3_xxs iq3_s
 
 F16 weights are N(0, 0.02). Q8_0 weights are written directly (no float
 detour, so the 8B model takes a minute, not an hour): per block of 32 a
 scale and int8 values of N(0, 40) (clipped to +-127); the values come from one
 pool of random bytes that each tensor takes at a random offset (speed does not
-depend on the values). Other weight types: `dsr1 quantize OUT.gguf OTHER.gguf
+depend on the values). The IQ lattice types are written the same way: random
+bytes (every bit pattern is a valid block) with each block's f16 scale set
+(this library has no IQ quantizer yet). Other weight types: `dsr1 quantize OUT.gguf OTHER.gguf
 q4_k_m` (llama.cpp's per-tensor mixes). Tensors are produced one at a time, so
 a file larger than memory can be written. Needs numpy; run from a checkout (it
 imports bindings/python/dsr1/gguf.py and reads tests/data/models).
@@ -37,7 +40,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 import numpy as np  # noqa: E402
-from dsr1.gguf import GGUFReader, GGUFWriter, GGMLType  # noqa: E402
+from dsr1.gguf import GGUFReader, GGUFWriter, GGMLType, _TYPE_BLOCK  # noqa: E402
 
 STD = 0.02
 POOL = 1 << 26  # random values shared by all tensors (64 Mi)
@@ -51,6 +54,10 @@ class Weights:
         self.t, self.rng = t, rng
         if t == GGMLType.F16:
             self.pool = (rng.standard_normal(POOL, dtype=np.float32) * STD).astype("<f2")
+        elif t in IQ_TYPES.values():
+            self.pool = rng.integers(0, 256, POOL, dtype=np.uint8)
+            # weights are about 50 d (IQ2: d (2s+1) / 8 times grid levels 8..43)
+            self.scale = np.frombuffer(np.float16(STD / 50).tobytes(), np.uint8)
         else:
             q = np.clip(np.rint(rng.standard_normal(POOL, dtype=np.float32) * 40), -127, 127)
             self.pool = q.astype(np.int8)
@@ -67,12 +74,36 @@ class Weights:
             w.add_tensor_lazy(name, shape, self.t, lambda: self._take(n).tobytes())
             return
 
+        if self.t in IQ_TYPES.values():
+            w.add_tensor_lazy(name, shape, self.t, lambda: self._iq(n))
+            return
+
         def q8_0():
             blocks = np.empty((n // 32, 34), np.uint8)
             blocks[:, :2] = self.scale
             blocks[:, 2:] = self._take(n).view(np.uint8).reshape(-1, 32)
             return blocks.tobytes()
         w.add_tensor_lazy(name, shape, self.t, q8_0)
+
+
+    def _iq(self, n):
+        size = _TYPE_BLOCK[self.t][1]  # bytes per block of 256
+        blocks = self._take(n // 256 * size).reshape(-1, size).copy()
+        if self.t == GGMLType.IQ1_M:  # d in the top nibbles of the 4 u16 scales at 48
+            h = int(np.frombuffer(self.scale.tobytes(), "<u2")[0])
+            for k in range(4):
+                blocks[:, 49 + 2 * k] = (blocks[:, 49 + 2 * k] & 0x0F) | (((h >> (4 * k)) & 0x0F) << 4)
+        else:
+            blocks[:, :2] = self.scale
+        return blocks.tobytes()
+
+
+IQ_TYPES = {"iq1_s": GGMLType.IQ1_S, "iq1_m": GGMLType.IQ1_M, "iq2_xxs": GGMLType.IQ2_XXS,
+            "iq2_xs": GGMLType.IQ2_XS, "iq2_s": GGMLType.IQ2_S, "iq3_xxs": GGMLType.IQ3_XXS,
+            "iq3_s": GGMLType.IQ3_S}
+# llama.cpp's general.file_type of files mostly in each type
+FILE_TYPES = {"f16": 1, "q8_0": 7, "iq2_xxs": 19, "iq2_xs": 20, "iq3_xxs": 23, "iq1_s": 24, "iq3_s": 26,
+              "iq2_s": 28, "iq1_m": 31}
 
 
 def copy_metadata(w, src, vocab, over):
@@ -206,10 +237,11 @@ def main(argv):
     if len(args) < 2 or args[0] not in list(DENSE) + list(MOE) or layers < 0:
         sys.exit(__doc__)
     tname = args[2] if len(args) > 2 else "f16"
-    if tname not in ("f16", "q8_0"):
+    types = dict(IQ_TYPES, f16=GGMLType.F16, q8_0=GGMLType.Q8_0)
+    if tname not in types:
         sys.exit(__doc__)
-    t = {"f16": GGMLType.F16, "q8_0": GGMLType.Q8_0}[tname]
-    file_type = 1 if t == GGMLType.F16 else 7  # llama.cpp's ftype
+    t = types[tname]
+    file_type = FILE_TYPES[tname]
     rng = np.random.default_rng(0)
     wt = Weights(t, rng)
     w = GGUFWriter(args[1])

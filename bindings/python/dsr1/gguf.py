@@ -82,6 +82,13 @@ class GGMLType(IntEnum):
     F32 = 0
     F16 = 1
     Q8_0 = 8
+    IQ2_XXS = 16
+    IQ2_XS = 17
+    IQ3_XXS = 18
+    IQ1_S = 19
+    IQ3_S = 21
+    IQ2_S = 22
+    IQ1_M = 29
     BF16 = 30
 
 
@@ -121,6 +128,13 @@ _TYPE_BLOCK = {
     GGMLType.F16: (1, 2),
     GGMLType.BF16: (1, 2),
     GGMLType.Q8_0: (32, 34),
+    GGMLType.IQ2_XXS: (256, 66),
+    GGMLType.IQ2_XS: (256, 74),
+    GGMLType.IQ3_XXS: (256, 98),
+    GGMLType.IQ1_S: (256, 50),
+    GGMLType.IQ3_S: (256, 110),
+    GGMLType.IQ2_S: (256, 82),
+    GGMLType.IQ1_M: (256, 56),
 }
 
 
