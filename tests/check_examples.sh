@@ -38,4 +38,115 @@ out=$("$build/examples/dsr1" run -m "$model" -p "What is 345 + 78?" --temp 0.8 -
 printf '%s' "$out" | tr -d ' \n\t' | grep -qE '^\{"answer":-?[0-9]+\}$' && echo "ok   dsr1 run --json-schema" ||
   { echo "FAIL dsr1 run --json-schema: '$out'"; fail=1; }
 check "dsr1 run --logprobs" "[logprob]" "$(cat "$tmp/err")"
+
+# ---- the CLI as llama-cli users type it ----
+dsr1="$build/examples/dsr1"
+status() { # name, expected exit status, command...
+  name="$1"; want="$2"; shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+  rc=$?
+  if [ "$rc" -eq "$want" ]; then echo "ok   $name (exit $rc)"; else echo "FAIL $name: exit $rc, expected $want"; cat "$tmp/err"; fail=1; fi
+}
+for c in run chat info eval bench tokenize detokenize devices quantize; do
+  status "dsr1 $c --help" 0 "$dsr1" $c --help
+  check "dsr1 $c --help lists exit codes" "130 interrupted" "$(cat "$tmp/out")"
+done
+status "dsr1 --help" 0 "$dsr1" --help
+status "dsr1 --version" 0 "$dsr1" --version
+check "dsr1 --version" "dsr1 " "$(cat "$tmp/out")"
+status "no command" 2 "$dsr1"
+status "unknown command" 2 "$dsr1" frobnicate
+status "unknown option" 2 "$dsr1" run -m "$model" -p hi --frobnicate
+check "unknown option message" "unknown option '--frobnicate'" "$(cat "$tmp/err")"
+status "-n without a value" 2 "$dsr1" run -m "$model" -p hi -n
+check "missing value message" "-n needs a value" "$(cat "$tmp/err")"
+status "-n out of range" 2 "$dsr1" run -m "$model" -p hi -n -2
+status "-p with -f" 2 "$dsr1" run -m "$model" -p hi -f "$tmp/none"
+status "bench -o xml" 2 "$dsr1" bench -m "$model" -o xml
+status "missing model" 1 "$dsr1" run -m "$tmp/missing.gguf" -p hi
+
+q="What is 345 + 78?"
+printf '%s\n' "$q" >"$tmp/q.txt"
+out=$("$dsr1" run -m "$model" -f "$tmp/q.txt" --temp 0 --hide-thinking 2>/dev/null)
+[ "$out" = "The answer is 423." ] && echo "ok   dsr1 run -f FILE" || { echo "FAIL dsr1 run -f FILE: '$out'"; fail=1; }
+out=$(printf '%s\n' "$q" | "$dsr1" run -m "$model" --temp 0 --hide-thinking 2>/dev/null)
+[ "$out" = "The answer is 423." ] && echo "ok   dsr1 run < stdin" || { echo "FAIL dsr1 run < stdin: '$out'"; fail=1; }
+out=$(printf '%s' "$q" | "$dsr1" run -m "$model" -p - --temp 0 --hide-thinking 2>/dev/null)
+[ "$out" = "The answer is 423." ] && echo "ok   dsr1 run -p -" || { echo "FAIL dsr1 run -p -: '$out'"; fail=1; }
+
+# --verbose-prompt: the system prompt right after BOS, the generation prompt, the ids; -n 0 generates nothing
+"$dsr1" run -m "$model" -p "$q" -sys "Be brief." --verbose-prompt -n 0 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 0 ] && [ ! -s "$tmp/out" ] && echo "ok   -n 0 generates nothing" || { echo "FAIL -n 0: exit $rc, output '$(cat "$tmp/out")'"; fail=1; }
+check "--verbose-prompt text" "prompt: '<｜begin▁of▁sentence｜>Be brief.<｜User｜>$q<｜Assistant｜><think>" "$(cat "$tmp/err")"
+check "--verbose-prompt ids" "number of tokens in prompt = " "$(cat "$tmp/err")"
+check "--verbose-prompt pieces" "-> '<｜User｜>'" "$(cat "$tmp/err")"
+grep -q "^\[prompt:" "$tmp/err" && { echo "FAIL -n 0 printed a stats line"; fail=1; }
+n_ids=$(grep -c -- "-> '" "$tmp/err")
+n_said=$(sed -n 's/^number of tokens in prompt = //p' "$tmp/err")
+[ "$n_ids" = "$n_said" ] && echo "ok   --verbose-prompt: $n_ids ids listed" || { echo "FAIL --verbose-prompt: $n_ids ids, said $n_said"; fail=1; }
+
+status "-n 3" 0 "$dsr1" run -m "$model" -p "$q" --temp 0 -n 3
+check "-n 3 stops at the limit" "generation: 3 tokens" "$(cat "$tmp/err")"
+status "prompt longer than the context" 3 "$dsr1" run -m "$model" -p "$q" -c 8
+check "prompt too long message" "does not fit in the context of 8 tokens" "$(cat "$tmp/err")"
+[ "$(wc -l <"$tmp/err")" -eq 1 ] && echo "ok   one line for a prompt that does not fit" || { echo "FAIL: more than one line:"; cat "$tmp/err"; fail=1; }
+status "reply cut off by the context" 3 "$dsr1" run -m "$model" -p "$q" -c 40 --temp 0
+check "cut off message" "the reply was cut off" "$(cat "$tmp/err")"
+status "-c above the trained context warns" 0 "$dsr1" run -m "$model" -p "$q" -c 100000 -n 1
+check "-c warning" "above the 512 tokens the model was trained on" "$(cat "$tmp/err")"
+
+out=$(printf '/reset\n%s\n' "$q" | "$dsr1" run -m "$model" -i --temp 0 --hide-thinking -p "What is 1 + 1?" 2>/dev/null)
+check "dsr1 run -i: -p is the first message" "The answer is 2." "$out"
+check "dsr1 run -i: then stdin" "The answer is 423." "$out"
+out=$(printf '%s\n' "$q" | "$dsr1" run -m "$model" -cnv --temp 0 --hide-thinking 2>/dev/null)
+check "dsr1 run -cnv" "The answer is 423." "$out"
+
+out=$("$dsr1" run -m "$model" -p "$q" --temp 0 -n 5 2>&1)
+printf '%s' "$out" | grep -q "$(printf '\033')" && { echo "FAIL ANSI escapes in a pipe"; fail=1; } || echo "ok   no ANSI escapes in a pipe"
+printf '%s' "$out" | grep -q "loading \[" && { echo "FAIL a progress bar in a pipe"; fail=1; } || echo "ok   no progress bar in a pipe"
+if command -v script >/dev/null 2>&1; then # script(1) gives the command a terminal
+  tty_run() { script -qec "$*" /dev/null 2>&1 | od -An -c | tr -d ' \n'; }
+  esc='033\[2m'
+  tty_run "'$dsr1' run -m '$model' -p 'hi' --temp 0 -n 5" | grep -q "$esc" && echo "ok   dimmed reasoning on a terminal" ||
+    { echo "FAIL no dimmed reasoning on a terminal"; fail=1; }
+  NO_COLOR=1 tty_run "'$dsr1' run -m '$model' -p 'hi' --temp 0 -n 5" | grep -q "033" && { echo "FAIL NO_COLOR"; fail=1; } || echo "ok   NO_COLOR"
+  TERM=dumb tty_run "'$dsr1' run -m '$model' -p 'hi' --temp 0 -n 5" | grep -q "033" && { echo "FAIL TERM=dumb"; fail=1; } || echo "ok   TERM=dumb"
+  DSR1_PROGRESS_AFTER_MS=0 tty_run "'$dsr1' run -m '$model' -p 'hi' --temp 0 -n 1" | grep -q 'loading\[#*\]100%' &&
+    echo "ok   load progress bar on a terminal" || { echo "FAIL no load progress bar on a terminal"; fail=1; }
+  tty_run "'$dsr1' run -m '$model' -p 'hi' --temp 0 -n 1" | grep -q 'loading' &&
+    { echo "FAIL a progress bar for a quick load"; fail=1; } || echo "ok   no progress bar for a quick load"
+  script -qec "'$dsr1' run -m '$model'" /dev/null >"$tmp/out" 2>&1
+  rc=$?
+  [ "$rc" -eq 2 ] && grep -q "a prompt is needed" "$tmp/out" && echo "ok   no prompt and stdin a terminal: exit 2" ||
+    { echo "FAIL no prompt and stdin a terminal: exit $rc"; cat "$tmp/out"; fail=1; }
+else
+  echo "SKIP terminal checks (colours, NO_COLOR, progress bar): script(1) is not installed (util-linux)"
+fi
+
+# bench: repetitions, mean ± standard deviation, md / json / csv
+status "bench md" 0 "$dsr1" bench -m "$model" -p 16 -n 4 -r 3
+check "bench md row" "| pp16 |" "$(cat "$tmp/out")"
+grep -qE '\| tg4 \| [0-9.]+ ± [0-9.]+ \|' "$tmp/out" && echo "ok   bench md mean ± stddev" || { echo "FAIL bench md:"; cat "$tmp/out"; fail=1; }
+status "bench json" 0 "$dsr1" bench -m "$model" -p 16 -n 4 -r 3 -o json
+/usr/bin/python3 - "$tmp/out" <<'PY' && echo "ok   bench json" || { echo "FAIL bench json"; cat "$tmp/out"; fail=1; }
+import json, statistics, sys
+rows = json.load(open(sys.argv[1]))
+assert [r["test"] for r in rows] == ["pp16", "tg4"], rows
+for r in rows:
+    assert r["repetitions"] == 3 and len(r["samples_ts"]) == 3, r
+    assert abs(r["avg_ts"] - statistics.mean(r["samples_ts"])) <= 1e-3 * r["avg_ts"], r
+    assert abs(r["stddev_ts"] - statistics.stdev(r["samples_ts"])) <= 1e-3 * r["avg_ts"] + 1e-6, r
+PY
+status "bench csv" 0 "$dsr1" bench -m "$model" -p 0 -n 4 -r 2 -o csv
+/usr/bin/python3 - "$tmp/out" <<'PY' && echo "ok   bench csv" || { echo "FAIL bench csv"; cat "$tmp/out"; fail=1; }
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert len(rows) == 1 and rows[0]["test"] == "tg4" and rows[0]["repetitions"] == "2", rows
+assert float(rows[0]["avg_ts"]) > 0 and float(rows[0]["stddev_ts"]) >= 0, rows
+PY
+
+ids=$(printf '%s' "$q" | "$dsr1" tokenize -m "$model")
+back=$(printf '%s' "$ids" | "$dsr1" detokenize -m "$model")
+[ "$back" = "$q" ] && echo "ok   tokenize | detokenize" || { echo "FAIL tokenize | detokenize: '$back'"; fail=1; }
 exit $fail

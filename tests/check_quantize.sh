@@ -6,7 +6,7 @@
 #  - llama-f16 / deepseek2-f16 -> q8_0, q4_k_m: the fixtures were quantized from F32
 #    weights that are not shipped, so only the metadata, the per-tensor type mix and the
 #    sizes (everything `dsr1 info` prints) must match; the file must load and evaluate;
-#  - bad arguments exit 1 with a message and leave no output behind.
+#  - bad command lines exit 2, failures 1, with a message, and leave no output behind.
 set -u
 dsr1="$1"; models="$2/models"; work="$3/quantize-tmp"
 rm -rf "$work"; mkdir -p "$work"
@@ -53,22 +53,22 @@ done
 "$dsr1" quantize "$models/deepseek2-f16.gguf" "$work/d.gguf" f16 >/dev/null 2>&1 &&
   cmp -s "$work/d.gguf" "$models/deepseek2-f16.gguf" && ok "deepseek2 f16 -> f16 identical" || bad "deepseek2 f16 -> f16"
 
-expect_fail() { # name, args...
-  name="$1"; shift
+expect_fail() { # name, exit status, args...
+  name="$1"; want="$2"; shift 2
   "$dsr1" quantize "$@" >"$work/log" 2>&1
   rc=$?
   if [ "$rc" -eq 0 ]; then bad "$name: exit 0"; return; fi
-  if [ "$rc" -ne 1 ] || ! grep -q "dsr1 quantize\|usage:" "$work/log"; then bad "$name: no message / wrong status"; cat "$work/log"; return; fi
+  if [ "$rc" -ne "$want" ] || ! grep -q "dsr1 quantize\|usage:" "$work/log"; then bad "$name: no message / wrong status"; cat "$work/log"; return; fi
   ok "$name"
 }
-expect_fail "unknown type" "$models/qwen2-f32.gguf" "$work/x.gguf" q9_9
-expect_fail "IQ target" "$models/qwen2-f32.gguf" "$work/x.gguf" iq4_xs
+expect_fail "unknown type" 2 "$models/qwen2-f32.gguf" "$work/x.gguf" q9_9
+expect_fail "IQ target" 2 "$models/qwen2-f32.gguf" "$work/x.gguf" iq4_xs
 grep -q "IQ types" "$work/log" || bad "IQ message"
-expect_fail "missing input" "$models/does-not-exist.gguf" "$work/x.gguf" q8_0
-expect_fail "not a gguf" "$0" "$work/x.gguf" q8_0
-expect_fail "too few arguments" "$models/qwen2-f32.gguf" "$work/x.gguf"
-expect_fail "bad --threads" "$models/qwen2-f32.gguf" "$work/x.gguf" q8_0 --threads 0
-expect_fail "unwritable output" "$models/qwen2-f32.gguf" "$work/no/such/dir/x.gguf" q8_0
+expect_fail "missing input" 1 "$models/does-not-exist.gguf" "$work/x.gguf" q8_0
+expect_fail "not a gguf" 1 "$0" "$work/x.gguf" q8_0
+expect_fail "too few arguments" 2 "$models/qwen2-f32.gguf" "$work/x.gguf"
+expect_fail "bad --threads" 2 "$models/qwen2-f32.gguf" "$work/x.gguf" q8_0 --threads -1
+expect_fail "unwritable output" 1 "$models/qwen2-f32.gguf" "$work/no/such/dir/x.gguf" q8_0
 [ ! -e "$work/x.gguf" ] && [ ! -e "$work/x.gguf.part" ] && ok "nothing left behind" || bad "output left behind"
 
 rm -rf "$work"

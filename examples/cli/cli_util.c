@@ -1,7 +1,12 @@
-#include <errno.h>
+/* Helpers every subcommand shares: loading (with a progress bar), context parameters, errors, files. */
+#if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty, fileno */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -12,66 +17,143 @@ static void log_to_stderr(dsr1_log_level level, const char *message, void *user_
     fprintf(stderr, "[%s] %s\n", names[level <= DSR1_LOG_DEBUG ? level : DSR1_LOG_DEBUG], message);
 }
 
-dsr1_model *dsr1_cli_load(const char *path, int vocab_only, int verbose)
+static double seconds_now(void)
 {
-    if (!path) {
-        fprintf(stderr, "dsr1: -m MODEL is required\n");
-        return NULL;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The load progress bar: on a terminal only, and only once the load has
+ * taken DSR1_PROGRESS_AFTER_MS milliseconds (200 by default), so quick
+ * loads print nothing. */
+typedef struct progress_bar {
+    double start, after;
+    int drawn;
+} progress_bar;
+
+#define BAR_WIDTH 30
+
+static int draw_progress(const dsr1_progress *p, void *user_data)
+{
+    progress_bar *bar = user_data;
+    int done = p->bytes_done >= p->bytes_total && p->tensors_done >= p->tensors_total;
+    if (!bar->drawn && (done || seconds_now() - bar->start < bar->after))
+        return 0;
+    double frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total
+                                 : p->tensors_total ? (double)p->tensors_done / (double)p->tensors_total : 1.0;
+    char cells[BAR_WIDTH + 1];
+    int full = (int)(frac * BAR_WIDTH + 0.5);
+    for (int i = 0; i < BAR_WIDTH; i++)
+        cells[i] = i < full ? '#' : '.';
+    cells[BAR_WIDTH] = '\0';
+    fprintf(stderr, "\rloading [%s] %3.0f%%  %.1f/%.1f MiB  ", cells, 100.0 * frac,
+            (double)p->bytes_done / 1048576.0, (double)p->bytes_total / 1048576.0);
+    if (done)
+        fputc('\n', stderr);
+    fflush(stderr);
+    bar->drawn = 1;
+    return 0;
+}
+
+dsr1_model *dsr1_cli_load(const char *cmd, const dsr1_cli_opts *o, int vocab_only)
+{
+    if (!o->model_path) {
+        fprintf(stderr, "dsr1 %s: -m MODEL is required\n(dsr1 %s --help lists the options)\n", cmd, cmd);
+        exit(DSR1_EXIT_USAGE);
     }
     dsr1_model_params mp;
     dsr1_model_params_default(&mp, sizeof mp);
     mp.vocab_only = vocab_only;
-    if (verbose) {
+    if (o->verbose) {
         mp.log_callback = log_to_stderr;
         mp.log_level = DSR1_LOG_DEBUG;
     }
+    progress_bar bar = {seconds_now(), 0.2, 0};
+    const char *after = getenv("DSR1_PROGRESS_AFTER_MS");
+    if (after && *after)
+        bar.after = atof(after) / 1000.0;
+    if (isatty(fileno(stderr))) {
+        mp.progress_callback = draw_progress;
+        mp.progress_user_data = &bar;
+    }
     dsr1_model *model = NULL;
-    dsr1_status st = dsr1_model_load(path, &mp, &model);
+    dsr1_status st = dsr1_model_load(o->model_path, &mp, &model);
     if (st != DSR1_OK) {
-        fprintf(stderr, "dsr1: cannot load '%s': %s\n", path, dsr1_last_error());
+        if (bar.drawn)
+            fputc('\n', stderr);
+        fprintf(stderr, "dsr1 %s: cannot load '%s': %s\n", cmd, o->model_path, dsr1_last_error());
         return NULL;
     }
     return model;
 }
 
+void dsr1_cli_context_params(const dsr1_cli_opts *o, dsr1_context_params *cp)
+{
+    dsr1_context_params_default(cp, sizeof *cp);
+    cp->n_ctx = o->n_ctx;
+    cp->n_threads = o->n_threads;
+    cp->backend = o->backend;
+    cp->kv_type = dsr1_cli_kv_type(o);
+}
+
 int dsr1_cli_fail(const char *cmd, dsr1_status st)
 {
     fprintf(stderr, "dsr1 %s: %s (%s)\n", cmd, dsr1_last_error(), dsr1_status_string(st));
-    return 1;
+    return DSR1_EXIT_ERROR;
 }
 
-long dsr1_cli_parse_long(const char *cmd, const char *flag, const char *value, long lo, long hi)
+char *dsr1_cli_read_file(const char *cmd, const char *path, size_t *len)
 {
-    char *end;
-    errno = 0;
-    long v = value ? strtol(value, &end, 10) : 0;
-    if (!value || errno || *end || end == value || v < lo || v > hi) {
-        fprintf(stderr, "dsr1 %s: %s needs an integer in [%ld, %ld], got '%s'\n", cmd, flag, lo, hi,
-                value ? value : "(nothing)");
-        exit(1);
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = f ? malloc(cap + 1) : NULL;
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap)
+            break;
+        char *b = realloc(buf, 2 * cap + 1);
+        if (!b) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = b;
+        cap *= 2;
     }
-    return v;
-}
-
-dsr1_kv_type dsr1_cli_parse_kv_type(const char *cmd, const char *flag, const char *value)
-{
-    if (value && !strcmp(value, "f16"))
-        return DSR1_KV_F16;
-    if (value && !strcmp(value, "f32"))
-        return DSR1_KV_F32;
-    fprintf(stderr, "dsr1 %s: %s needs f16 or f32, got '%s'\n", cmd, flag, value ? value : "(nothing)");
-    exit(1);
-}
-
-double dsr1_cli_parse_double(const char *cmd, const char *flag, const char *value, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double v = value ? strtod(value, &end) : 0;
-    if (!value || errno || *end || end == value || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "dsr1 %s: %s needs a number in [%g, %g], got '%s'\n", cmd, flag, lo, hi,
-                value ? value : "(nothing)");
-        exit(1);
+    if (buf && ferror(f)) {
+        free(buf);
+        buf = NULL;
     }
-    return v;
+    if (f && f != stdin)
+        fclose(f);
+    if (!buf) {
+        fprintf(stderr, "dsr1 %s: cannot read %s\n", cmd, strcmp(path, "-") ? path : "stdin");
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+char *dsr1_cli_read_message(const char *cmd, const char *path)
+{
+    size_t len = 0;
+    char *text = dsr1_cli_read_file(cmd, path, &len);
+    /* the newline that ends a file or an echo is not part of the message (as llama-cli's -f) */
+    if (text && len > 0 && text[len - 1] == '\n')
+        text[--len] = '\0';
+    if (text && len > 0 && text[len - 1] == '\r')
+        text[--len] = '\0';
+    return text;
+}
+
+int dsr1_cli_color(FILE *f)
+{
+    const char *no_color = getenv("NO_COLOR"), *term = getenv("TERM");
+    if (no_color && *no_color)
+        return 0;
+    if (term && !strcmp(term, "dumb"))
+        return 0;
+    return isatty(fileno(f));
 }

@@ -1,7 +1,8 @@
 /*
  * dsr1 chat: interactive multi-turn conversation on stdin.
  *
- * Each line is a user message; the reply streams as in `dsr1 run`. Commands:
+ * Each line is a user message (-p / -f: the first one); the reply streams as
+ * in `dsr1 run`. Also `dsr1 run -i` / `-cnv`. Commands:
  *   /think N   set the thinking budget (-1: unlimited)
  *   /reset     forget the conversation (keeps the system prompt)
  *   /quit      leave (so does end of input)
@@ -16,18 +17,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: dsr1 chat -m MODEL [options]\n"
-            "  -sys, --system-prompt TEXT   system prompt\n"
-            "  -n, --n-predict N            most tokens per reply (default: until the end of the turn)\n"
-            "  and the sampling, thinking and context options of `dsr1 run`\n"
-            "  (--temp --top-p --top-k --min-p --seed --think-budget --hide-thinking -c -t --backend\n"
-            "  --kv-type -v --grammar --json-schema --logprobs)\n"
-            "Type a message and press enter. Commands: /think N, /reset, /quit (or end of input).\n");
-}
 
 /* One line of stdin without its newline; NULL at end of input. */
 static char *read_line(char **buf, size_t *cap)
@@ -58,55 +47,88 @@ static char *read_line(char **buf, size_t *cap)
     return *buf;
 }
 
-int dsr1_cli_chat(int argc, char **argv)
+/* --verbose-prompt: the conversation so far plus the new message, as the model sees it. */
+static void print_turn_prompt(const dsr1_model *model, const dsr1_chat *chat, const char *message)
 {
-    dsr1_cli_gen_opts o;
-    dsr1_cli_gen_opts_init(&o);
-    const char *system_prompt = NULL;
-    long n_predict = 0;
-    for (int i = 1; i < argc; i++) {
-        if (dsr1_cli_gen_option("chat", &o, argc, argv, &i))
-            continue;
-        if (!strcmp(argv[i], "-sys") || !strcmp(argv[i], "--system-prompt")) {
-            system_prompt = i + 1 < argc ? argv[++i] : NULL;
-        } else if (!strcmp(argv[i], "-n") || !strcmp(argv[i], "--n-predict")) {
-            n_predict = dsr1_cli_parse_long("chat", argv[i], i + 1 < argc ? argv[i + 1] : NULL, -1, 1L << 30);
-            i++;
-        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "dsr1 chat: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 1;
+    int32_t n = dsr1_chat_n_messages(chat);
+    dsr1_chat_message *msgs = malloc(((size_t)n + 1) * sizeof *msgs);
+    if (!msgs)
+        return;
+    for (int32_t i = 0; i < n; i++)
+        if (dsr1_chat_message_at(chat, i, &msgs[i]) != DSR1_OK) {
+            free(msgs);
+            return;
         }
-    }
-    if (!o.model_path) {
-        fprintf(stderr, "dsr1 chat: -m MODEL is required\n");
-        usage(stderr);
-        return 1;
-    }
+    msgs[n].role = "user";
+    msgs[n].content = message;
+    dsr1_cli_print_prompt(model, msgs, n + 1);
+    free(msgs);
+}
+
+/* One reply to message; returns the exit code of the turn. */
+static int answer(const char *cmd, const dsr1_cli_opts *o, int32_t budget, const dsr1_grammar *grammar,
+                  dsr1_model *model, dsr1_context *ctx, dsr1_chat *chat, const char *message)
+{
+    if (o->verbose_prompt)
+        print_turn_prompt(model, chat, message);
+    dsr1_cli_display disp;
+    dsr1_cli_display_init(&disp, 0, o->hide_thinking);
+    dsr1_generate_params gp;
+    dsr1_cli_generate_params(o, grammar, &gp);
+    gp.think_budget = budget;
+    gp.on_event = dsr1_cli_display_event;
+    gp.user_data = &disp;
+    if (o->n_logprobs > 0)
+        disp.model = model;
+    dsr1_generation *gen = NULL;
+    dsr1_stop_reason why = DSR1_STOP_NONE;
+    dsr1_status st = dsr1_chat_begin(chat, message, &gp, &gen);
+    if (st == DSR1_OK)
+        st = dsr1_generation_run(gen, &why);
+    int rc = dsr1_cli_generation_result(cmd, gen, ctx, st, why);
+    dsr1_generation_free(gen);
+    if (rc == DSR1_EXIT_CONTEXT_FULL)
+        fprintf(stderr, "[the context is full: /reset to continue]\n");
+    return rc;
+}
+
+int dsr1_cli_chat(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
+{
+    const char *name = cmd->name;
+    if (o->prompt && o->prompt_file)
+        dsr1_cli_usage_error(cmd, "-p and -f exclude each other");
+    if (o->prompt && !strcmp(o->prompt, "-"))
+        dsr1_cli_usage_error(cmd, "-p - would read the first message from stdin, which is the chat's input");
+    if (o->n_predict == 0)
+        dsr1_cli_usage_error(cmd, "-n 0 generates no reply: nothing to chat about");
+    char *first = NULL;
+    if (o->prompt_file && !(first = dsr1_cli_read_message(name, o->prompt_file)))
+        return DSR1_EXIT_ERROR;
+    dsr1_grammar *grammar;
     dsr1_model *model;
     dsr1_context *ctx;
     dsr1_sampler *smp;
-    if (dsr1_cli_gen_open("chat", &o, &model, &ctx, &smp))
-        return 1;
+    if (dsr1_cli_gen_open(name, o, &grammar, &model, &ctx, &smp)) {
+        free(first);
+        return DSR1_EXIT_ERROR;
+    }
     dsr1_chat *chat = NULL;
-    dsr1_status st = dsr1_chat_new(ctx, smp, system_prompt, &chat);
+    dsr1_status st = dsr1_chat_new(ctx, smp, o->system_prompt, &chat);
+    int rc = DSR1_EXIT_OK;
     if (st != DSR1_OK) {
-        dsr1_cli_fail("chat", st);
-        dsr1_grammar_free(o.grammar);
-        dsr1_sampler_free(smp);
-        dsr1_context_free(ctx);
-        dsr1_model_free(model);
-        return 1;
+        rc = dsr1_cli_fail(name, st);
+        goto done;
     }
     int interactive = isatty(STDIN_FILENO);
     if (interactive)
-        fprintf(stderr, "dsr1 chat: type a message; /think N, /reset, /quit\n");
+        fprintf(stderr, "dsr1 %s: type a message; /think N, /reset, /quit\n", name);
     dsr1_cli_install_interrupt();
-    int32_t budget = o.think_budget;
-    int rc = 0;
+    int32_t budget = o->think_budget;
+    if (first || o->prompt) {
+        rc = answer(name, o, budget, grammar, model, ctx, chat, first ? first : o->prompt);
+        if (rc == DSR1_EXIT_INTERRUPTED)
+            rc = DSR1_EXIT_OK; /* Ctrl-C stops the reply, not the chat */
+    }
     char *line = NULL;
     size_t cap = 0;
     for (;;) {
@@ -141,41 +163,15 @@ int dsr1_cli_chat(int argc, char **argv)
             fprintf(stderr, "unknown command '%s' (/think N, /reset, /quit; start with // to send a '/')\n", line);
             continue;
         }
-        const char *message = line[0] == '/' ? line + 1 : line;
-
-        dsr1_cli_display disp;
-        dsr1_cli_display_init(&disp, 0, o.hide_thinking);
-        dsr1_generate_params gp;
-        dsr1_generate_params_default(&gp, sizeof gp);
-        gp.max_new_tokens = n_predict > 0 ? (int32_t)n_predict : 0;
-        gp.think_budget = budget;
-        gp.hide_reasoning = o.hide_thinking;
-        gp.on_event = dsr1_cli_display_event;
-        gp.user_data = &disp;
-        gp.grammar = o.grammar;
-        gp.n_logprobs = o.n_logprobs;
-        if (o.n_logprobs > 0)
-            disp.model = model;
-        dsr1_generation *gen = NULL;
-        dsr1_stop_reason why = DSR1_STOP_NONE;
-        st = dsr1_chat_begin(chat, message, &gp, &gen);
-        if (st == DSR1_OK)
-            st = dsr1_generation_run(gen, &why);
-        if (st != DSR1_OK) {
-            fflush(stdout);
-            dsr1_cli_fail("chat", st);
-            rc = 1;
-        }
-        if (gen) {
-            dsr1_cli_print_stats(gen, why);
-            dsr1_generation_free(gen);
-        }
-        if (why == DSR1_STOP_CONTEXT_FULL)
-            fprintf(stderr, "[the context is full: /reset to continue]\n");
+        int turn = answer(name, o, budget, grammar, model, ctx, chat, line[0] == '/' ? line + 1 : line);
+        if (turn == DSR1_EXIT_ERROR || (turn == DSR1_EXIT_CONTEXT_FULL && rc == DSR1_EXIT_OK))
+            rc = turn;
     }
     free(line);
+done:
+    free(first);
     dsr1_chat_free(chat);
-    dsr1_grammar_free(o.grammar);
+    dsr1_grammar_free(grammar);
     dsr1_sampler_free(smp);
     dsr1_context_free(ctx);
     dsr1_model_free(model);

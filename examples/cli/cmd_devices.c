@@ -3,13 +3,9 @@
 
 #include "cli.h"
 
-int dsr1_cli_devices(int argc, char **argv)
+int dsr1_cli_devices(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
 {
-    (void)argv;
-    if (argc > 1) {
-        fprintf(stderr, "usage: dsr1 devices\n");
-        return 1;
-    }
+    (void)o;
     int32_t n = dsr1_device_count();
     if (n == 0) {
         dsr1_device_props p = {sizeof p, "", "", 0, 0};
@@ -22,7 +18,7 @@ int dsr1_cli_devices(int argc, char **argv)
         dsr1_device_props p = {sizeof p, "", "", 0, 0};
         dsr1_status st = dsr1_device_info(i, &p);
         if (st)
-            return dsr1_cli_fail("devices", st);
+            return dsr1_cli_fail(cmd->name, st);
         printf("%-5d %-8s %-4s %7.0f MiB  %s\n", (int)i, p.backend, p.is_cpu ? "CPU" : "GPU",
                (double)p.memory / 1048576.0, p.name);
     }

@@ -43,22 +43,15 @@ static void print_tensors(const dsr1_model *model)
     }
 }
 
-int dsr1_cli_info(int argc, char **argv)
+int dsr1_cli_info(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
 {
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if ((strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "--model") == 0) && i + 1 < argc)
-            path = argv[++i];
-        else {
-            fprintf(stderr, "usage: dsr1 info -m MODEL\n");
-            return 1;
-        }
-    }
-    dsr1_model *model = dsr1_cli_load(path, 0, 0);
+    const char *path = o->model_path;
+    dsr1_model *model = dsr1_cli_load(cmd->name, o, 0);
     if (!model) {
         /* a vocabulary-only file still has metadata worth showing */
-        if (!path || !(model = dsr1_cli_load(path, 1, 0)))
-            return 1;
+        fprintf(stderr, "dsr1 %s: trying it as a vocabulary-only file\n", cmd->name);
+        if (!(model = dsr1_cli_load(cmd->name, o, 1)))
+            return DSR1_EXIT_ERROR;
     }
     printf("file: %s\n", path);
     printf("architecture: %s\n", dsr1_model_arch(model));

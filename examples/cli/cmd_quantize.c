@@ -53,12 +53,6 @@ static const qtype qtypes[] = {
     {"q5_k", FT_Q5_K_M, DSRI_TYPE_Q5_K},
 };
 
-static void usage(void)
-{
-    fprintf(stderr, "usage: dsr1 quantize IN.gguf OUT.gguf TYPE [--threads N]\n"
-                    "  TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_m q5_k_m q6_k\n");
-}
-
 static int is_quantized(uint32_t t)
 {
     return t != DSRI_TYPE_F32 && t != DSRI_TYPE_F16 && t != DSRI_TYPE_BF16;
@@ -281,34 +275,10 @@ static void quant_task(void *arg, int i, int thread)
     }
 }
 
-int dsr1_cli_quantize(int argc, char **argv)
+int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
 {
-    const char *pos[3] = {NULL, NULL, NULL};
-    int n_pos = 0;
-    long n_threads = 0;
-    for (int i = 1; i < argc; i++) {
-        if ((strcmp(argv[i], "--threads") == 0 || strcmp(argv[i], "-t") == 0)) {
-            n_threads = dsr1_cli_parse_long(CMD, argv[i], i + 1 < argc ? argv[i + 1] : NULL, 1, 1024);
-            i++;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage();
-            return 0;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "dsr1 " CMD ": unknown option '%s'\n", argv[i]);
-            usage();
-            return 1;
-        } else if (n_pos < 3) {
-            pos[n_pos++] = argv[i];
-        } else {
-            fprintf(stderr, "dsr1 " CMD ": unexpected argument '%s'\n", argv[i]);
-            usage();
-            return 1;
-        }
-    }
-    if (n_pos != 3) {
-        usage();
-        return 1;
-    }
+    const char *const *pos = o->positional; /* the parser checked there are 3 */
+    long n_threads = o->n_threads;
     const char *in_path = pos[0], *out_path = pos[1], *type_name = pos[2];
     const qtype *qt = NULL;
     for (size_t i = 0; i < sizeof qtypes / sizeof qtypes[0]; i++)
@@ -318,9 +288,8 @@ int dsr1_cli_quantize(int argc, char **argv)
         if (strncasecmp(type_name, "iq", 2) == 0)
             fprintf(stderr, "dsr1 " CMD ": '%s': IQ types are not quantizable here (libdsr1 has no IQ quantizers; use llama-quantize)\n", type_name);
         else
-            fprintf(stderr, "dsr1 " CMD ": unknown type '%s'\n", type_name);
-        usage();
-        return 1;
+            dsr1_cli_usage_error(cmd, "unknown type '%s'", type_name);
+        return DSR1_EXIT_USAGE;
     }
     if (n_threads <= 0) {
         long nc = sysconf(_SC_NPROCESSORS_ONLN);

@@ -1,6 +1,6 @@
 /*
  * dsr1 run: one prompt -> a streamed completion, plus the helpers that
- * dsr1 chat shares (options, display, Ctrl-C, timing).
+ * dsr1 chat shares (opening, display, Ctrl-C, the report at the end).
  */
 #if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
@@ -17,89 +17,10 @@
 #define DIM "\033[2m"
 #define RESET "\033[0m"
 
-/* ---- options ---- */
-
-void dsr1_cli_gen_opts_init(dsr1_cli_gen_opts *o)
+/* The grammar of --grammar / --json-schema, if any (*out NULL when none). */
+static dsr1_status open_grammar(const char *cmd, const dsr1_cli_opts *o, const dsr1_model *model, dsr1_grammar **out)
 {
-    memset(o, 0, sizeof *o);
-    dsr1_sampler_params_default(&o->sampler, sizeof o->sampler);
-    o->think_budget = -1;
-}
-
-int dsr1_cli_gen_option(const char *cmd, dsr1_cli_gen_opts *o, int argc, char **argv, int *i)
-{
-    const char *a = argv[*i];
-#define VALUE() (*i + 1 < argc ? argv[++*i] : NULL)
-    if (!strcmp(a, "-m") || !strcmp(a, "--model"))
-        o->model_path = VALUE();
-    else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
-        o->n_ctx = (int32_t)dsr1_cli_parse_long(cmd, a, VALUE(), 0, 1 << 24);
-    else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
-        o->n_threads = (int32_t)dsr1_cli_parse_long(cmd, a, VALUE(), 0, 1024);
-    else if (!strcmp(a, "--backend"))
-        o->backend = VALUE();
-    else if (!strcmp(a, "--kv-type"))
-        o->kv_type = dsr1_cli_parse_kv_type(cmd, a, VALUE());
-    else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
-        o->verbose = 1;
-    else if (!strcmp(a, "--temp"))
-        o->sampler.temperature = (float)dsr1_cli_parse_double(cmd, a, VALUE(), 0.0, 100.0);
-    else if (!strcmp(a, "--top-p"))
-        o->sampler.top_p = (float)dsr1_cli_parse_double(cmd, a, VALUE(), 0.0, 1.0);
-    else if (!strcmp(a, "--top-k"))
-        o->sampler.top_k = (int32_t)dsr1_cli_parse_long(cmd, a, VALUE(), 0, 1 << 30);
-    else if (!strcmp(a, "--min-p"))
-        o->sampler.min_p = (float)dsr1_cli_parse_double(cmd, a, VALUE(), 0.0, 1.0);
-    else if (!strcmp(a, "--repeat-penalty"))
-        o->sampler.repeat_penalty = (float)dsr1_cli_parse_double(cmd, a, VALUE(), 1e-3, 100.0);
-    else if (!strcmp(a, "--repeat-last-n"))
-        o->sampler.penalty_last_n = (int32_t)dsr1_cli_parse_long(cmd, a, VALUE(), 0, 1 << 20);
-    else if (!strcmp(a, "--frequency-penalty"))
-        o->sampler.frequency_penalty = (float)dsr1_cli_parse_double(cmd, a, VALUE(), -100.0, 100.0);
-    else if (!strcmp(a, "--presence-penalty"))
-        o->sampler.presence_penalty = (float)dsr1_cli_parse_double(cmd, a, VALUE(), -100.0, 100.0);
-    else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) {
-        o->sampler.seed = (uint64_t)dsr1_cli_parse_double(cmd, a, VALUE(), 0.0, 18446744073709549568.0);
-        o->seed_given = 1;
-    } else if (!strcmp(a, "--think-budget"))
-        o->think_budget = (int32_t)dsr1_cli_parse_long(cmd, a, VALUE(), -1, 1 << 30);
-    else if (!strcmp(a, "--hide-thinking"))
-        o->hide_thinking = 1;
-    else if (!strcmp(a, "--grammar"))
-        o->grammar_path = VALUE();
-    else if (!strcmp(a, "--json-schema"))
-        o->json_schema_path = VALUE();
-    else if (!strcmp(a, "--logprobs"))
-        o->n_logprobs = (int32_t)dsr1_cli_parse_long(cmd, a, VALUE(), 0, 100);
-    else
-        return 0;
-#undef VALUE
-    return 1;
-}
-
-/* A whole file, NUL-terminated (NULL with a message when unreadable). */
-static char *read_text(const char *cmd, const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    if (f && fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)n + 1)) != NULL) {
-            *len = fread(text, 1, (size_t)n, f);
-            text[*len] = '\0';
-        }
-    }
-    if (f)
-        fclose(f);
-    if (!text)
-        fprintf(stderr, "dsr1 %s: cannot read %s\n", cmd, path);
-    return text;
-}
-
-/* The grammar of --grammar / --json-schema, if any. */
-static dsr1_status open_grammar(const char *cmd, dsr1_cli_gen_opts *o, const dsr1_model *model)
-{
-    o->grammar = NULL;
+    *out = NULL;
     const char *path = o->grammar_path ? o->grammar_path : o->json_schema_path;
     if (!path)
         return DSR1_OK;
@@ -108,60 +29,100 @@ static dsr1_status open_grammar(const char *cmd, dsr1_cli_gen_opts *o, const dsr
         return DSR1_ERR_INVALID_ARGUMENT;
     }
     size_t len = 0;
-    char *text = read_text(cmd, path, &len);
+    char *text = dsr1_cli_read_file(cmd, path, &len);
     if (!text)
         return DSR1_ERR_IO;
-    dsr1_status st = o->grammar_path ? dsr1_grammar_new(model, text, len, NULL, &o->grammar)
-                                     : dsr1_grammar_from_json_schema(model, text, len, &o->grammar);
+    dsr1_status st = o->grammar_path ? dsr1_grammar_new(model, text, len, NULL, out)
+                                     : dsr1_grammar_from_json_schema(model, text, len, out);
     free(text);
     if (st)
         fprintf(stderr, "dsr1 %s: %s: %s\n", cmd, path, dsr1_last_error());
     return st;
 }
 
-int dsr1_cli_gen_open(const char *cmd, dsr1_cli_gen_opts *o, dsr1_model **model, dsr1_context **ctx,
-                      dsr1_sampler **smp)
+int dsr1_cli_gen_open(const char *cmd, dsr1_cli_opts *o, dsr1_grammar **grammar, dsr1_model **model,
+                      dsr1_context **ctx, dsr1_sampler **smp)
 {
-    *model = NULL;
+    *grammar = NULL;
     *ctx = NULL;
     *smp = NULL;
-    if (!(*model = dsr1_cli_load(o->model_path, 0, o->verbose)))
-        return 1;
+    if (!(*model = dsr1_cli_load(cmd, o, 0)))
+        return DSR1_EXIT_ERROR;
     dsr1_context_params cp;
-    dsr1_context_params_default(&cp, sizeof cp);
-    cp.n_ctx = o->n_ctx;
-    cp.n_threads = o->n_threads;
-    cp.backend = o->backend;
-    cp.kv_type = o->kv_type;
+    dsr1_cli_context_params(o, &cp);
     dsr1_status st = dsr1_context_new(*model, &cp, ctx);
     if (st == DSR1_OK) {
-        if (!o->seed_given)
-            o->sampler.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+        o->sampler.seed = o->seed != DSR1_CLI_SEED_FROM_CLOCK ? o->seed
+                                                              : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
         st = dsr1_sampler_new(dsr1_model_n_vocab(*model), &o->sampler, smp);
-    }
-    if (st == DSR1_OK && (st = open_grammar(cmd, o, *model)) != DSR1_OK) {
-        dsr1_sampler_free(*smp);
-        *smp = NULL;
-        dsr1_context_free(*ctx);
-        dsr1_model_free(*model);
-        *ctx = NULL;
-        *model = NULL;
-        return 1;
-    }
-    if (st != DSR1_OK) {
+        if (st != DSR1_OK)
+            dsr1_cli_fail(cmd, st);
+    } else {
         dsr1_cli_fail(cmd, st);
+    }
+    if (st == DSR1_OK)
+        st = open_grammar(cmd, o, *model, grammar);
+    if (st != DSR1_OK) {
+        dsr1_sampler_free(*smp);
         dsr1_context_free(*ctx);
         dsr1_model_free(*model);
+        *smp = NULL;
         *ctx = NULL;
         *model = NULL;
-        return 1;
+        return DSR1_EXIT_ERROR;
     }
+    if (o->n_ctx > dsr1_model_n_ctx_train(*model) && dsr1_model_n_ctx_train(*model) > 0)
+        fprintf(stderr, "dsr1 %s: warning: -c %d is above the %d tokens the model was trained on; "
+                        "quality may drop past them\n", cmd, o->n_ctx, dsr1_model_n_ctx_train(*model));
     if (o->verbose)
         fprintf(stderr, "dsr1 %s: n_ctx %d, backend %s, KV cache %.1f MiB, seed %llu\n", cmd,
                 dsr1_context_n_ctx(*ctx), dsr1_context_backend(*ctx),
                 (double)dsr1_context_kv_bytes_per_token(*ctx) * dsr1_context_n_ctx(*ctx) / 1048576.0,
                 (unsigned long long)o->sampler.seed);
-    return 0;
+    return DSR1_EXIT_OK;
+}
+
+void dsr1_cli_generate_params(const dsr1_cli_opts *o, const dsr1_grammar *grammar, dsr1_generate_params *gp)
+{
+    dsr1_generate_params_default(gp, sizeof *gp);
+    gp->max_new_tokens = o->n_predict > 0 ? o->n_predict : 0; /* the library's 0 is "no limit" */
+    gp->think_budget = o->think_budget;
+    gp->hide_reasoning = o->hide_thinking && !o->raw;
+    gp->grammar = grammar;
+    gp->n_logprobs = o->n_logprobs;
+}
+
+/* --verbose-prompt, as llama-cli's: the text the model sees, then id -> piece. */
+void dsr1_cli_print_prompt(const dsr1_model *model, const dsr1_chat_message *messages, int32_t n_messages)
+{
+    size_t n_bytes = 0;
+    char *text = NULL;
+    dsr1_status st = dsr1_chat_format(model, messages, n_messages, DSR1_CHAT_ADD_GENERATION_PROMPT, NULL, 0, &n_bytes);
+    if (st == DSR1_ERR_BUFFER_TOO_SMALL && (text = malloc(n_bytes + 1)) != NULL)
+        st = dsr1_chat_format(model, messages, n_messages, DSR1_CHAT_ADD_GENERATION_PROMPT, text, n_bytes + 1,
+                              &n_bytes);
+    if (st == DSR1_OK)
+        fprintf(stderr, "prompt: '%s'\n", text);
+    free(text);
+    int32_t n = 0;
+    dsr1_token *ids = NULL;
+    st = dsr1_chat_tokenize(model, messages, n_messages, DSR1_CHAT_ADD_GENERATION_PROMPT, NULL, 0, &n);
+    if (st == DSR1_ERR_BUFFER_TOO_SMALL && (ids = malloc((size_t)n * sizeof *ids)) != NULL)
+        st = dsr1_chat_tokenize(model, messages, n_messages, DSR1_CHAT_ADD_GENERATION_PROMPT, ids, n, &n);
+    if (st != DSR1_OK) {
+        fprintf(stderr, "prompt tokens: %s\n", dsr1_last_error());
+        free(ids);
+        return;
+    }
+    fprintf(stderr, "number of tokens in prompt = %d\n", n);
+    for (int32_t i = 0; i < n; i++) {
+        char piece[128];
+        size_t len = 0;
+        if (dsr1_token_to_piece(model, ids[i], piece, sizeof piece, &len, DSR1_PIECE_RENDER_CONTROL) != DSR1_OK)
+            len = 0;
+        fprintf(stderr, "%6d -> '%.*s'\n", ids[i], (int)len, piece);
+    }
+    free(ids);
 }
 
 /* ---- Ctrl-C ---- */
@@ -191,7 +152,7 @@ int dsr1_cli_interrupted(int clear)
 void dsr1_cli_display_init(dsr1_cli_display *d, int raw, int hide_thinking)
 {
     memset(d, 0, sizeof *d);
-    d->tty = isatty(STDOUT_FILENO);
+    d->color = dsr1_cli_color(stdout);
     d->raw = raw;
     d->hide_thinking = hide_thinking;
     d->last_newline = 1;
@@ -227,7 +188,7 @@ int dsr1_cli_display_event(const dsr1_event *ev, void *user_data)
         d->in_reasoning = 1;
         if (d->raw) {
             put(d, "<think>", 7);
-        } else if (d->tty) {
+        } else if (d->color) {
             fputs(DIM, stdout);
             if (d->hide_thinking)
                 fputs("(thinking...)", stdout);
@@ -243,7 +204,7 @@ int dsr1_cli_display_event(const dsr1_event *ev, void *user_data)
         d->in_reasoning = 0;
         if (d->raw)
             put(d, "</think>", 8);
-        else if (d->tty)
+        else if (d->color)
             fputs(d->hide_thinking ? RESET "\n" : RESET, stdout);
         else if (!d->hide_thinking)
             put(d, "</think>", 8);
@@ -261,7 +222,7 @@ int dsr1_cli_display_event(const dsr1_event *ev, void *user_data)
         break;
     }
     case DSR1_EVENT_DONE:
-        if (d->tty && d->in_reasoning && !d->raw)
+        if (d->color && d->in_reasoning && !d->raw)
             fputs(RESET, stdout);
         d->in_reasoning = 0;
         if (!d->last_newline)
@@ -285,7 +246,7 @@ static const char *reason_name(dsr1_stop_reason r)
     }
 }
 
-void dsr1_cli_print_stats(const dsr1_generation *gen, dsr1_stop_reason why)
+static void print_stats(const dsr1_generation *gen, dsr1_stop_reason why)
 {
     dsr1_generation_stats st;
     st.size = sizeof st;
@@ -303,63 +264,68 @@ void dsr1_cli_print_stats(const dsr1_generation *gen, dsr1_stop_reason why)
             st.generate_seconds > 0 ? st.n_generated / st.generate_seconds : 0.0, mtp, reason_name(why));
 }
 
-/* ---- dsr1 run ---- */
-
-static void usage(FILE *f)
+int dsr1_cli_generation_result(const char *cmd, const dsr1_generation *gen, const dsr1_context *ctx,
+                               dsr1_status st, dsr1_stop_reason why)
 {
-    fprintf(f,
-            "usage: dsr1 run -m MODEL -p PROMPT [options]\n"
-            "  -p, --prompt TEXT       the user message (formatted as one R1 chat turn)\n"
-            "  -n, --n-predict N       most tokens to generate (default: until the end of the turn)\n"
-            "  --temp T                temperature (0.6; 0 = greedy)\n"
-            "  --top-p P               nucleus sampling (0.95; 1 = off)\n"
-            "  --top-k K               (0 = off)\n"
-            "  --min-p P               (0 = off)\n"
-            "  --repeat-penalty F, --repeat-last-n N, --frequency-penalty F, --presence-penalty F\n"
-            "  -s, --seed S            sampling seed (default: from the clock)\n"
-            "  --think-budget N        reasoning tokens before \"</think>\" is forced (-1 = unlimited)\n"
-            "  --hide-thinking         generate the reasoning but do not print it\n"
-            DSR1_CLI_STRUCTURED_HELP
-            "  --mtp                   speculative decoding with the model's multi-token-prediction head\n"
-            "                          (DeepSeek-R1/V3 files that have one; same tokens, other speed)\n"
-            "  --draft-p-min P         verify only drafts the MTP head gives at least this probability\n"
-            "                          (0.5; 0 = every draft)\n"
-            "  --raw                   no chat formatting: the prompt is tokenized as is (special tokens\n"
-            "                          recognised) and the output is the generated text exactly\n"
-            "  -c, --ctx-size N        context size (0 = min(4096, trained))\n"
-            "  -t, --threads N         (0 = all cores)\n"
-            "  --backend NAME          compute backend\n"
-            DSR1_CLI_KV_TYPE_HELP
-            "  -v, --verbose           log loading details\n"
-            "Output: on a terminal the reasoning is dimmed; otherwise it is printed between \"<think>\"\n"
-            "and \"</think>\" exactly as the model wrote it, followed by the answer. Timing goes to stderr.\n");
+    fflush(stdout);
+    if (st == DSR1_ERR_CONTEXT_FULL) {
+        fprintf(stderr, "dsr1 %s: the prompt does not fit in the context of %d tokens (raise -c)\n", cmd,
+                dsr1_context_n_ctx(ctx));
+        return DSR1_EXIT_CONTEXT_FULL;
+    }
+    if (gen)
+        print_stats(gen, why);
+    if (dsr1_cli_interrupted(0) || why == DSR1_STOP_CANCELLED || st == DSR1_ERR_CANCELLED)
+        return DSR1_EXIT_INTERRUPTED;
+    if (st != DSR1_OK)
+        return dsr1_cli_fail(cmd, st);
+    if (why == DSR1_STOP_CONTEXT_FULL) {
+        fprintf(stderr, "dsr1 %s: the reply was cut off: the context of %d tokens is full (raise -c)\n", cmd,
+                dsr1_context_n_ctx(ctx));
+        return DSR1_EXIT_CONTEXT_FULL;
+    }
+    return DSR1_EXIT_OK;
 }
 
-/* The prompt tokens: a user turn with the generation prompt, or raw text. */
-static int build_prompt(dsr1_model *model, const char *text, int raw, dsr1_token **out, int32_t *n)
+/* ---- dsr1 run ---- */
+
+/* The user message: -p TEXT, -p - (stdin), -f FILE, or stdin when it is not
+ * a terminal. NULL after printing why when there is none. */
+static char *read_prompt(const dsr1_cli_command *cmd, const dsr1_cli_opts *o)
 {
-    dsr1_status st;
+    if (o->prompt && o->prompt_file)
+        dsr1_cli_usage_error(cmd, "-p and -f exclude each other");
+    if (o->prompt && strcmp(o->prompt, "-"))
+        return strdup(o->prompt);
+    if (!o->prompt && !o->prompt_file && isatty(STDIN_FILENO))
+        dsr1_cli_usage_error(cmd, "a prompt is needed: -p TEXT, -f FILE or on stdin (or -i to chat)");
+    return dsr1_cli_read_message(cmd->name, o->prompt_file ? o->prompt_file : "-");
+}
+
+/* The prompt tokens: the chat turn with the generation prompt, or raw text. */
+static int build_prompt(const char *cmd, dsr1_model *model, const dsr1_chat_message *msgs, int32_t n_msgs, int raw,
+                        dsr1_token **out, int32_t *n)
+{
+    const char *text = msgs[n_msgs - 1].content;
     int32_t need = 0;
     *out = NULL;
-    dsr1_chat_message msg = {"user", text};
     for (int attempt = 0; attempt < 2; attempt++) {
-        int32_t cap = need;
+        dsr1_status st;
         if (raw)
-            st = dsr1_tokenize(model, text, strlen(text), *out, cap, &need,
+            st = dsr1_tokenize(model, text, strlen(text), *out, need, &need,
                                DSR1_TOKENIZE_PARSE_SPECIAL | DSR1_TOKENIZE_ADD_BOS);
         else
-            st = dsr1_chat_tokenize(model, &msg, 1, DSR1_CHAT_ADD_GENERATION_PROMPT, *out, cap, &need);
+            st = dsr1_chat_tokenize(model, msgs, n_msgs, DSR1_CHAT_ADD_GENERATION_PROMPT, *out, need, &need);
         if (st == DSR1_OK) {
             *n = need;
             break;
         }
         if (st != DSR1_ERR_BUFFER_TOO_SMALL || attempt == 1)
-            return dsr1_cli_fail("run", st);
+            return dsr1_cli_fail(cmd, st);
         free(*out);
-        *out = malloc((size_t)need * sizeof **out + 1);
-        if (!*out) {
-            fprintf(stderr, "dsr1 run: out of memory\n");
-            return 1;
+        if (!(*out = malloc((size_t)need * sizeof **out + 1))) {
+            fprintf(stderr, "dsr1 %s: out of memory\n", cmd);
+            return DSR1_EXIT_ERROR;
         }
     }
     /* raw text that already starts with BOS must not get a second one */
@@ -369,90 +335,66 @@ static int build_prompt(dsr1_model *model, const char *text, int raw, dsr1_token
         (*n)--;
     }
     if (*n == 0) {
-        fprintf(stderr, "dsr1 run: the prompt is empty\n");
-        return 1;
+        fprintf(stderr, "dsr1 %s: the prompt is empty\n", cmd);
+        return DSR1_EXIT_ERROR;
     }
-    return 0;
+    return DSR1_EXIT_OK;
 }
 
-int dsr1_cli_run(int argc, char **argv)
+int dsr1_cli_run(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
 {
-    dsr1_cli_gen_opts o;
-    dsr1_cli_gen_opts_init(&o);
-    const char *prompt = NULL;
-    long n_predict = 0;
-    int raw = 0, mtp = 0;
-    double draft_p_min = 0.5;
-    for (int i = 1; i < argc; i++) {
-        if (dsr1_cli_gen_option("run", &o, argc, argv, &i))
-            continue;
-        if (!strcmp(argv[i], "-p") || !strcmp(argv[i], "--prompt")) {
-            prompt = i + 1 < argc ? argv[++i] : NULL;
-        } else if (!strcmp(argv[i], "-n") || !strcmp(argv[i], "--n-predict")) {
-            n_predict = dsr1_cli_parse_long("run", argv[i], i + 1 < argc ? argv[i + 1] : NULL, -1, 1L << 30);
-            i++;
-        } else if (!strcmp(argv[i], "--raw")) {
-            raw = 1;
-        } else if (!strcmp(argv[i], "--mtp")) {
-            mtp = 1;
-        } else if (!strcmp(argv[i], "--draft-p-min")) {
-            draft_p_min = dsr1_cli_parse_double("run", argv[i], i + 1 < argc ? argv[i + 1] : NULL, 0.0, 1.0);
-            i++;
-        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "dsr1 run: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 1;
-        }
-    }
-    if (!o.model_path || !prompt) {
-        fprintf(stderr, "dsr1 run: -m MODEL and -p PROMPT are required\n");
-        usage(stderr);
-        return 1;
-    }
+    if (o->interactive)
+        return dsr1_cli_chat(cmd, o);
+    if (o->raw && o->system_prompt)
+        dsr1_cli_usage_error(cmd, "--raw has no chat format to put -sys in");
+    char *prompt = read_prompt(cmd, o);
+    if (!prompt)
+        return DSR1_EXIT_ERROR;
+    dsr1_grammar *grammar;
     dsr1_model *model;
     dsr1_context *ctx;
     dsr1_sampler *smp;
-    if (dsr1_cli_gen_open("run", &o, &model, &ctx, &smp))
-        return 1;
+    if (dsr1_cli_gen_open(cmd->name, o, &grammar, &model, &ctx, &smp)) {
+        free(prompt);
+        return DSR1_EXIT_ERROR;
+    }
+    dsr1_chat_message msgs[2] = {{"system", o->system_prompt}, {"user", prompt}};
+    int32_t n_msgs = o->system_prompt ? 2 : 1;
+    const dsr1_chat_message *conv = msgs + 2 - n_msgs;
+    if (o->verbose_prompt && !o->raw)
+        dsr1_cli_print_prompt(model, conv, n_msgs);
     dsr1_token *tokens = NULL;
     int32_t n_tokens = 0;
-    int rc = build_prompt(model, prompt, raw, &tokens, &n_tokens);
+    int rc = build_prompt(cmd->name, model, conv, n_msgs, o->raw, &tokens, &n_tokens);
+    if (rc == DSR1_EXIT_OK && o->verbose_prompt && o->raw) {
+        fprintf(stderr, "number of tokens in prompt = %d\n", n_tokens);
+        for (int32_t i = 0; i < n_tokens; i++)
+            fprintf(stderr, "%6d\n", tokens[i]);
+    }
     dsr1_generation *gen = NULL;
-    if (rc == 0) {
+    if (rc == DSR1_EXIT_OK && o->n_predict != 0) {
         dsr1_cli_display disp;
-        dsr1_cli_display_init(&disp, raw, o.hide_thinking);
+        dsr1_cli_display_init(&disp, o->raw, o->hide_thinking);
         dsr1_generate_params gp;
-        dsr1_generate_params_default(&gp, sizeof gp);
-        gp.max_new_tokens = n_predict > 0 ? (int32_t)n_predict : 0;
-        gp.think_budget = o.think_budget;
-        gp.hide_reasoning = o.hide_thinking && !raw;
-        gp.starts_in_reasoning = raw ? 0 : -1;
+        dsr1_cli_generate_params(o, grammar, &gp);
+        gp.starts_in_reasoning = o->raw ? 0 : -1;
         gp.on_event = dsr1_cli_display_event;
         gp.user_data = &disp;
-        gp.speculative_mtp = mtp;
-        gp.speculative_min_p = (float)draft_p_min;
-        gp.grammar = o.grammar;
-        gp.n_logprobs = o.n_logprobs;
-        if (o.n_logprobs > 0)
+        gp.speculative_mtp = o->mtp;
+        gp.speculative_min_p = o->draft_p_min;
+        if (o->n_logprobs > 0)
             disp.model = model;
         dsr1_stop_reason why = DSR1_STOP_NONE;
         dsr1_cli_install_interrupt();
         dsr1_status st = dsr1_generation_new(ctx, smp, tokens, n_tokens, &gp, &gen);
         if (st == DSR1_OK)
             st = dsr1_generation_run(gen, &why);
-        if (st != DSR1_OK) {
-            fflush(stdout);
-            rc = dsr1_cli_fail("run", st);
-        }
-        if (gen)
-            dsr1_cli_print_stats(gen, why);
+        rc = dsr1_cli_generation_result(cmd->name, gen, ctx, st, why);
     }
     dsr1_generation_free(gen);
     free(tokens);
-    dsr1_grammar_free(o.grammar);
+    free(prompt);
+    dsr1_grammar_free(grammar);
     dsr1_sampler_free(smp);
     dsr1_context_free(ctx);
     dsr1_model_free(model);

@@ -15,68 +15,21 @@
 
 #include "cli.h"
 
-static char *read_stdin(size_t *len)
+int dsr1_cli_tokenize(const dsr1_cli_command *cmdd, dsr1_cli_opts *o)
 {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf)
-        return NULL;
-    for (;;) {
-        size_t k = fread(buf + n, 1, cap - n, stdin);
-        n += k;
-        if (k == 0)
-            break;
-        if (n == cap) {
-            char *b = realloc(buf, 2 * cap + 1);
-            if (!b) {
-                free(buf);
-                return NULL;
-            }
-            buf = b;
-            cap *= 2;
-        }
-    }
-    if (ferror(stdin)) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
-static int usage(const char *cmd, const char *extra)
-{
-    fprintf(stderr, "usage: dsr1 %s -m MODEL %s\n", cmd, extra);
-    return 1;
-}
-
-int dsr1_cli_tokenize(int argc, char **argv)
-{
-    const char *cmd = "tokenize", *path = NULL;
-    int bos = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-m") == 0 && i + 1 < argc)
-            path = argv[++i];
-        else if (strcmp(argv[i], "--bos") == 0)
-            bos = 1;
-        else
-            return usage(cmd, "[--bos]  < text");
-    }
-    if (!path)
-        return usage(cmd, "[--bos]  < text");
+    const char *cmd = cmdd->name;
+    if (!o->model_path)
+        dsr1_cli_usage_error(cmdd, "-m MODEL is required");
     size_t len;
-    char *text = read_stdin(&len);
-    if (!text) {
-        fprintf(stderr, "dsr1 %s: cannot read stdin\n", cmd);
-        return 1;
-    }
-    dsr1_model *model = dsr1_cli_load(path, 1, 0);
+    char *text = dsr1_cli_read_file(cmd, "-", &len);
+    if (!text)
+        return DSR1_EXIT_ERROR;
+    dsr1_model *model = dsr1_cli_load(cmd, o, 1);
     if (!model) {
         free(text);
         return 1;
     }
-    uint32_t flags = DSR1_TOKENIZE_PARSE_SPECIAL | (bos ? DSR1_TOKENIZE_ADD_BOS : 0u);
+    uint32_t flags = DSR1_TOKENIZE_PARSE_SPECIAL | (o->add_bos ? DSR1_TOKENIZE_ADD_BOS : 0u);
     int32_t n = 0;
     dsr1_status st = dsr1_tokenize(model, text, len, NULL, 0, &n, flags);
     dsr1_token *tokens = NULL;
@@ -98,26 +51,16 @@ int dsr1_cli_tokenize(int argc, char **argv)
     return rc;
 }
 
-int dsr1_cli_detokenize(int argc, char **argv)
+int dsr1_cli_detokenize(const dsr1_cli_command *cmdd, dsr1_cli_opts *o)
 {
-    const char *cmd = "detokenize", *path = NULL;
-    uint32_t flags = DSR1_PIECE_RENDER_CONTROL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-m") == 0 && i + 1 < argc)
-            path = argv[++i];
-        else if (strcmp(argv[i], "--no-control") == 0)
-            flags = 0;
-        else
-            return usage(cmd, "[--no-control]  < ids");
-    }
-    if (!path)
-        return usage(cmd, "[--no-control]  < ids");
+    const char *cmd = cmdd->name;
+    uint32_t flags = o->no_control ? 0u : DSR1_PIECE_RENDER_CONTROL;
+    if (!o->model_path)
+        dsr1_cli_usage_error(cmdd, "-m MODEL is required");
     size_t len;
-    char *in = read_stdin(&len);
-    if (!in) {
-        fprintf(stderr, "dsr1 %s: cannot read stdin\n", cmd);
-        return 1;
-    }
+    char *in = dsr1_cli_read_file(cmd, "-", &len);
+    if (!in)
+        return DSR1_EXIT_ERROR;
     /* parse the ids */
     size_t cap = 256, n = 0;
     dsr1_token *ids = malloc(cap * sizeof *ids);
@@ -158,7 +101,7 @@ int dsr1_cli_detokenize(int argc, char **argv)
         free(ids);
         return 1;
     }
-    dsr1_model *model = dsr1_cli_load(path, 1, 0);
+    dsr1_model *model = dsr1_cli_load(cmd, o, 1);
     if (!model) {
         free(ids);
         return 1;

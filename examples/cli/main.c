@@ -4,45 +4,79 @@
 
 #include "cli.h"
 
-typedef struct command {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *usage;
-} command;
+static const char run_details[] =
+    "The prompt is formatted as one DeepSeek-R1 chat turn (with -sys first). On a terminal the\n"
+    "reasoning is dimmed (not with NO_COLOR or TERM=dumb); otherwise it is printed between\n"
+    "\"<think>\" and \"</think>\" exactly as the model wrote it, then the answer. Timing and\n"
+    "messages go to stderr; loads that take a moment draw a progress bar there on a terminal\n"
+    "(after DSR1_PROGRESS_AFTER_MS milliseconds, 200 by default).\n";
 
-static const command commands[] = {
-    {"run", dsr1_cli_run, "run -m MODEL -p PROMPT [-n N] [--temp T] [--top-p P] [--top-k K] [--min-p P] [--seed S] [--think-budget N] [--hide-thinking] [--raw]"},
-    {"chat", dsr1_cli_chat, "chat -m MODEL              interactive multi-turn chat"},
-    {"info", dsr1_cli_info, "info -m MODEL              metadata and tensor table"},
-    {"eval", dsr1_cli_eval, "eval -m MODEL --tokens IDS --out FILE [--step] [--backend NAME] [-t N] [-c N_CTX] [--kv-type f16|f32]"},
-    {"bench", dsr1_cli_bench, "bench -m MODEL [-p N] [-n N] [-r REPS] [-t N] [--backend NAME] [--kv-type f16|f32] [--membw]  prompt/generation speed; --membw: memory bandwidth"},
-    {"tokenize", dsr1_cli_tokenize, "tokenize -m MODEL [--bos]   text on stdin -> ids"},
-    {"detokenize", dsr1_cli_detokenize, "detokenize -m MODEL        ids on stdin -> text"},
-    {"devices", dsr1_cli_devices, "devices                    the GPUs (Vulkan) a model can offload to"},
-    {"quantize", dsr1_cli_quantize, "quantize IN.gguf OUT.gguf TYPE [--threads N]  re-encode weights (q8_0, q4_k_m, ...)"},
+static const char chat_details[] =
+    "Each line of stdin is a user message; the reply streams as in `dsr1 run`. Commands:\n"
+    "/think N (thinking budget, -1 = unlimited), /reset (keeps the system prompt), /quit (or end of\n"
+    "input); start a message with // to send one that begins with '/'. Ctrl-C stops the reply.\n";
+
+static const char bench_details[] =
+    "Prompt processing (one batch of N_PROMPT tokens, test ppN) and generation (N_GEN single-token\n"
+    "evaluations after it, test tgN) on deterministic pseudo-random tokens, as llama-bench: each\n"
+    "test runs -r times and reports the mean and standard deviation of tokens/s over the runs.\n"
+    "The generation row also shows the weight bytes one token reads and the read rate they imply.\n";
+
+static const dsr1_cli_command commands[] = {
+    {"run", DSR1_CMD_RUN, dsr1_cli_run, "-m MODEL [-p TEXT | -f FILE | < FILE] [options]",
+     "generate a reply to one prompt (-i: chat)", run_details, 0},
+    {"chat", DSR1_CMD_CHAT, dsr1_cli_chat, "-m MODEL [options]", "interactive multi-turn chat on stdin",
+     chat_details, 0},
+    {"info", DSR1_CMD_INFO, dsr1_cli_info, "-m MODEL", "metadata and tensor table", NULL, 0},
+    {"eval", DSR1_CMD_EVAL, dsr1_cli_eval, "-m MODEL --tokens IDS --out FILE [options]",
+     "the logits of a token sequence, to a file", NULL, 0},
+    {"bench", DSR1_CMD_BENCH, dsr1_cli_bench, "-m MODEL [-p N] [-n N] [-r REPS] [-o md|json|csv] [options]",
+     "prompt and generation speed (--membw: memory bandwidth)", bench_details, 0},
+    {"tokenize", DSR1_CMD_TOKENIZE, dsr1_cli_tokenize, "-m MODEL [--bos] < TEXT",
+     "text on stdin -> token ids (special tokens recognised)", NULL, 0},
+    {"detokenize", DSR1_CMD_DETOKENIZE, dsr1_cli_detokenize, "-m MODEL [--no-control] < IDS",
+     "token ids on stdin -> text", NULL, 0},
+    {"devices", DSR1_CMD_DEVICES, dsr1_cli_devices, "", "the GPUs (Vulkan) a model can offload to", NULL, 0},
+    {"quantize", DSR1_CMD_QUANTIZE, dsr1_cli_quantize, "IN.gguf OUT.gguf TYPE [-t N]",
+     "re-encode weights (TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_m q5_k_m q6_k)", NULL, 3},
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "dsr1 %s - run DeepSeek-R1 and its distilled models\n\nusage:\n", dsr1_version());
+    fprintf(f, "dsr1 %s - run DeepSeek-R1 and its distilled models\n\nusage: dsr1 COMMAND [options]\n",
+            dsr1_version());
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  dsr1 %s\n", commands[i].usage);
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].description);
+    fprintf(f, "  dsr1 COMMAND --help      the options of one command\n"
+               "  dsr1 --version           the library version\n"
+               "exit status: 0 done; 1 an error (the message says which); 2 a bad command line;\n"
+               "  3 the context (-c) was too small: the prompt or the reply did not fit; 130 interrupted (Ctrl-C)\n");
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 1 : 0;
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        usage(stdout);
+        return DSR1_EXIT_OK;
     }
-    if (strcmp(argv[1], "--version") == 0) {
+    if (argc >= 2 && !strcmp(argv[1], "--version")) {
         printf("dsr1 %s (ABI %d)\n", dsr1_version(), dsr1_abi_version());
-        return 0;
+        return DSR1_EXIT_OK;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+    if (argc < 2) {
+        fprintf(stderr, "dsr1: a command is needed\n\n");
+        usage(stderr);
+        return DSR1_EXIT_USAGE;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            dsr1_cli_opts o;
+            dsr1_cli_opts_init(&o);
+            dsr1_cli_parse(&commands[i], argc - 1, argv + 1, &o);
+            return commands[i].run(&commands[i], &o);
+        }
+    }
     fprintf(stderr, "dsr1: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
-    return 1;
+    return DSR1_EXIT_USAGE;
 }
