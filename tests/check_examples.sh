@@ -26,6 +26,13 @@ check "reasoning_stream cancel" "stopped by cancelled" "$out"
 out=$("$build/examples/game_loop" "$model" "What is 345 + 78?" 3 2>&1)
 check "game_loop" "answer: The answer is 423." "$out"
 check "game_loop frames" "at most 3 tokens each" "$out"
+# a prompt cap of 4 (the chat prompt is 16 tokens) and a frame budget of 0 ms: every frame gets exactly its
+# first step; the abort callback stops the others; the answer does not change
+out=$("$build/examples/game_loop" "$model" "What is 345 + 78?" 3 0 4 2>&1)
+check "game_loop capped" "answer: The answer is 423." "$out"
+check "game_loop prompt over steps" "prompt: 16 tokens, first token after 4 steps; at most 4 tokens evaluated in one step (cap 4)" "$out"
+printf '%s' "$out" | grep -qE "frame budget 0 ms: [1-9][0-9]* evaluations stopped at the deadline" &&
+  echo "ok   game_loop deadline stops evaluations" || { echo "FAIL game_loop: no evaluation stopped at the deadline"; fail=1; }
 out=$(printf 'What is 12 + 30?\n/reset\nWhat is 345 + 78?\n' | "$build/examples/dsr1" chat -m "$model" 2>&1)
 check "dsr1 chat" "The answer is 423." "$out"
 tmp=$(mktemp -d)
