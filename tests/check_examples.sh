@@ -131,6 +131,14 @@ else
   echo "SKIP terminal checks (colours, NO_COLOR, progress bar): script(1) is not installed (util-linux)"
 fi
 
+# Ctrl-C: the generation stops (a grammar that never ends keeps it going) and the exit status is 130
+printf 'root ::= "ab " root\n' >"$tmp/endless.gbnf"
+timeout --preserve-status -s INT 2 "$dsr1" run -m "$model" --raw -p "The" -c 100000 --temp 0 --grammar "$tmp/endless.gbnf" \
+  >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 130 ] && grep -q "| cancelled\]" "$tmp/err" && echo "ok   Ctrl-C: exit 130 after the stats" ||
+  { echo "FAIL Ctrl-C: exit $rc"; cat "$tmp/err"; fail=1; }
+
 # bench: repetitions, mean ± standard deviation, md / json / csv
 status "bench md" 0 "$dsr1" bench -m "$model" -p 16 -n 4 -r 3
 check "bench md row" "| pp16 |" "$(cat "$tmp/out")"
