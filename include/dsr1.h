@@ -554,19 +554,27 @@ DSR1_API int dsr1_token_is_eog(const dsr1_model *model, dsr1_token token);
 /* Chat format (DeepSeek-R1's, built in)                                      */
 /* ------------------------------------------------------------------------ */
 
-/* role: "system", "user" or "assistant". Assistant contents may include a
- * "<think>...</think>" part; it is dropped when formatting, as DeepSeek
- * recommends for earlier turns. */
+/* role: "system", "user", "assistant" or "tool" (a tool's output, as R1's
+ * template writes it). Assistant contents may include a "<think>...</think>"
+ * part; it is dropped when formatting (everything up to the last "</think>",
+ * as R1's template does), as DeepSeek recommends for earlier turns. The
+ * format follows the model's tokenizer.chat_template byte for byte: R1's
+ * first template (no "</think>" in it: DeepSeek-V3's) keeps assistant
+ * contents as they are and its generation prompt is "<｜Assistant｜>"; the
+ * updated one, any other template, or none, drops the thoughts and opens
+ * "<think>\n". Assistant tool calls cannot be expressed. */
 typedef struct dsr1_chat_message {
     const char *role;
     const char *content;
 } dsr1_chat_message;
 
 /* Flags for the chat functions. */
-#define DSR1_CHAT_ADD_GENERATION_PROMPT 1u /* end with "<｜Assistant｜><think>\n" */
+#define DSR1_CHAT_ADD_GENERATION_PROMPT 1u /* end with "<｜Assistant｜><think>\n" (see above; none
+                                               after tool outputs, as R1's template) */
 
 /* The conversation as text:
  *   <｜begin▁of▁sentence｜>{system}<｜User｜>{user}<｜Assistant｜>{answer}<｜end▁of▁sentence｜>...
+ * tool outputs: <｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>{output}<｜tool▁output▁end｜>...
  * NUL-terminated when it fits; *n_bytes excludes the NUL. */
 DSR1_API dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_message *messages,
                                       int32_t n_messages, uint32_t flags, char *buf,

@@ -15,6 +15,10 @@
 #define EOS "<｜end▁of▁sentence｜>"
 #define USER "<｜User｜>"
 #define ASSISTANT "<｜Assistant｜>"
+#define OUTPUTS_BEGIN "<｜tool▁outputs▁begin｜>"
+#define OUTPUT_BEGIN "<｜tool▁output▁begin｜>"
+#define OUTPUT_END "<｜tool▁output▁end｜>"
+#define OUTPUTS_END "<｜tool▁outputs▁end｜>"
 
 static int failures;
 
@@ -71,17 +75,33 @@ static const chat_case cases[] = {
       {"user", "And 3+3?"}},
      4,
      DSR1_CHAT_ADD_GENERATION_PROMPT,
-     BOS "Be brief." USER "What is 2+2?" ASSISTANT "The answer is 4." EOS USER "And 3+3?" ASSISTANT "<think>\n"},
+     BOS "Be brief." USER "What is 2+2?" ASSISTANT "\n\nThe answer is 4." EOS USER "And 3+3?" ASSISTANT "<think>\n"},
     {"assistant last, no prompt",
      {{"user", "Hi"}, {"assistant", "Hello! How can I help?"}},
      2,
      0,
      BOS USER "Hi" ASSISTANT "Hello! How can I help?" EOS},
-    {"several </think>: the last one counts",
+    {"several </think>: what follows the last one, whitespace included",
      {{"user", "x"}, {"assistant", "<think>a</think>b</think> \t\r\n  c d  "}},
      2,
      0,
-     BOS USER "x" ASSISTANT "c d  " EOS},
+     BOS USER "x" ASSISTANT " \t\r\n  c d  " EOS},
+    {"tool outputs, then the reply to them (verbatim), then a new turn",
+     {{"user", "Weather in Paris?"},
+      {"tool", "{\"temp\": 21}"},
+      {"tool", "{\"rain\": false}"},
+      {"assistant", "21 degrees, dry."},
+      {"user", "Thanks"}},
+     5,
+     DSR1_CHAT_ADD_GENERATION_PROMPT,
+     BOS USER "Weather in Paris?" OUTPUTS_BEGIN OUTPUT_BEGIN "{\"temp\": 21}" OUTPUT_END "\n" OUTPUT_BEGIN
+     "{\"rain\": false}" OUTPUT_END OUTPUTS_END "21 degrees, dry." EOS USER "Thanks" ASSISTANT
+     "<think>\n"},
+    {"ending with tool outputs: closed, no generation prompt",
+     {{"user", "q"}, {"tool", "out"}},
+     2,
+     DSR1_CHAT_ADD_GENERATION_PROMPT,
+     BOS USER "q" OUTPUTS_BEGIN OUTPUT_BEGIN "out" OUTPUT_END OUTPUTS_END},
     {"system messages joined, wherever they are",
      {{"system", "First."}, {"user", "u1"}, {"system", "Second."}, {"assistant", "a1"}, {"user", "u2"}},
      5,
@@ -181,7 +201,7 @@ static void check_bad_arguments(const dsr1_model *m)
     dsr1_token t[64];
     int32_t k;
     dsr1_chat_message ok[1] = {{"user", "hi"}};
-    dsr1_chat_message bad_role[2] = {{"user", "hi"}, {"tool", "x"}};
+    dsr1_chat_message bad_role[2] = {{"user", "hi"}, {"robot", "x"}};
     dsr1_chat_message null_role[1] = {{NULL, "x"}};
     dsr1_chat_message null_content[1] = {{"user", NULL}};
     CHECK(dsr1_chat_format(m, bad_role, 2, 0, buf, sizeof buf, &n) == DSR1_ERR_INVALID_ARGUMENT);
@@ -298,6 +318,49 @@ static void check_template_fallback(const char *dir)
     free(none);
 }
 
+/* The family follows the file's template: an R1 template without "</think>"
+ * (R1's first release) keeps assistant contents verbatim and ends the
+ * generation prompt at <｜Assistant｜>; one with it drops the thoughts and
+ * opens <think>. (tests/python/test_chat_template.py compares both with the
+ * Jinja templates byte for byte.) */
+static void check_family_from_template(const char *dir)
+{
+    static const char *const templates[2] = {
+        "{% for m in messages %}{% if m['role'] == 'user' %}{{'" USER "' + m['content']}}{% endif %}{% endfor %}"
+        "{{'" ASSISTANT "'}}",
+        "{% for m in messages %}{% if m['role'] == 'user' %}{{'" USER "' + m['content']}}{% endif %}"
+        "{% set c = m['content'].split('</think>')[-1] %}{% endfor %}{{'" ASSISTANT "'}}",
+    };
+    static const char *const expect[2] = {
+        BOS USER "2+2?" ASSISTANT "<think>\nfour</think>\n\n4" EOS USER "3+3?" ASSISTANT,
+        BOS USER "2+2?" ASSISTANT "\n\n4" EOS USER "3+3?" ASSISTANT "<think>\n",
+    };
+    char path[4096];
+    size_t size = 0;
+    snprintf(path, sizeof path, "%s/vocab/ggml-vocab-qwen2.gguf", dir);
+    unsigned char *chatml = read_file(path, &size);
+    CHECK(chatml != NULL);
+    for (int f = 0; chatml && f < 2; f++) {
+        size_t n = 0;
+        unsigned char *file = replace_template(chatml, size, templates[f], &n);
+        dsr1_model_params mp;
+        dsr1_model_params_default(&mp, sizeof mp);
+        mp.vocab_only = 1;
+        dsr1_model *m = NULL;
+        CHECK(file && dsr1_model_load_from_memory(file, n, &mp, &m) == DSR1_OK);
+        dsr1_chat_message msgs[3] = {{"user", "2+2?"}, {"assistant", "<think>\nfour</think>\n\n4"}, {"user", "3+3?"}};
+        char buf[512];
+        if (m && (dsr1_chat_format(m, msgs, 3, DSR1_CHAT_ADD_GENERATION_PROMPT, buf, sizeof buf, &n) != DSR1_OK ||
+                  strcmp(buf, expect[f]) != 0)) {
+            fprintf(stderr, "template family %d:\n  expected '%s'\n  got      '%s'\n", f, expect[f], buf);
+            failures++;
+        }
+        dsr1_model_free(m);
+        free(file);
+    }
+    free(chatml);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -325,6 +388,7 @@ int main(int argc, char **argv)
         dsr1_model_free(q);
     }
     check_template_fallback(argv[1]);
+    check_family_from_template(argv[1]);
     if (failures) {
         printf("test_chat: %d failures\n", failures);
         return 1;

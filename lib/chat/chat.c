@@ -6,10 +6,16 @@
 #include "chat/chat.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "model/model.h"
 
 #define CHAT_FLAGS (DSR1_CHAT_ADD_GENERATION_PROMPT)
 
-enum marker { M_BOS, M_EOS, M_USER, M_ASSISTANT, M_THINK, M_COUNT };
+enum marker {
+    M_BOS, M_EOS, M_USER, M_ASSISTANT, M_THINK, /* every R1 vocabulary has these */
+    M_OUTPUTS_BEGIN, M_OUTPUT_BEGIN, M_OUTPUT_END, M_OUTPUTS_END, /* tool outputs: looked up when used */
+    M_COUNT
+};
+#define M_REQUIRED (M_THINK + 1)
 
 static const char *const marker_text[M_COUNT] = {
     "<\357\275\234begin\342\226\201of\342\226\201sentence\357\275\234>", /* <｜begin▁of▁sentence｜> */
@@ -17,9 +23,13 @@ static const char *const marker_text[M_COUNT] = {
     "<\357\275\234User\357\275\234>",                                      /* <｜User｜> */
     "<\357\275\234Assistant\357\275\234>",                               /* <｜Assistant｜> */
     "<think>",
+    "<\357\275\234tool\342\226\201outputs\342\226\201begin\357\275\234>", /* <｜tool▁outputs▁begin｜> */
+    "<\357\275\234tool\342\226\201output\342\226\201begin\357\275\234>",  /* <｜tool▁output▁begin｜> */
+    "<\357\275\234tool\342\226\201output\342\226\201end\357\275\234>",    /* <｜tool▁output▁end｜> */
+    "<\357\275\234tool\342\226\201outputs\342\226\201end\357\275\234>",   /* <｜tool▁outputs▁end｜> */
 };
 
-typedef enum role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_INVALID } role;
+typedef enum role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL, ROLE_INVALID } role;
 
 static role role_of(const char *r)
 {
@@ -29,6 +39,8 @@ static role role_of(const char *r)
         return ROLE_USER;
     if (strcmp(r, "assistant") == 0)
         return ROLE_ASSISTANT;
+    if (strcmp(r, "tool") == 0)
+        return ROLE_TOOL;
     return ROLE_INVALID;
 }
 
@@ -48,25 +60,23 @@ dsr1_status dsri_chat_validate(const dsr1_chat_message *messages, int32_t n_mess
             return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: messages[%d].content is NULL", fn, i);
         if (role_of(messages[i].role) == ROLE_INVALID)
             return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                              "%s: messages[%d].role '%.64s' is not \"system\", \"user\" or \"assistant\"", fn, i,
+                              "%s: messages[%d].role '%.64s' is not \"system\", \"user\", \"assistant\" or \"tool\"", fn, i,
                               messages[i].role);
     }
     return DSR1_OK;
 }
 
-/* An assistant content without its reasoning. */
+/* An assistant content without its reasoning: what follows the last
+ * "</think>" (content.split('</think>')[-1] in R1's template), whitespace
+ * included. */
 static void answer_of(const char *content, const char **p, size_t *n)
 {
     static const char end_think[] = "</think>";
     const char *s = content, *last = NULL;
     for (const char *q; (q = strstr(s, end_think)) != NULL; s = q + 1)
         last = q;
-    if (last) {
+    if (last)
         content = last + sizeof end_think - 1;
-        while (*content == ' ' || *content == '\t' || *content == '\n' || *content == '\v' || *content == '\f' ||
-               *content == '\r')
-            content++;
-    }
     *p = content;
     *n = strlen(content);
 }
@@ -80,6 +90,7 @@ typedef struct sink {
     const dsri_vocab *v;
     int32_t ids[M_COUNT];
     dsri_tok_sink toks;
+    dsr1_status st; /* a marker the vocabulary lacks */
 } sink;
 
 static void put_bytes(sink *s, const char *p, size_t n)
@@ -91,10 +102,16 @@ static void put_bytes(sink *s, const char *p, size_t n)
 
 static void put_marker(sink *s, enum marker m)
 {
-    if (s->v)
-        dsri_tok_sink_push(&s->toks, s->ids[m]);
-    else
+    if (!s->v) {
         put_bytes(s, marker_text[m], strlen(marker_text[m]));
+        return;
+    }
+    if (s->ids[m] < 0)
+        s->ids[m] = dsri_vocab_find(s->v, marker_text[m], strlen(marker_text[m]));
+    if (s->ids[m] < 0 && s->st == DSR1_OK)
+        s->st = dsri_error(DSR1_ERR_UNSUPPORTED, "dsr1_chat_tokenize: the vocabulary has no %s token", marker_text[m]);
+    if (s->ids[m] >= 0)
+        dsri_tok_sink_push(&s->toks, s->ids[m]);
 }
 
 static dsr1_status put_content(sink *s, const char *p, size_t n)
@@ -152,62 +169,89 @@ static dsr1_status put_system(sink *s, const dsr1_chat_message *m, int32_t n)
     return st;
 }
 
-static dsr1_status build(sink *s, const dsr1_chat_message *m, int32_t n, uint32_t flags)
+/* The conversation as R1's templates write it (see chat.h): both families
+ * share everything but the assistant content and the generation prompt. */
+static dsr1_status build(sink *s, dsri_chat_family family, const dsr1_chat_message *m, int32_t n, uint32_t flags)
 {
     put_marker(s, M_BOS);
     dsr1_status st = put_system(s, m, n);
+    int in_tool_outputs = 0, first_output = 1;
     for (int32_t i = 0; i < n && st == DSR1_OK; i++) {
         role r = role_of(m[i].role);
+        const char *c = m[i].content;
+        size_t cl = strlen(c);
         if (r == ROLE_USER) {
+            in_tool_outputs = 0;
             put_marker(s, M_USER);
-            st = put_content(s, m[i].content, strlen(m[i].content));
-        } else if (r == ROLE_ASSISTANT) {
-            const char *a;
-            size_t al;
-            answer_of(m[i].content, &a, &al);
-            put_marker(s, M_ASSISTANT);
-            st = put_content(s, a, al);
+            st = put_content(s, c, cl);
+        } else if (r == ROLE_ASSISTANT && in_tool_outputs) { /* the reply to tool outputs: verbatim */
+            in_tool_outputs = 0;
+            put_marker(s, M_OUTPUTS_END);
+            st = put_content(s, c, cl);
             put_marker(s, M_EOS);
+        } else if (r == ROLE_ASSISTANT) {
+            if (family == DSRI_CHAT_R1)
+                answer_of(c, &c, &cl);
+            put_marker(s, M_ASSISTANT);
+            st = put_content(s, c, cl);
+            put_marker(s, M_EOS);
+        } else if (r == ROLE_TOOL) {
+            in_tool_outputs = 1;
+            if (first_output)
+                put_marker(s, M_OUTPUTS_BEGIN);
+            else
+                st = put_content(s, "\n", 1);
+            first_output = 0;
+            put_marker(s, M_OUTPUT_BEGIN);
+            st = put_content(s, c, cl);
+            put_marker(s, M_OUTPUT_END);
         }
     }
-    if (st == DSR1_OK && (flags & DSR1_CHAT_ADD_GENERATION_PROMPT)) {
+    if (st == DSR1_OK && in_tool_outputs)
+        put_marker(s, M_OUTPUTS_END);
+    if (st == DSR1_OK && (flags & DSR1_CHAT_ADD_GENERATION_PROMPT) && !in_tool_outputs) {
         put_marker(s, M_ASSISTANT);
-        put_marker(s, M_THINK);
-        st = put_content(s, "\n", 1);
+        if (family == DSRI_CHAT_R1) {
+            put_marker(s, M_THINK);
+            st = put_content(s, "\n", 1);
+        }
     }
-    return st;
+    return st != DSR1_OK ? st : s->st;
 }
 
-size_t dsri_chat_format_text(const dsr1_chat_message *messages, int32_t n_messages, uint32_t flags, char *buf,
-                             size_t buf_size)
+size_t dsri_chat_format_text(dsri_chat_family family, const dsr1_chat_message *messages, int32_t n_messages,
+                             uint32_t flags, char *buf, size_t buf_size)
 {
     sink s;
     memset(&s, 0, sizeof s);
     s.buf = buf;
     s.cap = buf ? buf_size : 0;
-    (void)build(&s, messages, n_messages, flags); /* the text form allocates nothing and cannot fail */
+    (void)build(&s, family, messages, n_messages, flags); /* the text form allocates nothing and cannot fail */
     return s.len;
 }
 
-dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, const dsr1_chat_message *messages, int32_t n_messages,
-                                     uint32_t flags, dsr1_token *tokens, int32_t capacity, int32_t *n_tokens)
+dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, dsri_chat_family family, const dsr1_chat_message *messages,
+                                     int32_t n_messages, uint32_t flags, dsr1_token *tokens, int32_t capacity,
+                                     int32_t *n_tokens)
 {
     sink s;
     memset(&s, 0, sizeof s);
     s.v = v;
+    for (int k = 0; k < M_COUNT; k++)
+        s.ids[k] = -1;
     s.ids[M_USER] = v->special[DSR1_SPECIAL_USER];
     s.ids[M_ASSISTANT] = v->special[DSR1_SPECIAL_ASSISTANT];
     s.ids[M_THINK] = v->special[DSR1_SPECIAL_THINK_BEGIN];
     s.ids[M_BOS] = dsri_vocab_find(v, marker_text[M_BOS], strlen(marker_text[M_BOS]));
     s.ids[M_EOS] = dsri_vocab_find(v, marker_text[M_EOS], strlen(marker_text[M_EOS]));
-    for (int k = 0; k < M_COUNT; k++)
+    for (int k = 0; k < M_REQUIRED; k++)
         if (s.ids[k] < 0)
             return dsri_error(DSR1_ERR_UNSUPPORTED,
                               "dsr1_chat_tokenize: the vocabulary has no %s token (not an R1-family vocabulary)",
                               marker_text[k]);
     s.toks.tokens = tokens;
     s.toks.capacity = capacity;
-    dsr1_status st = build(&s, messages, n_messages, flags);
+    dsr1_status st = build(&s, family, messages, n_messages, flags);
     if (st != DSR1_OK)
         return st;
     if (s.toks.count > INT32_MAX)
@@ -235,7 +279,7 @@ dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_message *m
     dsr1_status st = dsri_chat_validate(messages, n_messages, flags, fn);
     if (st != DSR1_OK)
         return st;
-    size_t n = dsri_chat_format_text(messages, n_messages, flags, buf, buf_size);
+    size_t n = dsri_chat_format_text(dsri_chat_family_of_model(model), messages, n_messages, flags, buf, buf_size);
     *n_bytes = n;
     if (n >= buf_size)
         return dsri_error(DSR1_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes needed (with the NUL), buffer has %zu", fn,
@@ -262,7 +306,8 @@ dsr1_status dsr1_chat_tokenize(const dsr1_model *model, const dsr1_chat_message 
     dsr1_status st = dsri_chat_validate(messages, n_messages, flags, fn);
     if (st != DSR1_OK)
         return st;
-    return dsri_chat_tokenize_vocab(v, messages, n_messages, flags, tokens, capacity, n_tokens);
+    return dsri_chat_tokenize_vocab(v, dsri_chat_family_of_model(model), messages, n_messages, flags, tokens, capacity,
+                                    n_tokens);
 }
 
 static int contains(const char *text, size_t len, const char *needle)
@@ -277,4 +322,19 @@ static int contains(const char *text, size_t len, const char *needle)
 int dsri_chat_template_is_r1(const char *text, size_t len)
 {
     return contains(text, len, marker_text[M_USER]) && contains(text, len, marker_text[M_ASSISTANT]);
+}
+
+dsri_chat_family dsri_chat_family_of(const char *text, size_t len)
+{
+    if (!text || !dsri_chat_template_is_r1(text, len))
+        return DSRI_CHAT_R1;
+    return contains(text, len, "</think>") ? DSRI_CHAT_R1 : DSRI_CHAT_R1_ORIGINAL;
+}
+
+dsri_chat_family dsri_chat_family_of_model(const dsr1_model *model)
+{
+    dsri_str t;
+    if (!model->gguf || dsri_gguf_get_str(model->gguf, "tokenizer.chat_template", &t) != 0)
+        return DSRI_CHAT_R1;
+    return dsri_chat_family_of(t.ptr, (size_t)t.len);
 }

@@ -1,23 +1,39 @@
 /*
- * DeepSeek-R1 chat format (internal), built in, no template engine:
+ * DeepSeek-R1 chat format (internal), built in, no template engine. Two
+ * families, as R1's official Jinja templates write them, byte for byte:
  *
  *   <｜begin▁of▁sentence｜>{system}
  *   then per message in order:
  *     user:       <｜User｜>{content}
  *     assistant:  <｜Assistant｜>{answer}<｜end▁of▁sentence｜>
- *   and with DSR1_CHAT_ADD_GENERATION_PROMPT:  <｜Assistant｜><think>\n
+ *     tool:       <｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>{content}<｜tool▁output▁end｜>
+ *                 (the first tool message of the conversation; later ones
+ *                 "\n<｜tool▁output▁begin｜>{content}<｜tool▁output▁end｜>")
+ *     assistant right after tool messages:
+ *                 <｜tool▁outputs▁end｜>{content}<｜end▁of▁sentence｜>
+ *   tool messages not followed by an assistant one end with <｜tool▁outputs▁end｜>;
+ *   with DSR1_CHAT_ADD_GENERATION_PROMPT, unless the conversation ends with
+ *   tool messages: <｜Assistant｜><think>\n (DSRI_CHAT_R1) or
+ *   <｜Assistant｜> (DSRI_CHAT_R1_ORIGINAL).
  *
  * {system} is the contents of all system messages, wherever they appear,
- * joined with "\n\n" (as R1's own template does). {answer} is an assistant
- * content without its reasoning: when it contains "</think>", everything up
- * to and including the last one is dropped, and so is the whitespace
- * (space, \t, \n, \v, \f, \r) right after it. This applies to every
- * assistant message, as R1's template does.
+ * joined with "\n\n". {answer}: DSRI_CHAT_R1 (the updated template of R1
+ * and the distills, the default) drops the reasoning as
+ * content.split('</think>')[-1] does: everything up to and including the
+ * last "</think>", keeping what follows it (the "\n\n" too);
+ * DSRI_CHAT_R1_ORIGINAL (R1's first release, DeepSeek-V3's template, as the
+ * HF fixtures ship it) writes the content as it is. Assistant tool calls
+ * (content None + tool_calls) cannot be expressed by dsr1_chat_message.
+ *
+ * The family follows the GGUF's tokenizer.chat_template: an R1 template
+ * (R1's turn markers) without "</think>" is the original one; any other, or
+ * none, formats as DSRI_CHAT_R1.
  *
  * The token form emits the markers as their ids (found by their exact
  * spelling in the vocabulary; a vocabulary without them is
- * DSR1_ERR_UNSUPPORTED) and tokenizes each content without special-token
- * parsing, so message text can never inject a marker.
+ * DSR1_ERR_UNSUPPORTED: the tool markers only when a tool message needs
+ * them) and tokenizes each content without special-token parsing, so
+ * message text can never inject a marker.
  */
 #ifndef DSRI_CHAT_H
 #define DSRI_CHAT_H
@@ -28,6 +44,15 @@
 #include "dsr1.h"
 #include "tokenizer/vocab.h"
 
+typedef enum dsri_chat_family {
+    DSRI_CHAT_R1 = 0,         /* thoughts dropped, generation prompt opens <think> */
+    DSRI_CHAT_R1_ORIGINAL = 1 /* contents verbatim, generation prompt <｜Assistant｜> */
+} dsri_chat_family;
+
+/* The family of a tokenizer.chat_template text (NULL: none), and of a model's. */
+dsri_chat_family dsri_chat_family_of(const char *text, size_t len);
+dsri_chat_family dsri_chat_family_of_model(const dsr1_model *model);
+
 /* Check messages / flags; fn names the public function in messages. */
 dsr1_status dsri_chat_validate(const dsr1_chat_message *messages, int32_t n_messages, uint32_t flags,
                                const char *fn);
@@ -35,14 +60,14 @@ dsr1_status dsri_chat_validate(const dsr1_chat_message *messages, int32_t n_mess
 /* The conversation as tokens (messages already validated): stores at most
  * capacity ids, *n_tokens gets the count produced or needed
  * (DSR1_ERR_BUFFER_TOO_SMALL). */
-dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, const dsr1_chat_message *messages,
-                                     int32_t n_messages, uint32_t flags, dsr1_token *tokens,
-                                     int32_t capacity, int32_t *n_tokens);
+dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, dsri_chat_family family,
+                                     const dsr1_chat_message *messages, int32_t n_messages, uint32_t flags,
+                                     dsr1_token *tokens, int32_t capacity, int32_t *n_tokens);
 
 /* The conversation as text (messages already validated): writes up to
  * buf_size bytes (no NUL) and returns the full length. */
-size_t dsri_chat_format_text(const dsr1_chat_message *messages, int32_t n_messages, uint32_t flags,
-                             char *buf, size_t buf_size);
+size_t dsri_chat_format_text(dsri_chat_family family, const dsr1_chat_message *messages,
+                             int32_t n_messages, uint32_t flags, char *buf, size_t buf_size);
 
 /* Whether a GGUF tokenizer.chat_template is one of DeepSeek-R1's (its
  * releases and the distills'), the only format this library writes: they all

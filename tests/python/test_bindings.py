@@ -563,7 +563,7 @@ def test_chat_format(r1vocab, vocab):
     assert e.value.status == Status.ERR_UNSUPPORTED
     vocab = r1vocab
     text = vocab.chat_format(msgs)
-    assert text == ("<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜>Hello!"
+    assert text == ("<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜>\n\nHello!"
                     "<｜end▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜><think>\n")
     no_prompt = vocab.chat_format(msgs, add_generation_prompt=False)
     assert text.startswith(no_prompt) and not no_prompt.endswith("<think>\n")

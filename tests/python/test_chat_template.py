@@ -1,0 +1,156 @@
+"""libdsr1's chat format against DeepSeek-R1's Jinja chat templates, byte for byte.
+
+The official template is the one the Hugging Face checkpoints ship in
+tokenizer_config.json (tests/data/hf/*/tokenizer_config.json, copied from the
+fixtures: R1's first release, DeepSeek-V3's template). DeepSeek later updated
+R1's template with two edits: an assistant message keeps only what follows its
+last "</think>" (content.split('</think>')[-1]), and the generation prompt
+opens the reasoning ("<｜Assistant｜><think>\\n"). The fixtures do not ship
+that version; it is made here from the official one by exactly those two
+edits (each must apply once).
+
+Each template is put into a vocabulary GGUF as tokenizer.chat_template, the
+file is loaded, and dsr1_chat_format must equal the template rendered by
+jinja2 (as transformers renders chat templates) for every conversation below,
+with and without the generation prompt. A file without a template formats as
+the updated template. Needs jinja2 in /usr/bin/python3 (Debian python3-jinja2).
+"""
+import json
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bindings" / "python"))
+
+import dsr1  # noqa: E402
+
+DATA = ROOT / "tests" / "data"
+BOS = "<｜begin▁of▁sentence｜>"
+
+try:
+    import jinja2
+    import jinja2.sandbox
+except ImportError:  # strict_tests turns this skip into a failure
+    jinja2 = None
+
+CONVERSATIONS = {
+    "empty": [],
+    "single turn": [{"role": "user", "content": "What is 17 * 23?"}],
+    "system prompt": [{"role": "system", "content": "You are a helpful assistant."},
+                      {"role": "user", "content": "Hi"}],
+    "two system prompts, one late": [{"role": "system", "content": "First."},
+                                     {"role": "user", "content": "u1"},
+                                     {"role": "system", "content": "Second."},
+                                     {"role": "assistant", "content": "a1"},
+                                     {"role": "user", "content": "u2"}],
+    "multi-turn with thoughts": [{"role": "system", "content": "Be brief."},
+                                 {"role": "user", "content": "What is 2+2?"},
+                                 {"role": "assistant", "content": "<think>\nSimple: 2+2 = 4.\n</think>\n\nThe answer is 4."},
+                                 {"role": "user", "content": "And 3+3?"},
+                                 {"role": "assistant", "content": "<think>\n3+3=6\n</think>\n\n6."},
+                                 {"role": "user", "content": "Thanks!"}],
+    "several </think>": [{"role": "user", "content": "x"},
+                         {"role": "assistant", "content": "<think>a</think>b</think> \t\r\n  c d  "}],
+    "assistant last": [{"role": "user", "content": "Hi"},
+                       {"role": "assistant", "content": "Hello! How can I help?"}],
+    "empty messages": [{"role": "system", "content": ""}, {"role": "user", "content": ""},
+                       {"role": "assistant", "content": ""}, {"role": "user", "content": ""}],
+    "unicode": [{"role": "user", "content": "深度求索 こんにちは 🙂\n\n  code:\n\tint x = 1;\n"},
+                {"role": "assistant", "content": "<think>考虑</think>\n\nÀ bientôt — ½ 🙂"}],
+    "tool outputs and the reply to them": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "tool", "content": "{\"temp\": 21}"},
+        {"role": "tool", "content": "{\"rain\": false}"},
+        {"role": "assistant", "content": "<think>dry</think>\n\n21 degrees, dry."},
+        {"role": "user", "content": "And tomorrow?"},
+        {"role": "tool", "content": "{\"temp\": 18}"},
+        {"role": "assistant", "content": "18 degrees."}],
+    "ending with a tool output": [{"role": "user", "content": "q"}, {"role": "tool", "content": "out"}],
+}
+
+UPDATE_ANSWER = (
+    "{{'<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}",
+    "{% set content = message['content'] %}{% if '</think>' in content %}"
+    "{% set content = content.split('</think>')[-1] %}{% endif %}"
+    "{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}")
+UPDATE_PROMPT = ("{{'<｜Assistant｜>'}}{% endif %}", "{{'<｜Assistant｜><think>\\n'}}{% endif %}")
+
+
+def official_templates():
+    """The distinct chat templates of the shipped tokenizer_config.json files."""
+    found = {}
+    for cfg in sorted((DATA / "hf").glob("*/tokenizer_config.json")):
+        found.setdefault(json.loads(cfg.read_text(encoding="utf-8"))["chat_template"], cfg.parent.name)
+    assert found, "no tokenizer_config.json with a chat template under tests/data/hf"
+    return found
+
+
+def updated(template):
+    for old, new in (UPDATE_ANSWER, UPDATE_PROMPT):
+        assert template.count(old) == 1, f"the edit of R1's update does not apply once: {old}"
+        template = template.replace(old, new)
+    return template
+
+
+def render(template, messages, add_generation_prompt):
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(template).render(messages=messages, bos_token=BOS,
+                                            add_generation_prompt=add_generation_prompt)
+
+
+def with_template(gguf: bytes, template: str) -> bytes:
+    """The vocabulary file with its tokenizer.chat_template string replaced
+    (the vocabulary files hold no tensors, so what follows simply moves)."""
+    key = b"tokenizer.chat_template"
+    at = gguf.index(key) + len(key) + 4  # past the value type
+    (old_len,) = struct.unpack_from("<Q", gguf, at)
+    new = template.encode("utf-8")
+    return gguf[:at] + struct.pack("<Q", len(new)) + new + gguf[at + 8 + old_len:]
+
+
+@pytest.fixture(scope="module")
+def need_jinja():
+    if jinja2 is None:
+        pytest.skip("jinja2 is not importable by /usr/bin/python3 (Debian: python3-jinja2): "
+                    "the chat format is NOT compared with the official templates")
+
+
+def compare(model, template, label):
+    bad = []
+    for name, messages in CONVERSATIONS.items():
+        for gen in (True, False):
+            want = render(template, messages, gen)
+            got = model.chat_format(messages, add_generation_prompt=gen)
+            if got != want:
+                bad.append(f"{label} / {name} / generation prompt {gen}:\n  jinja  {want!r}\n  libdsr1 {got!r}")
+    assert not bad, "\n".join(bad)
+
+
+def test_official_templates(need_jinja):
+    qwen2 = (DATA / "vocab" / "ggml-vocab-qwen2.gguf").read_bytes()
+    for template, where in official_templates().items():
+        compare(dsr1.Model.from_bytes(with_template(qwen2, template), vocab_only=True), template,
+                f"official template ({where})")
+
+
+def test_updated_templates(need_jinja):
+    qwen2 = (DATA / "vocab" / "ggml-vocab-qwen2.gguf").read_bytes()
+    for template, where in official_templates().items():
+        compare(dsr1.Model.from_bytes(with_template(qwen2, updated(template)), vocab_only=True), updated(template),
+                f"updated template (from {where})")
+
+
+def test_no_template_formats_as_the_updated_one(need_jinja):
+    model = dsr1.Model(DATA / "vocab" / "ggml-vocab-deepseek-r1.gguf", vocab_only=True)
+    for template, where in official_templates().items():
+        compare(model, updated(template), f"file without a template vs the updated template (from {where})")
+
+
+def test_the_two_families_differ(need_jinja):
+    """The comparisons above could not pass with one format for both."""
+    template = next(iter(official_templates()))
+    msgs = CONVERSATIONS["multi-turn with thoughts"]
+    assert render(template, msgs, True) != render(updated(template), msgs, True)
