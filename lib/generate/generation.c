@@ -144,6 +144,7 @@ void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_si
 /* The bytes of one token (flags: DSR1_PIECE_*) into gen->piece. */
 static dsr1_status token_piece(dsr1_generation *gen, dsr1_token t, uint32_t flags, size_t *len)
 {
+    *len = 0; /* set on every path (gcc -O3 -Wmaybe-uninitialized cannot see the callers check st) */
     for (;;) {
         size_t need = 0;
         dsr1_status st = dsr1_token_to_piece(gen->model, t, gen->piece, gen->piece_cap, &need, flags);
