@@ -331,6 +331,34 @@ static void test_stop_strings(void)
     CHECK(strcmp(r.answer, "a") == 0 && r.r_len == 0, "'%s'", r.answer);
     dsri_split_free(s);
 
+    /* fuzz_think_split: a stop string inside a text <think> completes before
+     * the marker does, in one token as in many (the one that started first
+     * used to win when both arrived in the same token) */
+    const char *s5[] = {"hi"};
+    for (int split = 0; split < 2; split++) {
+        s = make(&r, 0, 0, s5, 1);
+        if (split) {
+            text(s, "a<th");
+            text(s, "ink>b");
+        } else {
+            text(s, "a<think>b");
+        }
+        finish(s, DSR1_STOP_STRING);
+        CHECK(strcmp(r.answer, "a<t") == 0 && r.r_len == 0 && strchr(r.types, 'B') == NULL &&
+                  dsri_split_stop_matched(s),
+              "split %d: '%s' events %s", split, r.answer, r.types);
+        common_checks(&r, "stop inside a text marker");
+        dsri_split_free(s);
+    }
+    /* of two stop strings that complete in the same token, the one that
+     * ends first, whatever starts first */
+    const char *s6[] = {"abcd", "bc"};
+    s = make(&r, 0, 0, s6, 2);
+    text(s, "xabcd");
+    finish(s, DSR1_STOP_STRING);
+    CHECK(strcmp(r.answer, "xa") == 0, "overlapping stop strings: '%s'", r.answer);
+    dsri_split_free(s);
+
     /* Issue 17: a stop string across a spelled-out </think> (the special
      * token after the block closed is its spelling, plain text) */
     const char *s4[] = {"x</think>y", "<think>Q"};

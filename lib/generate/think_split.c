@@ -229,6 +229,16 @@ static size_t partial(const char *h, size_t n, const char *pat, size_t m)
     return 0;
 }
 
+/* Whether a match at `at` of length len ends before the best so far (at
+ * best, of best_len; best < 0: none), or ends with it and is longer. */
+static int completes_first(long at, size_t len, long best, size_t best_len)
+{
+    if (best < 0)
+        return 1;
+    size_t end = (size_t)at + len, best_end = (size_t)best + best_len;
+    return end < best_end || (end == best_end && at < best);
+}
+
 static void open_block(dsri_split *s)
 {
     s->in_reasoning = 1;
@@ -262,13 +272,17 @@ static dsr1_status process(dsri_split *s, int final)
             size_t hold = final ? 0 : partial(h, n, THINK_END, sizeof THINK_END - 1);
             return emit_text(s, n - hold, final);
         }
-        /* answer: the earliest stop string or opening marker */
+        /* answer: the stop string or opening marker that completes first
+         * (then the longest; on a full tie a stop string). Not the one that
+         * starts first: a token holding all of "<think>" must act as the
+         * same text split over tokens would, where a stop string "hi" is
+         * complete before the marker is. */
         long best = -1;
         int best_is_stop = 0;
         size_t best_len = 0;
         for (int32_t i = 0; i < s->n_stops; i++) {
             long at = find(h, n, s->stops[i], s->stop_len[i]);
-            if (at >= 0 && (best < 0 || at < best)) {
+            if (at >= 0 && completes_first(at, s->stop_len[i], best, best_len)) {
                 best = at;
                 best_is_stop = 1;
                 best_len = s->stop_len[i];
@@ -276,7 +290,7 @@ static dsr1_status process(dsri_split *s, int final)
         }
         if (!s->block_opened) {
             long at = find(h, n, THINK_BEGIN, sizeof THINK_BEGIN - 1);
-            if (at >= 0 && (best < 0 || at < best)) {
+            if (at >= 0 && completes_first(at, sizeof THINK_BEGIN - 1, best, best_len)) {
                 best = at;
                 best_is_stop = 0;
                 best_len = sizeof THINK_BEGIN - 1;

@@ -24,7 +24,9 @@
  *   boundaries, held back while they might still match, and across a
  *   spelled-out marker; a marker that opens or closes the block ends the
  *   text before it); the text before a match is delivered, the match and
- *   everything after it is not.
+ *   everything after it is not. Of overlapping stop strings and a text
+ *   <think>, the one whose last byte comes first acts (then the longest),
+ *   so the result never depends on how the text was split into tokens.
  * - Each event carries the ids of the tokens whose last byte it consumed
  *   (special tokens: the event they caused; tokens of hidden reasoning and of
  *   discarded text: the next event delivered, at the latest DONE).
