@@ -10,6 +10,7 @@
  *      disagreeing with the vocabulary, a NaN weight (eval must say so);
  *   7. n_threads 20000 (created 19999 threads): refused above 1024, clamped
  *      to 4 x the cores below that.
+ * And what fuzz/fuzz_model found: tensors whose data overlap.
  */
 #include <math.h>
 #include <stdio.h>
@@ -160,6 +161,33 @@ static void test_size_overflow(void)
     dsri_gguf *g = NULL;
     CHECK(dsri_gguf_parse(f.buf, f.size, &g) == DSR1_ERR_FORMAT, "the parser accepts ne0 = 2^62 + 1");
     dsri_gguf_free(g);
+    fixture_free(&f);
+}
+
+/* fuzz_model: two tensors whose data overlap loaded, and the model
+ * reported more weight bytes than its file holds. */
+static void test_overlapping_tensors(void)
+{
+    fixture f;
+    where a, b;
+    if (!fixture_read(&f, "qwen2-f32.gguf") || !locate(&f, "blk.0.attn_norm.weight", &a) ||
+        !locate(&f, "blk.0.ffn_norm.weight", &b)) {
+        fixture_free(&f);
+        return;
+    }
+    /* the offset field follows ne[n_dims] and the type */
+    uint32_t a_dims, b_dims;
+    memcpy(&a_dims, f.orig + a.dims - 4, 4);
+    memcpy(&b_dims, f.orig + b.dims - 4, 4);
+    uint8_t *a_offset = f.buf + a.dims + 8 * (size_t)a_dims + 4, *b_offset = f.buf + b.dims + 8 * (size_t)b_dims + 4;
+    fixture_reset(&f);
+    memcpy(b_offset, a_offset, 8); /* ffn_norm's data is attn_norm's */
+    expect_load(&f, "two tensors on the same bytes", DSR1_ERR_FORMAT, "overlap");
+    dsri_gguf *g = NULL;
+    CHECK(dsri_gguf_parse(f.buf, f.size, &g) == DSR1_ERR_FORMAT, "the parser accepts overlapping tensors");
+    dsri_gguf_free(g);
+    fixture_reset(&f); /* the intact file still loads */
+    expect_load(&f, "intact", DSR1_OK, NULL);
     fixture_free(&f);
 }
 
@@ -333,6 +361,7 @@ int main(int argc, char **argv)
     data_dir = argc > 1 ? argv[1] : "tests/data";
     test_router_bias();
     test_size_overflow();
+    test_overlapping_tensors();
     test_poisoning_values();
     test_thread_cap();
     test_context_in_use();

@@ -334,6 +334,49 @@ static dsr1_status read_alignment(dsri_gguf *g)
     return DSR1_OK;
 }
 
+/* Tensors must not share bytes. llama.cpp writes (and requires) them one
+ * after another; a file whose tensors overlap would report more weight
+ * bytes than it holds (fuzz_model found one through a patched offset). */
+typedef struct span {
+    uint64_t offset, n_bytes, index;
+} span;
+
+static int span_cmp(const void *a, const void *b)
+{
+    const span *x = a, *y = b;
+    if (x->offset != y->offset)
+        return x->offset > y->offset ? 1 : -1;
+    return (x->index > y->index) - (x->index < y->index); /* a stable message */
+}
+
+static dsr1_status check_disjoint(const dsri_gguf *g)
+{
+    if (g->n_tensors < 2)
+        return DSR1_OK;
+    span *s = dsri_calloc((size_t)g->n_tensors, sizeof *s);
+    if (!s)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "gguf: out of memory for %llu tensors",
+                          (unsigned long long)g->n_tensors);
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        s[i] = (span){g->tensors[i].offset, g->tensors[i].n_bytes, i};
+    qsort(s, (size_t)g->n_tensors, sizeof *s, span_cmp);
+    dsr1_status st = DSR1_OK;
+    uint64_t end = 0, owner = 0; /* the furthest end so far (offsets + sizes are checked against the file) */
+    for (uint64_t i = 0; i < g->n_tensors && !st; i++) {
+        if (s[i].n_bytes && s[i].offset < end) {
+            const dsri_str a = g->tensors[owner].name, b = g->tensors[s[i].index].name;
+            st = dsri_error(DSR1_ERR_FORMAT, "gguf: the data of tensors '%.*s' and '%.*s' overlap",
+                            (int)(a.len > 200 ? 200 : a.len), a.ptr, (int)(b.len > 200 ? 200 : b.len), b.ptr);
+        }
+        if (s[i].offset + s[i].n_bytes > end) {
+            end = s[i].offset + s[i].n_bytes;
+            owner = s[i].index;
+        }
+    }
+    dsri_free(s);
+    return st;
+}
+
 static dsr1_status parse_all(dsri_gguf *g, cursor *c)
 {
     dsr1_status st = parse_header(g, c);
@@ -393,7 +436,7 @@ static dsr1_status parse_all(dsri_gguf *g, cursor *c)
                               (unsigned long long)avail);
         t->data = c->buf + data + t->offset;
     }
-    return DSR1_OK;
+    return check_disjoint(g);
 }
 
 dsr1_status dsri_gguf_parse(const void *buf, size_t size, dsri_gguf **out)
