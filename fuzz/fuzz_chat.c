@@ -10,9 +10,9 @@
  *
  * Input: byte 0: flags (bit 0 the generation prompt, bit 7 an unknown
  * flag); then NUL-separated chunks, one message each: the chunk's first
- * byte picks the role (system, user, assistant; the next chunk as content
- * and this one's text as the role; a NULL role; a NULL content), the rest
- * is the content.
+ * byte picks the role (system, user, assistant, tool; the next chunk as
+ * content and this one's text as the role; a NULL role; a NULL content),
+ * the rest is the content.
  *   build-fuzz/fuzz/fuzz_chat CORPUS   (loads tests/data/vocab/ggml-vocab-deepseek-r1.gguf,
  *   or the file named by $DSR1_FUZZ_VOCAB; seeds: fuzz/corpus/chat)
  */
@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat/chat.h"
 #include "dsr1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -38,6 +39,24 @@ static dsr1_model *load_vocab(void)
     if (dsr1_model_load(path, &mp, &m) != DSR1_OK)
         abort();
     return m;
+}
+
+/* The id of a marker spelled as text (-1: not one token). */
+static dsr1_token marker_id(const dsr1_model *model, const char *text)
+{
+    dsr1_token t[2];
+    int32_t n = 0;
+    if (dsr1_tokenize(model, text, strlen(text), t, 2, &n, DSR1_TOKENIZE_PARSE_SPECIAL) != DSR1_OK || n != 1)
+        return -1;
+    return t[0];
+}
+
+static int32_t count_of(const dsr1_token *tok, int32_t n, dsr1_token id)
+{
+    int32_t c = 0;
+    for (int32_t i = 0; i < n; i++)
+        c += tok[i] == id;
+    return c;
 }
 
 static void refused(dsr1_status st)
@@ -61,16 +80,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text[size - 1] = '\0';
     const char *end = text + size - 1;
     dsr1_chat_message msgs[MAX_MESSAGES];
-    int32_t n = 0, n_user = 0, n_assistant = 0;
+    int32_t n = 0;
     int valid = !(flags & 0x80);
     for (const char *p = text; p < end && n < MAX_MESSAGES; p += strlen(p) + 1) {
-        static const char *const roles[] = {"system", "user", "assistant"};
+        static const char *const roles[] = {"system", "user", "assistant", "tool"};
         unsigned sel = (unsigned char)p[0] % 8;
         const char *body = p[0] ? p + 1 : p;
         dsr1_chat_message *m = &msgs[n++];
         m->content = body;
         if (sel < 5) {
-            m->role = roles[sel % 3];
+            m->role = roles[sel % 4];
         } else if (sel == 5) { /* the role is text from the input, the next chunk the content */
             m->role = body;
             p += strlen(p) + 1;
@@ -82,12 +101,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             m->content = NULL;
         }
         if (!m->role || !m->content ||
-            (strcmp(m->role, "system") != 0 && strcmp(m->role, "user") != 0 && strcmp(m->role, "assistant") != 0))
+            (strcmp(m->role, "system") != 0 && strcmp(m->role, "user") != 0 && strcmp(m->role, "assistant") != 0 &&
+             strcmp(m->role, "tool") != 0))
             valid = 0;
-        else if (strcmp(m->role, "user") == 0)
-            n_user++;
-        else if (strcmp(m->role, "assistant") == 0)
-            n_assistant++;
         if (sel == 5 && p >= end)
             break;
     }
@@ -126,26 +142,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         back_len != len || memcmp(back, out, len) != 0)
         abort(); /* the two forms agree byte for byte */
 
-    int gen = (flags & DSR1_CHAT_ADD_GENERATION_PROMPT) != 0;
+    /* the markers the roles call for (chat/chat.h): tool outputs open a
+     * group once per conversation, an assistant message right after them
+     * is their reply (no <｜Assistant｜>), a user message leaves them open */
+    int32_t n_user = 0, n_plain = 0, n_reply = 0, n_tool = 0, n_groups_closed = 0;
+    int in_tool = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (strcmp(msgs[i].role, "user") == 0) {
+            n_user++;
+            in_tool = 0;
+        } else if (strcmp(msgs[i].role, "assistant") == 0) {
+            n_reply += in_tool;
+            n_groups_closed += in_tool;
+            n_plain += !in_tool;
+            in_tool = 0;
+        } else if (strcmp(msgs[i].role, "tool") == 0) {
+            n_tool++;
+            in_tool = 1;
+        }
+    }
+    n_groups_closed += in_tool;
+    int gen = (flags & DSR1_CHAT_ADD_GENERATION_PROMPT) && !in_tool;
+    int think = gen && dsri_chat_family_of_model(model) == DSRI_CHAT_R1;
     const struct {
-        dsr1_special which;
+        dsr1_token id;
         int32_t want;
     } markers[] = {
-        {DSR1_SPECIAL_BOS, 1},
-        {DSR1_SPECIAL_EOS, n_assistant},
-        {DSR1_SPECIAL_USER, n_user},
-        {DSR1_SPECIAL_ASSISTANT, n_assistant + gen},
-        {DSR1_SPECIAL_THINK_BEGIN, gen},
-        {DSR1_SPECIAL_THINK_END, 0},
+        {dsr1_token_special(model, DSR1_SPECIAL_BOS), 1},
+        {dsr1_token_special(model, DSR1_SPECIAL_EOS), n_plain + n_reply},
+        {dsr1_token_special(model, DSR1_SPECIAL_USER), n_user},
+        {dsr1_token_special(model, DSR1_SPECIAL_ASSISTANT), n_plain + gen},
+        {dsr1_token_special(model, DSR1_SPECIAL_THINK_BEGIN), think},
+        {dsr1_token_special(model, DSR1_SPECIAL_THINK_END), 0},
+        {marker_id(model, "<\357\275\234tool\342\226\201outputs\342\226\201begin\357\275\234>"), n_tool > 0},
+        {marker_id(model, "<\357\275\234tool\342\226\201outputs\342\226\201end\357\275\234>"), n_groups_closed},
+        {marker_id(model, "<\357\275\234tool\342\226\201output\342\226\201begin\357\275\234>"), n_tool},
+        {marker_id(model, "<\357\275\234tool\342\226\201output\342\226\201end\357\275\234>"), n_tool},
     };
-    for (size_t k = 0; k < sizeof markers / sizeof markers[0]; k++) {
-        dsr1_token id = dsr1_token_special(model, markers[k].which);
-        int32_t count = 0;
-        for (int32_t i = 0; i < n_tok; i++)
-            count += tok[i] == id;
-        if (id < 0 || count != markers[k].want)
+    for (size_t k = 0; k < sizeof markers / sizeof markers[0]; k++)
+        if (markers[k].id < 0 || count_of(tok, n_tok, markers[k].id) != markers[k].want)
             abort(); /* message text became a marker, or a marker is missing */
-    }
     if (tok[0] != dsr1_token_special(model, DSR1_SPECIAL_BOS))
         abort();
     free(back);
