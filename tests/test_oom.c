@@ -70,6 +70,51 @@ out:
     return st;
 }
 
+/* The token form of a conversation with two tool outputs (the second
+ * writes "\n" before its marker) on the R1 vocabulary: each allocation
+ * failing in turn gives DSR1_ERR_OUT_OF_MEMORY or, where a fallback
+ * absorbs it, exactly the tokens of a run without failures (a failure in
+ * that "\n" was overwritten by the next content's status and came back as
+ * DSR1_OK with a token missing). */
+static void chat_tool_outputs(const char *dir)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/vocab/ggml-vocab-deepseek-r1.gguf", dir);
+    dsr1_model_params mp;
+    dsr1_model_params_default(&mp, sizeof mp);
+    mp.vocab_only = 1;
+    dsr1_model *m = NULL;
+    dsri_alloc_fail_after(0);
+    if (dsr1_model_load(path, &mp, &m) != DSR1_OK) {
+        printf("FAIL cannot load %s: %s\n", path, dsr1_last_error());
+        failures++;
+        return;
+    }
+    const dsr1_chat_message msgs[] = {
+        {"user", "weather?"}, {"tool", "sunny, 21 degrees"}, {"tool", "wind 3 m/s"}, {"assistant", "Sunny."}};
+    dsr1_token want[128], got[128];
+    int32_t n_want = 0, n_got = 0;
+    dsri_alloc_fail_after(0);
+    if (dsr1_chat_tokenize(m, msgs, 4, DSR1_CHAT_ADD_GENERATION_PROMPT, want, 128, &n_want) != DSR1_OK) {
+        printf("FAIL tool conversation without injected failures: %s\n", dsr1_last_error());
+        failures++;
+    }
+    long total = dsri_alloc_fail_after(0);
+    for (long k = 1; k <= total; k++) {
+        dsri_alloc_fail_after(k);
+        dsr1_status st = dsr1_chat_tokenize(m, msgs, 4, DSR1_CHAT_ADD_GENERATION_PROMPT, got, 128, &n_got);
+        dsri_alloc_fail_after(0);
+        if (st == DSR1_OK ? n_got != n_want || memcmp(got, want, (size_t)n_want * sizeof *want) != 0
+                          : st != DSR1_ERR_OUT_OF_MEMORY) {
+            printf("FAIL tool conversation, allocation %ld failing: status %d, %d tokens (want %d)\n", k, st, n_got,
+                   n_want);
+            failures++;
+        }
+    }
+    printf("tool conversation: %ld allocations checked\n", total);
+    dsr1_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "tests/data";
@@ -104,6 +149,7 @@ int main(int argc, char **argv)
         }
         /* DSR1_OK: that allocation's failure was handled by a fallback */
     }
+    chat_tool_outputs(dir);
     printf("failures surfaced during: load %d, context %d, tokenize/chat %d, sampler/decoder/grammar %d, generation %d\n",
            per_step[0], per_step[1], per_step[2], per_step[3], per_step[4]);
     printf("%d failures\n", failures);

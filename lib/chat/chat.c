@@ -203,7 +203,8 @@ static dsr1_status build(sink *s, dsri_chat_family family, const dsr1_chat_messa
                 st = put_content(s, "\n", 1);
             first_output = 0;
             put_marker(s, M_OUTPUT_BEGIN);
-            st = put_content(s, c, cl);
+            if (st == DSR1_OK) /* the "\n" may have failed (out of memory) */
+                st = put_content(s, c, cl);
             put_marker(s, M_OUTPUT_END);
         }
     }
