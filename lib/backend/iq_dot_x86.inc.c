@@ -153,51 +153,49 @@ IQ_SUB(iq3_xxs)
 
 IQ_SUB(iq3_s)
 {
-    const uint8_t *g = w + 2 + 8 * j;
-    const unsigned qh = w[66 + j];
-    int v[8];
-    for (int k = 0; k < 8; k++) /* group k's 9th index bit is bit k of qh */
-        v[k] = (int)dsri_iq3s_grid[g[k] | ((qh << (8 - k)) & 256)];
-    *q = _mm256_setr_epi32(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+    /* group k's 9th index bit is bit k of qh; a gather measured 2x faster
+     * here than 8 scalar lookups (but slower for IQ3_XXS's) */
+    const __m256i hi = _mm256_and_si256(
+        _mm256_sllv_epi32(_mm256_set1_epi32(w[66 + j]), _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1)),
+        _mm256_set1_epi32(256));
+    const __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w + 2 + 8 * j))), hi);
+    *q = _mm256_i32gather_epi32((const int *)dsri_iq3s_grid, idx, 4);
     *s = iq_signs_of_bits(iq_u32(w + 74 + 4 * j));
     const int sc4 = (w[106 + j / 2] >> (4 * (j % 2))) & 15;
     *sc = _mm256_set1_epi16((short)(2 * sc4 + 1));
 }
 
 /* IQ1: 8 * grid + delta as int8 (grid bytes -1, 0, +1; delta +-1 per group
- * of 8, bytes 0x01 or 0xFF in dl), then magnitudes and signs. */
-INLINE void iq1_weights(const unsigned idx[4], __m256i dl, __m256i *q, iq_signs *s)
+ * of 8, bytes 0x01 or 0xFF in dl), then magnitudes and signs. Group l's grid
+ * index: byte g[l] and 3 high bits of h at hpos. */
+#define IQ1_GRID(g, l, h, hpos) ((int64_t)dsri_iq1s_grid[(g)[l] | ((((h) >> (hpos)) & 7) << 8)])
+#define IQ1_DELTA(neg) ((neg) ? (int64_t)-1 : (int64_t)0x0101010101010101)
+
+INLINE void iq1_weights(__m256i grid, __m256i dl, __m256i *q, iq_signs *s)
 {
-    __m256i g = _mm256_set_epi64x((int64_t)dsri_iq1s_grid[idx[3]], (int64_t)dsri_iq1s_grid[idx[2]],
-                                  (int64_t)dsri_iq1s_grid[idx[1]], (int64_t)dsri_iq1s_grid[idx[0]]);
-    __m256i v = _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g), dl);
+    __m256i v = _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), grid), dl);
     *q = _mm256_abs_epi8(v);
     *s = iq_signs_of_bytes(v);
 }
 
-#define IQ1_DELTA(neg) ((neg) ? (int64_t)-1 : (int64_t)0x0101010101010101)
-
 IQ_SUB(iq1_s)
 {
     const uint8_t *g = w + 2 + 4 * j;
-    const unsigned qh = iq_u16(w + 34 + 2 * j);
-    unsigned idx[4];
-    for (int l = 0; l < 4; l++)
-        idx[l] = g[l] | (((qh >> (3 * l)) & 7) << 8);
-    iq1_weights(idx, _mm256_set1_epi64x(IQ1_DELTA(qh & 0x8000)), q, s);
+    const unsigned qh = iq_u16(w + 34 + 2 * j); /* 4 x 3 index bits, 3-bit scale, delta sign */
+    iq1_weights(_mm256_set_epi64x(IQ1_GRID(g, 3, qh, 9), IQ1_GRID(g, 2, qh, 6), IQ1_GRID(g, 1, qh, 3),
+                                  IQ1_GRID(g, 0, qh, 0)),
+                _mm256_set1_epi64x(IQ1_DELTA(qh & 0x8000)), q, s);
     *sc = _mm256_set1_epi16((short)(2 * ((qh >> 12) & 7) + 1));
 }
 
 IQ_SUB(iq1_m)
 {
-    const uint8_t *g = w + 4 * j, *qh = w + 32 + 2 * j;
-    unsigned idx[4], h[4];
-    for (int l = 0; l < 4; l++) {
-        h[l] = qh[l / 2] >> (4 * (l % 2));
-        idx[l] = g[l] | ((h[l] & 7) << 8);
-    }
-    iq1_weights(idx, _mm256_set_epi64x(IQ1_DELTA(h[3] & 8), IQ1_DELTA(h[2] & 8), IQ1_DELTA(h[1] & 8),
-                                       IQ1_DELTA(h[0] & 8)),
+    const uint8_t *g = w + 4 * j;
+    const unsigned h = iq_u16(w + 32 + 2 * j); /* group l: 3 index bits at 4l, delta sign at 4l + 3 */
+    iq1_weights(_mm256_set_epi64x(IQ1_GRID(g, 3, h, 12), IQ1_GRID(g, 2, h, 8), IQ1_GRID(g, 1, h, 4),
+                                  IQ1_GRID(g, 0, h, 0)),
+                _mm256_set_epi64x(IQ1_DELTA(h & 0x8000), IQ1_DELTA(h & 0x800), IQ1_DELTA(h & 0x80),
+                                  IQ1_DELTA(h & 0x8)),
                 q, s);
     const unsigned sc16 = iq_u16(w + 48 + 2 * (j / 2)) >> (6 * (j % 2));
     *sc = iq_scales(2 * (int)(sc16 & 7) + 1, 2 * (int)((sc16 >> 3) & 7) + 1);
