@@ -288,6 +288,18 @@ typedef struct dsr1_model_params {
     int32_t preload;         /* 1: read every weight page during the load, so the first
                                 evaluation does not wait for the disk (progress counts the
                                 bytes read); 0 (default): pages are read on first use */
+    /* Offload (as llama.cpp's n_gpu_layers): the last n_gpu_layers layers
+     * and the output head run on a GPU device, their weights copied into its
+     * memory once at load and shared by every context; the other layers run
+     * on the context's CPU backend. 0 (the default): CPU only; -1 or more
+     * than the model has: every layer. Needs a build with a device backend
+     * (Vulkan) and a device: else loading fails with DSR1_ERR_UNSUPPORTED. */
+    int32_t n_gpu_layers;
+    /* Which device (NULL: $DSR1_DEVICE, else the first GPU, or a CPU-type
+     * Vulkan device such as lavapipe when it is the only one): an index as
+     * listed by dsr1_device_info, or part of a backend or device name
+     * ("vulkan", "llvmpipe", "RTX"). */
+    const char *device;
 } dsr1_model_params;
 
 /* Fill *params with defaults. struct_size is sizeof(*params) as the caller

@@ -294,34 +294,39 @@ static void test_fixture_f16(const char *name)
 
 /* Rebuild attn_kv_b [R, H*(nope+dv)] (f32) from a loaded model's split
  * attn_k_b [nope, R, H] / attn_v_b [R, dv, H] and make the model use it. */
-static float *to_kv_b(dsr1_model *m, int l)
+static void *to_kv_b(dsr1_model *m, int l)
 {
     const dsri_hparams *hp = &m->hp;
     dsri_layer *L = &m->layers[l];
     const int H = hp->n_head, R = hp->kv_lora_rank, nope = hp->qk_nope_dim, dv = hp->head_dim_v;
-    float *w = calloc((size_t)H * (nope + dv) * R, sizeof(float));
+    /* a host buffer: its header, then the floats */
+    size_t bytes = (size_t)H * (nope + dv) * R * sizeof(float);
+    dsri_buf *buf = calloc(1, sizeof *buf + bytes);
+    float *w = buf ? (float *)(void *)(buf + 1) : NULL;
     float *row = calloc((size_t)(R > nope ? R : nope), sizeof(float));
     if (!w || !row) {
-        free(w);
+        free(buf);
         free(row);
         return NULL;
     }
+    buf->host = w;
+    buf->size = bytes;
     for (int h = 0; h < H; h++) {
         for (int c = 0; c < R; c++) { /* k_b row (h, c) holds nope values */
-            dsri_dequantize_row(L->wk_b.type, (const uint8_t *)L->wk_b.data + (size_t)(h * R + c) * L->wk_b.row_bytes,
+            dsri_dequantize_row(L->wk_b.type, (const uint8_t *)dsri_host_ptr(&L->wk_b) + (size_t)(h * R + c) * L->wk_b.stride,
                                 row, nope);
             for (int j = 0; j < nope; j++)
                 w[((size_t)h * (nope + dv) + j) * R + c] = row[j];
         }
         for (int j = 0; j < dv; j++) /* v_b row (h, j) holds R values */
-            dsri_dequantize_row(L->wv_b.type, (const uint8_t *)L->wv_b.data + (size_t)(h * dv + j) * L->wv_b.row_bytes,
+            dsri_dequantize_row(L->wv_b.type, (const uint8_t *)dsri_host_ptr(&L->wv_b) + (size_t)(h * dv + j) * L->wv_b.stride,
                                 w + ((size_t)h * (nope + dv) + nope + j) * R, R);
     }
     free(row);
-    L->wkv_b = (dsri_matrix){w, DSRI_TYPE_F32, R, (int64_t)H * (nope + dv), (uint64_t)R * sizeof(float)};
+    L->wkv_b = dsri_tensor_2d(buf, 0, DSRI_TYPE_F32, R, (int64_t)H * (nope + dv));
     memset(&L->wk_b, 0, sizeof L->wk_b);
     memset(&L->wv_b, 0, sizeof L->wv_b);
-    return w;
+    return buf;
 }
 
 static void test_legacy_kv_b(const char *name)
@@ -436,7 +441,7 @@ static void test_mtp(const char *name)
         goto done;
     /* hidden states of the prompt; MTP rows i = (h_i, t_{i+1}) */
     CHECK(dsr1_eval(ctx, tok, n, 0, 0) == DSR1_OK, "eval");
-    memcpy(hid, dsri_deepseek2_hidden(ctx), (size_t)n * m->hp.n_embd * sizeof(float));
+    CHECK(dsri_ctx_hidden_f32(ctx, hid) == DSR1_OK, "hidden states");
     for (int i = 0; i < n - 1; i++)
         pos[i] = i;
     dsr1_status st = dsri_deepseek2_mtp(ctx, hid, tok + 1, pos, n - 1, lb);

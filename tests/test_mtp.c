@@ -469,7 +469,7 @@ static float mtp_layer_maxdiff(const dsr1_model *m, dsr1_context *ctx, int32_t c
     if (!ref || !hid || !lg || !a || !b || n < 2 || n > 256)
         goto done;
     CHECK(dsr1_eval(ref, ctx->tokens, n, 0, 0) == DSR1_OK, "eval: %s", dsr1_last_error());
-    memcpy(hid, dsri_deepseek2_hidden(ref), (size_t)n * (size_t)d * sizeof(float));
+    CHECK(dsri_ctx_hidden_f32(ref, hid) == DSR1_OK, "hidden states");
     for (int32_t i = 0; i < n - 1; i++)
         pos[i] = i;
     CHECK(dsri_deepseek2_mtp(ref, hid, ctx->tokens + 1, pos, n - 1, lg) == DSR1_OK, "mtp: %s", dsr1_last_error());

@@ -45,6 +45,19 @@ dsr1_status dsr1_device_info(int32_t index, dsr1_device_props *props)
 #endif
 }
 
+const dsri_backend_ops *dsri_device_backend(int index, int *backend_index)
+{
+    /* one device backend today: the list is its devices in its order */
+    if (index < 0 || index >= dsr1_device_count())
+        return NULL;
+    *backend_index = index;
+#ifdef DSRI_HAVE_VULKAN
+    return &dsri_backend_vulkan;
+#else
+    return NULL;
+#endif
+}
+
 /* a case-insensitive substring test */
 static int contains(const char *hay, const char *needle)
 {

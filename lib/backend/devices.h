@@ -11,4 +11,9 @@
  * DSR1_ERR_INVALID_ARGUMENT when nothing matches. */
 dsr1_status dsri_device_choose(const char *spec, int *index);
 
+/* The backend that owns device `index` (as listed above) and the device's
+ * index within that backend; NULL when there is no such device. */
+struct dsri_backend_ops;
+const struct dsri_backend_ops *dsri_device_backend(int index, int *backend_index);
+
 #endif

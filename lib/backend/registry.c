@@ -16,6 +16,9 @@ static const dsri_backend_ops *const backends[] = {
     &dsri_backend_neon,
 #endif
     &dsri_backend_scalar,
+#ifdef DSRI_HAVE_VULKAN
+    &dsri_backend_vulkan,
+#endif
 };
 
 #define N_BACKENDS ((int)(sizeof backends / sizeof backends[0]))
@@ -37,7 +40,7 @@ dsr1_status dsri_backend_select(const char *name, const dsri_backend_ops **out)
         name = getenv("DSR1_BACKEND");
     if (!name || !*name) {
         for (int i = 0; i < N_BACKENDS; i++)
-            if (backends[i]->available()) {
+            if (backends[i]->host_memory && backends[i]->available()) {
                 *out = backends[i];
                 return DSR1_OK;
             }
@@ -54,6 +57,14 @@ dsr1_status dsri_backend_select(const char *name, const dsri_backend_ops **out)
         if (strcmp(planned[i], name) == 0)
             return dsri_error(DSR1_ERR_UNSUPPORTED, "backend '%s' is not compiled into this build", name);
     return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "unknown backend '%s' (try \"scalar\")", name);
+}
+
+const dsri_backend_ops *dsri_backend_find(const char *name)
+{
+    for (int i = 0; name && i < N_BACKENDS; i++)
+        if (strcmp(backends[i]->name, name) == 0)
+            return backends[i];
+    return NULL;
 }
 
 int dsr1_backend_count(void) { return N_BACKENDS; }

@@ -5,7 +5,7 @@
  * non-matmul ops. Each backend file defines what differs and includes this
  * once, compiled with that backend's instruction set flags:
  *
- *   SIMD_OPS                  the dsri_backend_ops object to define
+ *   SIMD_OPS                  the dsri_host_ops object to define
  *   SIMD_NAME                 its name ("avx2")
  *   SIMD_AVAILABLE            int (void): may this CPU run it
  *   SIMD_KERNEL_FOR(type)     const dsri_simd_kernel * for a weight type, or
@@ -22,7 +22,7 @@
  */
 #include <string.h>
 
-#include "backend/backend.h"
+#include "backend/host_ops.h"
 #include "backend/simd_kernel.h"
 #include "core/alloc.h"
 #include "core/error.h"
@@ -36,7 +36,7 @@
 /* Try to keep a tile of activations within this many bytes (L2). */
 #define TILE_BYTES (512 * 1024)
 
-struct dsri_backend {
+struct dsri_host {
     dsri_pool *pool;
     int n_threads;
     int64_t max_row;
@@ -48,7 +48,7 @@ struct dsri_backend {
     float *rope_cs; /* cos/sin of one position, max_row floats */
 };
 
-static void simd_destroy(dsri_backend *be)
+static void simd_destroy(dsri_host *be)
 {
     if (!be)
         return;
@@ -60,9 +60,9 @@ static void simd_destroy(dsri_backend *be)
     dsri_free(be);
 }
 
-static dsr1_status simd_create(const dsri_backend_config *cfg, dsri_backend **out)
+static dsr1_status simd_create(const dsri_backend_config *cfg, dsri_host **out)
 {
-    dsri_backend *be = dsri_calloc(1, sizeof *be);
+    dsri_host *be = dsri_calloc(1, sizeof *be);
     if (!be)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "%s backend: out of memory", SIMD_NAME);
     dsr1_status st = dsri_pool_acquire(cfg->pool, cfg->n_threads, &be->pool);
@@ -101,7 +101,7 @@ static const void *row_ptr(const dsri_matrix *w, int64_t r)
 /* ---- matmul ---- */
 
 typedef struct matmul_job {
-    dsri_backend *be;
+    dsri_host *be;
     const dsri_matrix *w;
     const dsri_simd_kernel *k; /* NULL: dequantize rows, then the f32 kernel */
     const void *x;             /* activation rows of the tile */
@@ -174,7 +174,7 @@ static void quant_task(void *arg, int i, int thread)
     SIMD_QUANTIZE(q->act, q->x + (int64_t)i * q->n, (uint8_t *)q->dst + (size_t)i * q->dst_stride, q->n);
 }
 
-static void simd_matmul(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
+static void simd_matmul(dsri_host *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
 {
     const dsri_simd_kernel *k = SIMD_KERNEL_FOR(w->type);
     dsri_act_kind act = k ? k->act : DSRI_ACT_F32;
@@ -219,7 +219,7 @@ static void simd_matmul(dsri_backend *be, const dsri_matrix *w, const float *x, 
 }
 
 typedef struct matmul_t_job {
-    dsri_backend *be;
+    dsri_host *be;
     const dsri_matrix *w;
     const float *x;
     float *y;
@@ -250,7 +250,7 @@ static void matmul_t_task(void *arg, int i, int thread)
     }
 }
 
-static void simd_matmul_t(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
+static void simd_matmul_t(dsri_host *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
 {
     /* y[t] = sum_o x[t][o] * W[o], one dequantized weight row at a time. MLA
      * prefill expands every cached position's keys this way: split the rows
@@ -272,7 +272,7 @@ static void simd_matmul_t(dsri_backend *be, const dsri_matrix *w, const float *x
 
 #include "backend/simd_ops.inc.c"
 
-const dsri_backend_ops SIMD_OPS = {
+static const dsri_host_ops simd_host = {
     .name = SIMD_NAME,
     .available = SIMD_AVAILABLE,
     .create = simd_create,
@@ -289,3 +289,5 @@ const dsri_backend_ops SIMD_OPS = {
     .matmul_t = simd_matmul_t,
     .add_scaled = simd_add_scaled,
 };
+
+DSRI_HOST_BACKEND_DEFINE(SIMD_OPS, SIMD_NAME, simd_host, SIMD_AVAILABLE);

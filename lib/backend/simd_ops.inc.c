@@ -2,7 +2,7 @@
  * The non-matmul ops shared by the SIMD backends (avx2, avx512, neon): row
  * lookup, RMSNorm, elementwise ops, RoPE and threaded attention. Included by
  * the shared driver (simd_driver.inc.c, which has row_ptr(),
- * PARALLEL_MIN_MACS and struct dsri_backend) after the backend file defined
+ * PARALLEL_MIN_MACS and struct dsri_host) after the backend file defined
  * its vector helpers:
  *   SIMD_DOT_F32(a, b, n)   SIMD_SUMSQ(x, n)   SIMD_AXPY(y, x, a, n)
  *   SIMD_SCALE_MUL(y, x, s, w, n)   SIMD_ADD(y, x, n)   SIMD_SILU_MUL(g, u, n)
@@ -154,7 +154,7 @@ static void simd_from_f16(float *d, const uint16_t *s, int64_t n)
 
 #endif
 
-static void simd_kv_store(dsri_backend *be, dsr1_kv_type kv, void *dst, int64_t dst_stride, const float *src,
+static void simd_kv_store(dsri_host *be, dsr1_kv_type kv, void *dst, int64_t dst_stride, const float *src,
                           int64_t src_stride, int64_t width, int64_t n_rows)
 {
     (void)be;
@@ -166,7 +166,7 @@ static void simd_kv_store(dsri_backend *be, dsr1_kv_type kv, void *dst, int64_t 
     }
 }
 
-static void simd_kv_load(dsri_backend *be, dsr1_kv_type kv, float *dst, int64_t dst_stride, const void *src,
+static void simd_kv_load(dsri_host *be, dsr1_kv_type kv, float *dst, int64_t dst_stride, const void *src,
                          int64_t src_stride, int64_t width, int64_t n_rows)
 {
     (void)be;
@@ -178,7 +178,7 @@ static void simd_kv_load(dsri_backend *be, dsr1_kv_type kv, float *dst, int64_t 
     }
 }
 
-static void simd_get_row(dsri_backend *be, const dsri_matrix *w, int64_t row, float *out)
+static void simd_get_row(dsri_host *be, const dsri_matrix *w, int64_t row, float *out)
 {
     (void)be;
     dsri_dequantize_row(w->type, row_ptr(w, row), out, w->n_in);
@@ -186,7 +186,7 @@ static void simd_get_row(dsri_backend *be, const dsri_matrix *w, int64_t row, fl
 
 /* ---- elementwise ---- */
 
-static void simd_rmsnorm(dsri_backend *be, const float *x, const float *weight, float *y, int d, int n_rows,
+static void simd_rmsnorm(dsri_host *be, const float *x, const float *weight, float *y, int d, int n_rows,
                          float eps)
 {
     (void)be;
@@ -197,19 +197,19 @@ static void simd_rmsnorm(dsri_backend *be, const float *x, const float *weight, 
     }
 }
 
-static void simd_add(dsri_backend *be, float *y, const float *x, int64_t n)
+static void simd_add(dsri_host *be, float *y, const float *x, int64_t n)
 {
     (void)be;
     SIMD_ADD(y, x, n);
 }
 
-static void simd_add_scaled(dsri_backend *be, float *y, const float *x, float a, int64_t n)
+static void simd_add_scaled(dsri_host *be, float *y, const float *x, float a, int64_t n)
 {
     (void)be;
     SIMD_AXPY(y, x, a, n);
 }
 
-static void simd_silu_mul(dsri_backend *be, float *g, const float *u, int64_t n)
+static void simd_silu_mul(dsri_host *be, float *g, const float *u, int64_t n)
 {
     (void)be;
     SIMD_SILU_MUL(g, u, n);
@@ -217,7 +217,7 @@ static void simd_silu_mul(dsri_backend *be, float *g, const float *u, int64_t n)
 
 /* The scalar backend's arithmetic, with each position's cos/sin computed
  * once for all heads (the same values, so the same results). */
-static void simd_rope(dsri_backend *be, float *x, int n_rows, int64_t stride, int n_heads, int head_dim,
+static void simd_rope(dsri_host *be, float *x, int n_rows, int64_t stride, int n_heads, int head_dim,
                       int rot_dim, const int32_t *pos, const float *freq, float mscale, int neox)
 {
     int half = rot_dim / 2;
@@ -254,7 +254,7 @@ static void simd_rope(dsri_backend *be, float *x, int n_rows, int64_t stride, in
 /* ---- attention ---- */
 
 typedef struct attn_job {
-    dsri_backend *be;
+    dsri_host *be;
     const float *q;
     const uint8_t *k_cache, *v_cache;
     int64_t q_stride, k_stride, v_stride; /* k/v strides in elements */
@@ -294,7 +294,7 @@ static void attn_task(void *arg, int i, int thread)
             simd_axpy_f16(oh, (const uint16_t *)(const void *)(vc + p * vb), sc[p] * inv, j->dv);
 }
 
-static void simd_attention(dsri_backend *be, const float *q, int64_t q_stride, const void *k_cache,
+static void simd_attention(dsri_host *be, const float *q, int64_t q_stride, const void *k_cache,
                            int64_t k_stride, const void *v_cache, int64_t v_stride, dsr1_kv_type kv, float *out,
                            int n_rows, const int32_t *pos, int n_head, int n_head_kv, int dk, int dv, float scale)
 {

@@ -30,7 +30,6 @@
 #include "generate/think_split.h"
 #include "grammar/grammar.h"
 #include "model/context.h"
-#include "model/deepseek2.h"
 #include "sample/sampler.h"
 
 #define DETECT_TAIL_TOKENS 8
@@ -378,7 +377,7 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     gen->think_budget = p.think_budget;
     gen->budget_action = p.think_budget_action;
     /* (with n_batch 1 a token and its draft could not share a batch) */
-    gen->mtp = p.speculative_mtp == 1 && dsri_deepseek2_has_mtp(model) && ctx->hidden && ctx->n_batch >= 2;
+    gen->mtp = p.speculative_mtp == 1 && dsri_ctx_can_draft(ctx);
     gen->draft = -1;
     gen->min_p = p.speculative_min_p;
     gen->think_begin = dsr1_token_special(model, DSR1_SPECIAL_THINK_BEGIN);
@@ -553,8 +552,8 @@ static dsr1_status eval_prompt(dsr1_generation *gen, int *all)
      * re-evaluate from its first stale entry so drafts never read stale
      * rows. Only speed is at stake (drafts are verified), but the
      * acceptance rate must not depend on what ran before. */
-    if (gen->mtp && common > ctx->mtp_n_past)
-        common = ctx->mtp_n_past;
+    if (gen->mtp && common > dsri_ctx_draft_valid(ctx))
+        common = dsri_ctx_draft_valid(ctx);
     if (common >= gen->n_prompt)
         common = gen->n_prompt - 1;
     int32_t n = gen->n_prompt - common;
@@ -570,7 +569,7 @@ static dsr1_status eval_prompt(dsr1_generation *gen, int *all)
             gen->n_prompt_eval += ctx->n_past - (common + done);
         done += c;
         if (!st && gen->mtp && common + done < gen->n_prompt)
-            st = dsri_deepseek2_mtp_draft(ctx, gen->prompt[common + done], NULL, NULL);
+            st = dsri_ctx_draft(ctx, gen->prompt[common + done], NULL, NULL);
     }
     *all = !st && common + n == gen->n_prompt;
     return st;
@@ -824,7 +823,7 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
     if (gen->mtp && !(gen->max_new_tokens > 0 && gen->n_generated + 1 >= gen->max_new_tokens) &&
         !budget_due(gen) && ctx->n_ctx - ctx->n_past >= 2) {
         float draft_p = 1.0f; /* the head's softmax costs a pass over the vocabulary: only for a gate */
-        if ((st = dsri_deepseek2_mtp_draft(ctx, t, &gen->draft, gen->min_p > 0.0f ? &draft_p : NULL)))
+        if ((st = dsri_ctx_draft(ctx, t, &gen->draft, gen->min_p > 0.0f ? &draft_p : NULL)))
             return fail(gen, st);
         if (gen->draft >= 0 && gen->draft_override) { /* tests: the override decides */
             gen->draft = gen->draft_override(gen->draft_user, gen->draft, gen->n_generated);

@@ -83,7 +83,15 @@ static void note_row(dsr1_model *m, int64_t n_in)
         m->max_row = n_in;
 }
 
-dsr1_status dsri_bind_matrix(dsr1_model *m, dsri_matrix *out, int required, int64_t n_in,
+/* A view of tensor t of the mapping: rows x cols, row_bytes apart. */
+static dsri_tensor file_view(dsr1_model *m, const dsri_gguf_tensor *t, int64_t cols, int64_t rows)
+{
+    dsri_tensor v = {&m->file_buf, (uint64_t)((const uint8_t *)t->data - m->bytes), t->type, cols, rows,
+                     dsri_row_size(t->type, cols)};
+    return v;
+}
+
+dsr1_status dsri_bind_matrix(dsr1_model *m, dsri_tensor *out, int required, int64_t n_in,
                              int64_t n_out, const char *name, int layer)
 {
     char full[160];
@@ -94,16 +102,12 @@ dsr1_status dsri_bind_matrix(dsr1_model *m, dsri_matrix *out, int required, int6
         return st;
     if (t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != 1 || t->ne[3] != 1)
         return shape_error(full, t, n_in, n_out, 1);
-    out->data = t->data;
-    out->type = t->type;
-    out->n_in = n_in;
-    out->n_out = n_out;
-    out->row_bytes = dsri_row_size(t->type, n_in);
+    *out = file_view(m, t, n_in, n_out);
     note_row(m, n_in);
     return DSR1_OK;
 }
 
-dsr1_status dsri_bind_experts(dsr1_model *m, dsri_matrix *out, int64_t n_in, int64_t n_out,
+dsr1_status dsri_bind_experts(dsr1_model *m, dsri_tensor *out, int64_t n_in, int64_t n_out,
                               int64_t n_expert, const char *name, int layer)
 {
     char full[160];
@@ -114,60 +118,60 @@ dsr1_status dsri_bind_experts(dsr1_model *m, dsri_matrix *out, int64_t n_in, int
         return st;
     if (t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != n_expert || t->ne[3] != 1)
         return shape_error(full, t, n_in, n_out, n_expert);
-    out->data = t->data;
-    out->type = t->type;
-    out->n_in = n_in;
-    out->n_out = n_out * n_expert;
-    out->row_bytes = dsri_row_size(t->type, n_in);
+    *out = file_view(m, t, n_in, n_out * n_expert);
     note_row(m, n_in);
     return DSR1_OK;
 }
 
-static dsr1_status own(dsr1_model *m, float *p)
+dsr1_status dsri_model_floats(dsr1_model *m, int64_t n, float **out, dsri_tensor *view)
 {
     if (m->n_owned == m->cap_owned) {
         int cap = m->cap_owned ? 2 * m->cap_owned : 16;
-        float **o = dsri_realloc(m->owned, (size_t)cap * sizeof *o);
+        dsri_buf **o = dsri_realloc(m->owned, (size_t)cap * sizeof *o);
         if (!o)
             return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory");
         m->owned = o;
         m->cap_owned = cap;
     }
-    m->owned[m->n_owned++] = p;
+    /* the buffer's header and its floats in one allocation */
+    size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
+    dsri_buf *b = dsri_calloc(1, sizeof *b + bytes);
+    if (!b)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory");
+    b->host = b + 1;
+    b->size = bytes;
+    m->owned[m->n_owned++] = b;
+    *out = b->host;
+    *view = dsri_tensor_2d(b, 0, DSRI_TYPE_F32, n, 1);
     return DSR1_OK;
 }
 
-dsr1_status dsri_bind_vector(dsr1_model *m, const float **out, int required, int64_t n,
+dsr1_status dsri_bind_vector(dsr1_model *m, dsri_tensor *out, int required, int64_t n,
                              const char *name, int layer)
 {
     char full[160];
     const dsri_gguf_tensor *t;
-    *out = NULL;
+    memset(out, 0, sizeof *out);
     dsr1_status st = find(m, name, layer, required, &t, full, sizeof full);
     if (st || !t)
         return st;
     if (t->ne[0] != n || t->ne[1] != 1 || t->ne[2] != 1 || t->ne[3] != 1)
         return shape_error(full, t, n, 1, 1);
     if (t->type == DSRI_TYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
-        *out = (const float *)(const void *)t->data;
+        *out = file_view(m, t, n, 1);
     } else {
-        float *v = dsri_malloc((size_t)n * sizeof(float));
-        if (!v)
-            return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory converting '%s'", full);
-        if (dsri_dequantize_row(t->type, t->data, v, n) != 0) {
-            dsri_free(v);
+        if (!dsri_type_traits_get(t->type))
             return dsri_error(DSR1_ERR_UNSUPPORTED, "model: tensor '%s' has a type that cannot be read", full);
-        }
-        if ((st = own(m, v))) {
-            dsri_free(v);
+        float *v;
+        if ((st = dsri_model_floats(m, n, &v, out)))
             return st;
-        }
-        *out = v;
+        if (dsri_dequantize_row(t->type, t->data, v, n) != 0)
+            return dsri_error(DSR1_ERR_UNSUPPORTED, "model: tensor '%s' has a type that cannot be read", full);
     }
     /* Norm weights, biases and the like: a NaN or infinity in one makes
      * every result NaN, so it is a corrupt file (a few thousand values per
      * tensor: cheap to check, unlike the matrices). */
-    return dsri_check_vector_range(*out, n, -HUGE_VALF, HUGE_VALF, name, layer);
+    return dsri_check_vector_range((const float *)dsri_host_ptr(out), n, -HUGE_VALF, HUGE_VALF, name, layer);
 }
 
 dsr1_status dsri_check_vector_range(const float *v, int64_t n, float lo, float hi, const char *name, int layer)
@@ -189,9 +193,9 @@ dsr1_status dsri_check_vector_range(const float *v, int64_t n, float lo, float h
 dsr1_status dsri_rope_init_standard(dsr1_model *m)
 {
     int half = m->hp.rope_dim / 2;
-    m->rope_freq = dsri_malloc((size_t)(half > 0 ? half : 1) * sizeof(float));
-    if (!m->rope_freq)
-        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory");
+    dsr1_status st = dsri_model_floats(m, half, &m->rope_freq, &m->rope_freq_t);
+    if (st)
+        return st;
     for (int i = 0; i < half; i++) {
         double f = pow((double)m->hp.rope_theta, -2.0 * i / m->hp.rope_dim);
         if (m->rope_freq_factors)

@@ -11,6 +11,7 @@
 #include "core/params.h"
 #include "core/threadpool.h"
 #include "model/context.h"
+#include "quant/quant.h"
 #include "tokenizer/vocab.h"
 
 #define DEFAULT_N_CTX 4096
@@ -117,6 +118,59 @@ void dsri_ctx_sizes_of(const dsr1_model *model, const dsr1_context_params *p, ds
     out->other_bytes = other;
 }
 
+/* A buffer of `bytes` in run r's memory. */
+static dsr1_status run_buf(const dsr1_context *ctx, const dsri_run *r, uint64_t bytes, dsri_buf **out)
+{
+    dsri_device *dev = r->ops->host_memory ? NULL : ctx->model->device.dev;
+    return r->ops->buf_new(dev, bytes > 0 ? bytes : 1, out);
+}
+
+/* Instance, scratch and cache of run i. */
+static dsr1_status init_run(dsr1_context *ctx, int i, const dsri_backend_config *cfg)
+{
+    const dsr1_model *m = ctx->model;
+    dsri_run *r = &ctx->runs[i];
+    dsri_device *dev = r->ops->host_memory ? NULL : m->device.dev;
+    dsr1_status st = r->ops->create(cfg, dev, &r->be);
+    if (st)
+        return st;
+    int64_t floats = m->arch->scratch_floats(m, ctx->n_batch, ctx->n_ctx);
+    if (!r->ops->host_memory)
+        floats += (int64_t)DSRI_LOGITS_CHUNK * m->hp.n_vocab;
+    if ((st = run_buf(ctx, r, (uint64_t)floats * sizeof(float), &r->scratch)))
+        return st;
+    const uint64_t eb = (uint64_t)dsri_kv_elem_bytes(ctx->kv_type);
+    const uint64_t kb = (uint64_t)ctx->n_ctx * (uint64_t)m->kv_k_width * eb,
+                   vb = (uint64_t)ctx->n_ctx * (uint64_t)m->kv_v_width * eb;
+    uint64_t bytes = 0;
+    for (int l = 0; l < ctx->n_cache_layers; l++)
+        if (ctx->layer_run[l] == i)
+            bytes += kb + vb;
+    if ((st = run_buf(ctx, r, bytes, &r->kv)))
+        return st;
+    const uint32_t type = ctx->kv_type == DSR1_KV_F16 ? DSRI_TYPE_F16 : DSRI_TYPE_F32;
+    uint64_t off = 0;
+    for (int l = 0; l < ctx->n_cache_layers; l++)
+        if (ctx->layer_run[l] == i) {
+            ctx->k[l] = dsri_tensor_2d(r->kv, off, type, m->kv_k_width, ctx->n_ctx);
+            ctx->v[l] = dsri_tensor_2d(r->kv, off + kb, type, m->kv_v_width, ctx->n_ctx);
+            off += kb + vb;
+        }
+    return DSR1_OK;
+}
+
+static void free_run(dsri_run *r)
+{
+    if (!r->ops)
+        return;
+    if (r->scratch)
+        r->ops->buf_free(r->scratch);
+    if (r->kv)
+        r->ops->buf_free(r->kv);
+    if (r->be)
+        r->ops->destroy(r->be);
+}
+
 dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params *params,
                              dsr1_context **out_ctx)
 {
@@ -134,13 +188,16 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     const dsri_backend_ops *ops;
     if ((st = dsri_backend_select(p.backend, &ops)))
         return st;
+    if (!ops->host_memory)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "context: backend '%s' is a device: offload layers with dsr1_model_params.n_gpu_layers",
+                          ops->name);
 
     dsr1_context *ctx = dsri_calloc(1, sizeof *ctx);
     if (!ctx)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: out of memory");
     dsri_handle_init(&ctx->handle);
     ctx->model = model;
-    ctx->ops = ops;
     ctx->abort_fn = p.abort_callback;
     ctx->abort_user_data = p.abort_user_data;
     ctx->n_ctx = p.n_ctx;
@@ -155,15 +212,37 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
         return st;
     }
     ctx->n_threads = dsri_pool_threads(ctx->pool);
-    dsri_ctx_sizes sz;
-    dsri_ctx_sizes_of(model, &p, &sz);
-    dsri_backend_config cfg = {ctx->n_threads, model->max_row, p.n_ctx, ctx->pool};
-    const size_t kv_bytes = (size_t)dsri_kv_elem_bytes(p.kv_type);
-    if ((st = alloc_values(&ctx->k_cache, sz.kv_k_values, kv_bytes, "key cache")) ||
-        (st = alloc_values(&ctx->v_cache, sz.kv_v_values, kv_bytes, "value cache")) ||
-        (st = alloc_floats(&ctx->scratch, sz.scratch_floats, "scratch")) ||
-        (st = alloc_floats(&ctx->logits, model->hp.n_vocab, "logits")) ||
-        (st = ops->create(&cfg, &ctx->be))) {
+    ctx->runs[0].ops = ops;
+    ctx->runs[0].w = &model->host_w;
+    ctx->n_runs = 1;
+    const int L = ctx->n_cache_layers;
+    ctx->layer_run = dsri_calloc((size_t)L, 1);
+    ctx->k = dsri_calloc((size_t)L, sizeof *ctx->k);
+    ctx->v = dsri_calloc((size_t)L, sizeof *ctx->v);
+    if (!ctx->layer_run || !ctx->k || !ctx->v) {
+        dsr1_context_free(ctx);
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: out of memory");
+    }
+    if (model->device.ops) { /* the layers the model placed on its device, and the output head */
+        ctx->runs[1].ops = model->device.ops;
+        ctx->runs[1].w = &model->device.w;
+        ctx->n_runs = 2;
+        for (int l = model->device.first_layer; l < L; l++)
+            ctx->layer_run[l] = 1;
+        ctx->output_run = 1;
+    }
+    dsri_backend_config cfg = {.n_threads = ctx->n_threads,
+                               .max_row = model->max_row,
+                               .n_ctx = p.n_ctx,
+                               .pool = ctx->pool,
+                               .n_batch = p.n_batch,
+                               .max_experts = model->hp.n_expert > 0 ? model->hp.n_expert : 0};
+    for (int i = 0; i < ctx->n_runs; i++)
+        if ((st = init_run(ctx, i, &cfg))) {
+            dsr1_context_free(ctx);
+            return st;
+        }
+    if ((st = alloc_floats(&ctx->logits, model->hp.n_vocab, "logits"))) {
         dsr1_context_free(ctx);
         return st;
     }
@@ -171,19 +250,23 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     ctx->pos = dsri_calloc((size_t)p.n_batch, sizeof *ctx->pos);
     ctx->tokens = dsri_calloc((size_t)p.n_ctx, sizeof *ctx->tokens);
     if (model->hp.n_nextn_layers > 0) {
+        const dsri_run *r = &ctx->runs[ctx->output_run];
+        dsri_buf *hb = NULL;
         ctx->mtp_tokens = dsri_calloc((size_t)p.n_batch, sizeof *ctx->mtp_tokens);
-        if ((st = alloc_floats(&ctx->hidden, (int64_t)p.n_batch * model->hp.n_embd, "hidden states")) ||
+        if ((st = run_buf(ctx, r, (uint64_t)p.n_batch * (uint64_t)model->hp.n_embd * sizeof(float), &hb)) ||
             (st = alloc_floats(&ctx->mtp_logits, model->hp.n_vocab, "draft logits"))) {
             dsr1_context_free(ctx);
             return st;
         }
+        ctx->hidden = dsri_tensor_2d(hb, 0, DSRI_TYPE_F32, model->hp.n_embd, p.n_batch);
     }
     if (!ctx->pos || !ctx->tokens || (model->hp.n_nextn_layers > 0 && !ctx->mtp_tokens)) {
         dsr1_context_free(ctx);
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "context: out of memory");
     }
-    dsri_log(&model->log, DSR1_LOG_INFO, "context: n_ctx %d, n_batch %d, backend %s, KV cache %s %.1f MiB",
-             p.n_ctx, p.n_batch, ops->name, p.kv_type == DSR1_KV_F16 ? "f16" : "f32",
+    dsri_log(&model->log, DSR1_LOG_INFO, "context: n_ctx %d, n_batch %d, backend %s%s%s, KV cache %s %.1f MiB",
+             p.n_ctx, p.n_batch, ops->name, ctx->n_runs > 1 ? " + " : "",
+             ctx->n_runs > 1 ? model->device.ops->name : "", p.kv_type == DSR1_KV_F16 ? "f16" : "f32",
              (double)dsr1_context_kv_bytes_per_token(ctx) * (double)p.n_ctx / 1048576.0);
     *out_ctx = ctx;
     return DSR1_OK;
@@ -193,25 +276,93 @@ void dsr1_context_free(dsr1_context *ctx)
 {
     if (!ctx || dsri_handle_busy(&ctx->handle, "dsr1_context_free"))
         return;
-    if (ctx->be)
-        ctx->ops->destroy(ctx->be);
+    if (ctx->hidden.buf)
+        ctx->runs[ctx->output_run].ops->buf_free(ctx->hidden.buf);
+    for (int i = 0; i < 2; i++)
+        free_run(&ctx->runs[i]);
+    dsri_free(ctx->layer_run);
+    dsri_free(ctx->k);
+    dsri_free(ctx->v);
     dsri_pool_free(ctx->pool);
-    dsri_free(ctx->k_cache);
-    dsri_free(ctx->v_cache);
-    dsri_free(ctx->scratch);
     dsri_free(ctx->logits);
     dsri_free(ctx->pos);
     dsri_free(ctx->tokens);
-    dsri_free(ctx->hidden);
     dsri_free(ctx->mtp_tokens);
     dsri_free(ctx->mtp_logits);
     dsri_free(ctx);
 }
 
+dsr1_status dsri_ctx_sync(dsr1_context *ctx)
+{
+    dsr1_status st = DSR1_OK;
+    for (int i = 0; i < ctx->n_runs; i++) {
+        dsr1_status s = ctx->runs[i].ops->sync(ctx->runs[i].be);
+        if (s && !st)
+            st = s;
+    }
+    return st;
+}
+
+dsr1_status dsri_ctx_move(dsr1_context *ctx, const dsri_run *from, const dsri_tensor *src, const dsri_run *to,
+                          const dsri_tensor *dst)
+{
+    (void)ctx;
+    /* one side is the host (runs differ only between the host and the
+     * device): the transfer reads or writes its memory directly */
+    if (from->ops->host_memory)
+        return to->ops->upload(to->be, dst, dsri_host_ptr(src));
+    if (to->ops->host_memory)
+        return from->ops->download(from->be, src, dsri_host_ptr(dst));
+    return dsri_error(DSR1_ERR_UNSUPPORTED, "context: no path from %s to %s", from->ops->name, to->ops->name);
+}
+
+dsr1_status dsri_ctx_output(dsr1_context *ctx, const dsri_run *r, const dsri_tensor *output, const dsri_tensor *h,
+                            float *out)
+{
+    const int64_t n_vocab = ctx->model->hp.n_vocab;
+    if (r->ops->host_memory) { /* straight into the caller's memory */
+        dsri_buf host = {NULL, out, (uint64_t)(h->rows * n_vocab) * sizeof(float), NULL};
+        dsri_tensor lg = dsri_tensor_2d(&host, 0, DSRI_TYPE_F32, n_vocab, h->rows);
+        r->ops->matmul(r->be, output, h, &lg);
+        return r->ops->sync(r->be);
+    }
+    const int64_t off = ctx->model->arch->scratch_floats(ctx->model, ctx->n_batch, ctx->n_ctx);
+    for (int64_t c = 0; c < h->rows; c += DSRI_LOGITS_CHUNK) {
+        int64_t rows = h->rows - c < DSRI_LOGITS_CHUNK ? h->rows - c : DSRI_LOGITS_CHUNK;
+        dsri_tensor lg = dsri_scratch(r, off, n_vocab, rows), hc = dsri_rows(h, c, rows);
+        r->ops->matmul(r->be, output, &hc, &lg);
+        dsr1_status st = r->ops->download(r->be, &lg, out + c * n_vocab);
+        if (st)
+            return st;
+    }
+    return DSR1_OK;
+}
+
+dsr1_status dsri_ctx_k_f32(dsr1_context *ctx, int layer, int32_t pos, float *out)
+{
+    const dsri_run *r = dsri_ctx_run(ctx, layer);
+    dsri_tensor row = dsri_rows(&ctx->k[layer], pos, 1);
+    dsr1_status st = r->ops->download(r->be, &row, out);
+    if (st || ctx->kv_type != DSR1_KV_F16)
+        return st;
+    /* widen in place, from the end (halves are packed at the start) */
+    const uint16_t *h = (const uint16_t *)(const void *)out;
+    for (int64_t i = row.cols - 1; i >= 0; i--)
+        out[i] = dsri_fp16_to_fp32(h[i]);
+    return DSR1_OK;
+}
+
+dsr1_status dsri_ctx_hidden_f32(dsr1_context *ctx, float *out)
+{
+    const dsri_run *r = &ctx->runs[ctx->output_run];
+    dsri_tensor rows = dsri_rows(&ctx->hidden, 0, ctx->n_hidden);
+    return ctx->n_hidden ? r->ops->download(r->be, &rows, out) : DSR1_OK;
+}
+
 const dsr1_model *dsr1_context_model(const dsr1_context *ctx) { return ctx ? ctx->model : NULL; }
 int32_t dsr1_context_n_ctx(const dsr1_context *ctx) { return ctx ? ctx->n_ctx : 0; }
 int32_t dsr1_context_n_past(const dsr1_context *ctx) { return ctx ? ctx->n_past : 0; }
-const char *dsr1_context_backend(const dsr1_context *ctx) { return ctx ? ctx->ops->name : ""; }
+const char *dsr1_context_backend(const dsr1_context *ctx) { return ctx ? ctx->runs[0].ops->name : ""; }
 int32_t dsr1_context_n_threads(const dsr1_context *ctx) { return ctx ? dsri_pool_active_threads(ctx->pool) : 0; }
 
 dsr1_status dsr1_context_set_threads(dsr1_context *ctx, int32_t n_threads)

@@ -10,26 +10,41 @@
 #include "dsr1.h"
 #include "model/model.h"
 
+/* One backend a context runs layers on: the host backend it chose, and the
+ * model's device when layers are offloaded. */
+typedef struct dsri_run {
+    const dsri_backend_ops *ops;
+    dsri_backend *be;
+    const dsri_weights *w; /* the model's weights as placed for this backend */
+    dsri_buf *scratch;     /* the architecture's scratch (+ a logits chunk on devices) */
+    dsri_buf *kv;          /* the key/value cache of the layers it runs */
+} dsri_run;
+
+/* Rows of logits a device computes at a time before reading them back. */
+#define DSRI_LOGITS_CHUNK 64
+
 struct dsr1_context {
     dsri_handle handle;    /* busy flag and last message (core/handle.h) */
     const dsr1_model *model;
-    const dsri_backend_ops *ops;
-    dsri_backend *be;
     int32_t n_ctx;
     int32_t n_batch;
     int32_t n_threads;     /* the most threads (set_threads' bound) */
     struct dsri_pool *pool; /* its threads (shared with the backend) */
     int32_t n_past;
 
-    /* KV cache: layer l, position p at element (l*n_ctx + p)*kv_k_width of
-     * k_cache (v_cache: kv_v_width), elements of kv_type (f32 or f16); the
-     * backend's kv_store / kv_load / attention ops read and write them. */
-    void *k_cache;
-    void *v_cache;
+    /* runs[0]: the host backend; runs[1]: the device (n_runs 2) */
+    dsri_run runs[2];
+    int n_runs;
+    uint8_t *layer_run;   /* n_cache_layers entries: which run computes a layer */
+    int output_run;       /* which run computes the output head (and MTP) */
+
+    /* KV cache: per cache layer l, k[l] / v[l] are n_ctx rows of kv_k_width /
+     * kv_v_width elements of kv_type (f32 or f16), in the memory of the
+     * layer's run; row p holds position p. */
+    dsri_tensor *k, *v;
     dsr1_kv_type kv_type; /* DSR1_KV_F32 or DSR1_KV_F16 (never DEFAULT) */
     int n_cache_layers;
 
-    float *scratch;        /* arch->scratch_floats(model, n_batch, n_ctx) floats */
     int32_t *pos;          /* n_batch positions */
 
     float *logits;         /* n_logits_rows x n_vocab */
@@ -43,18 +58,18 @@ struct dsr1_context {
     dsr1_token *tokens;
 
     /* Models with a multi-token-prediction (MTP) head (model/deepseek2.h);
-     * NULL / 0 for the others.
+     * zero for the others.
      * hidden: the final hidden states (before the output norm) the last
      * forward pass left, n_hidden rows of n_embd for positions hidden_pos,
-     * hidden_pos + 1, ... (n_batch rows allocated). Rows at positions
-     * < n_past are current; the MTP head reads them.
-     * MTP cache layer (layer n_layer of k_cache): entry i is the MTP block
-     * run on (h_i, the token at i+1). Entries [0, mtp_n_past) are current,
+     * hidden_pos + 1, ... (n_batch rows, in the output run's memory). Rows
+     * at positions < n_past are current; the MTP head reads them.
+     * MTP cache layer (cache layer n_layer): entry i is the MTP block run on
+     * (h_i, the token at i+1). Entries [0, mtp_n_past) are current,
      * mtp_n_past <= n_past; when mtp_n_past == n_past the last entry was
      * made with mtp_next, a token chosen for position n_past but not
      * evaluated yet. dsr1_eval, dsr1_context_truncate and
      * dsr1_context_reset keep this true (mtp_rewind in context.c). */
-    float *hidden;
+    dsri_tensor hidden;
     int32_t hidden_pos, n_hidden;
     int32_t mtp_n_past;
     dsr1_token mtp_next;
@@ -114,32 +129,56 @@ void dsri_ctx_sizes_of(const dsr1_model *model, const dsr1_context_params *p, ds
  * DSR1_OK. */
 dsr1_status dsri_context_check_free(const dsr1_context *ctx, const char *fn);
 
-/* The cache row of layer `layer`, position pos (kv_type elements; add
- * columns with dsri_kv_col). */
-static inline void *dsri_ctx_k(dsr1_context *ctx, int layer, int32_t pos)
+/* The run that computes cache layer l. */
+static inline const dsri_run *dsri_ctx_run(const dsr1_context *ctx, int l)
 {
-    return (uint8_t *)ctx->k_cache +
-           ((int64_t)layer * ctx->n_ctx + pos) * ctx->model->kv_k_width * dsri_kv_elem_bytes(ctx->kv_type);
+    return &ctx->runs[ctx->layer_run[l]];
 }
 
-static inline void *dsri_ctx_v(dsr1_context *ctx, int layer, int32_t pos)
+/* The first scratch_floats of a run's scratch as an f32 tensor of n floats
+ * at float offset off (the architectures lay their buffers out with it). */
+static inline dsri_tensor dsri_scratch(const dsri_run *r, int64_t off, int64_t cols, int64_t rows)
 {
-    return (uint8_t *)ctx->v_cache +
-           ((int64_t)layer * ctx->n_ctx + pos) * ctx->model->kv_v_width * dsri_kv_elem_bytes(ctx->kv_type);
+    return dsri_tensor_2d(r->scratch, (uint64_t)off * sizeof(float), 0u, cols, rows);
 }
 
-/* Column col of the cache row at p. */
-static inline const void *dsri_kv_col(const dsr1_context *ctx, const void *p, int64_t col)
+/* Move rows of the residual stream from one run's tensor to another's (a
+ * placement boundary): the only read-back inside a forward pass. */
+dsr1_status dsri_ctx_move(dsr1_context *ctx, const dsri_run *from, const dsri_tensor *src, const dsri_run *to,
+                          const dsri_tensor *dst);
+
+/* The output head: logits rows [first, first + rows) of the batch from the
+ * normed final hidden states h (rows x n_embd, in run r's memory) through
+ * `output` into the host logits at out (rows x n_vocab). */
+dsr1_status dsri_ctx_output(dsr1_context *ctx, const dsri_run *r, const dsri_tensor *output, const dsri_tensor *h,
+                            float *out);
+
+/* Wait for every run and return the first failure (sticky per run). */
+dsr1_status dsri_ctx_sync(dsr1_context *ctx);
+
+/* Speculative decoding, whatever the architecture (the generation loop's
+ * only way in): can_draft is 1 when the model has a draft head this context
+ * can run; draft brings the head up to date for `next`, the token chosen for
+ * position n_past, and drafts the token after it (draft -1: none; draft and
+ * draft_p may be NULL: only update); draft_valid is the number of leading
+ * positions whose draft-head state is current (a prefix longer than that is
+ * better evaluated again). */
+static inline int dsri_ctx_can_draft(const dsr1_context *ctx)
 {
-    return (const uint8_t *)p + col * dsri_kv_elem_bytes(ctx->kv_type);
+    return ctx->model->arch->can_draft && ctx->model->arch->can_draft(ctx);
 }
+static inline dsr1_status dsri_ctx_draft(dsr1_context *ctx, dsr1_token next, dsr1_token *draft, float *draft_p)
+{
+    return ctx->model->arch->draft(ctx, next, draft, draft_p);
+}
+static inline int32_t dsri_ctx_draft_valid(const dsr1_context *ctx) { return ctx->mtp_n_past; }
 
 /* Row pos of the key cache of layer `layer` as f32 (width kv_k_width), for
  * tests and tools. */
-static inline void dsri_ctx_k_f32(dsr1_context *ctx, int layer, int32_t pos, float *out)
-{
-    int64_t w = ctx->model->kv_k_width;
-    ctx->ops->kv_load(ctx->be, ctx->kv_type, out, w, dsri_ctx_k(ctx, layer, pos), w, w, 1);
-}
+dsr1_status dsri_ctx_k_f32(dsr1_context *ctx, int layer, int32_t pos, float *out);
+
+/* The final hidden states of the last forward pass into host memory
+ * (n_hidden x n_embd floats), for tests and tools. */
+dsr1_status dsri_ctx_hidden_f32(dsr1_context *ctx, float *out);
 
 #endif

@@ -228,9 +228,9 @@ static dsr1_status init_rope(dsr1_model *m, const rope_cfg *rc)
 {
     const dsri_hparams *hp = &m->hp;
     const int half = hp->rope_dim / 2;
-    m->rope_freq = dsri_malloc((size_t)half * sizeof(float));
-    if (!m->rope_freq)
-        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory");
+    dsr1_status st = dsri_model_floats(m, half, &m->rope_freq, &m->rope_freq_t);
+    if (st)
+        return st;
     const float freq_scale = 1.0f / hp->yarn_factor;
     float lo = 0.0f, hi = 0.0f;
     if (rc->type == ROPE_YARN) {
@@ -321,7 +321,7 @@ static dsr1_status bind_layer(dsr1_model *m, int l)
     const int64_t ff = hp->n_ff_expert, E = hp->n_expert, ffs = ff * hp->n_expert_shared;
     if ((st = dsri_bind_matrix(m, &L->ffn_gate_inp, 1, d, E, "blk.%d.ffn_gate_inp.weight", l)) ||
         (st = dsri_bind_vector(m, &L->exp_probs_b, 0, E, "blk.%d.exp_probs_b.bias", l)) ||
-        (st = dsri_check_vector_range(L->exp_probs_b, E, -ROUTER_BIAS_MAX, ROUTER_BIAS_MAX, "blk.%d.exp_probs_b.bias",
+        (st = dsri_check_vector_range(dsri_vec(&L->exp_probs_b), E, -ROUTER_BIAS_MAX, ROUTER_BIAS_MAX, "blk.%d.exp_probs_b.bias",
                                       l)) ||
         (st = dsri_bind_experts(m, &L->ffn_gate_exps, d, ff, E, "blk.%d.ffn_gate_exps.weight", l)) ||
         (st = dsri_bind_experts(m, &L->ffn_up_exps, d, ff, E, "blk.%d.ffn_up_exps.weight", l)) ||
@@ -349,9 +349,9 @@ static dsr1_status bind_nextn(dsr1_model *m, int l)
         (st = dsri_bind_matrix(m, &L->nextn_shared_head_head, 0, d, m->hp.n_vocab,
                                "blk.%d.nextn.shared_head_head.weight", l)))
         return st;
-    if (!L->nextn_embed_tokens.data)
+    if (!L->nextn_embed_tokens.buf)
         L->nextn_embed_tokens = m->tok_embd;
-    if (!L->nextn_shared_head_head.data)
+    if (!L->nextn_shared_head_head.buf)
         L->nextn_shared_head_head = m->output;
     return DSR1_OK;
 }
@@ -368,7 +368,7 @@ static dsr1_status ds2_load(dsr1_model *m)
         (st = dsri_bind_vector(m, &m->output_norm, 1, d, "output_norm.weight", 0)) ||
         (st = dsri_bind_matrix(m, &m->output, 0, d, hp->n_vocab, "output.weight", 0)))
         return st;
-    if (!m->output.data)
+    if (!m->output.buf)
         m->output = m->tok_embd;
 
     /* The MTP block is optional: files that declare it but were converted
@@ -401,31 +401,27 @@ static dsr1_status ds2_load(dsr1_model *m)
 /* ------------------------------------------------------------------------ */
 
 typedef struct ds2_scratch {
-    float *x;      /* residual stream, n x d */
-    float *h;      /* normed input / sublayer output, n x d */
-    float *qa;     /* n x q_lora */
-    float *q;      /* queries, n x H*dk ([nope | rope] per head) */
-    float *kva;    /* n x (R + r): latent then rope key */
-    float *qabs;   /* absorbed queries, n x H*(R + r) */
-    float *latt;   /* attention over the latent, n x H*R */
-    float *att;    /* attention output, n x H*dv */
-    float *tin;    /* per-head gather, kcap x max(R, nope, dv) */
-    float *tout;   /* per-head product, kcap x max(R, nope, dv) */
-    float *lat;    /* cached latents gathered, kcap x R */
-    float *kdec;   /* decompressed keys, kcap x H*dk */
-    float *vdec;   /* decompressed values, kcap x H*dv */
-    float *gate;   /* n x ffmax */
-    float *up;     /* n x ffmax */
-    float *moe;    /* routed + shared expert output, n x d */
-    float *xs;     /* rows routed to one expert, n x d */
-    float *rlog;   /* router logits, n x E */
-    float *rw;     /* chosen weights, n x n_used */
-    int32_t *rid;  /* chosen experts, n x n_used */
-    int32_t *rows; /* token rows of one expert, n */
-    float *roww;   /* their weights, n */
-    float *rwork;  /* router work */
-    float *eh;     /* MTP input [enorm(e) | hnorm(h)], n x 2d */
-    float *end;
+    dsri_tensor x;      /* residual stream, n x d */
+    dsri_tensor h;      /* normed input / sublayer output, n x d */
+    dsri_tensor qa;     /* n x q_lora */
+    dsri_tensor q;      /* queries, n x H*dk ([nope | rope] per head) */
+    dsri_tensor kva;    /* n x (R + r): latent then rope key */
+    dsri_tensor qabs;   /* absorbed queries, n x H*(R + r) */
+    dsri_tensor latt;   /* attention over the latent, n x H*R */
+    dsri_tensor att;    /* attention output, n x H*dv */
+    dsri_tensor heads;  /* matmul_heads work, 2 x kcap x max(R, nope, dv) */
+    dsri_tensor lat;    /* cached latents as f32, kcap x R */
+    dsri_tensor kdec;   /* decompressed keys, kcap x H*dk */
+    dsri_tensor vdec;   /* decompressed values, kcap x H*dv */
+    dsri_tensor gate;   /* n x ffmax */
+    dsri_tensor up;     /* n x ffmax */
+    dsri_tensor moe;    /* routed experts' output, n x d */
+    dsri_tensor moe_work; /* moe_ffn work */
+    dsri_tensor rlog;   /* router logits, n x E */
+    dsri_tensor rw;     /* chosen weights, n x n_used */
+    dsri_tensor rid;    /* chosen experts (i32), n x n_used */
+    dsri_tensor eh;     /* MTP input [enorm(e) | hnorm(h)], n x 2d */
+    dsri_tensor hin;    /* MTP hidden states given by the caller, n x d */
 } ds2_scratch;
 
 static int64_t ffmax(const dsri_hparams *hp)
@@ -440,45 +436,44 @@ static int64_t headmax(const dsri_hparams *hp)
     return a > b ? (a > c ? a : c) : (b > c ? b : c);
 }
 
-/* Lay the buffers out from base (NULL: just count). n rows, kcap keys. */
-static int64_t layout(const dsr1_model *m, float *base, int64_t n, int64_t kcap, ds2_scratch *s)
+/* Lay the buffers out in run r's scratch (r NULL: just count floats). n
+ * rows, kcap keys. */
+static int64_t layout(const dsr1_model *m, const dsri_run *r, int64_t n, int64_t kcap, ds2_scratch *s)
 {
     const dsri_hparams *hp = &m->hp;
-    const int64_t d = hp->n_embd, H = hp->n_head, R = hp->kv_lora_rank, r = hp->rope_dim;
-    dsri_router_config rc = {hp->n_expert, hp->n_expert_used, hp->n_expert_groups, hp->n_group_used,
-                             hp->expert_gating, hp->expert_weights_norm, hp->expert_weights_scale};
+    const int64_t d = hp->n_embd, H = hp->n_head, R = hp->kv_lora_rank, rd = hp->rope_dim;
+    const int64_t ff = hp->n_ff_expert, K = hp->n_expert_used;
     int64_t off = 0;
-#define TAKE(field, count)                                                                                   \
-    do {                                                                                                     \
-        s->field = base ? (void *)(base + off) : NULL;                                                       \
-        off += (count);                                                                                      \
+#define TAKE(field, cols, rows)                                                                                 \
+    do {                                                                                                       \
+        if (r)                                                                                                 \
+            s->field = dsri_scratch(r, off, (cols), (rows));                                                   \
+        off += (cols) * (rows);                                                                                \
     } while (0)
-    TAKE(x, n * d);
-    TAKE(h, n * d);
-    TAKE(qa, n * hp->q_lora_rank);
-    TAKE(q, n * H * hp->head_dim_k);
-    TAKE(kva, n * (R + r));
-    TAKE(qabs, n * H * (R + r));
-    TAKE(latt, n * H * R);
-    TAKE(att, n * H * hp->head_dim_v);
-    TAKE(tin, kcap * headmax(hp));
-    TAKE(tout, kcap * headmax(hp));
-    TAKE(lat, kcap * R);
-    TAKE(kdec, kcap * H * hp->head_dim_k);
-    TAKE(vdec, kcap * H * hp->head_dim_v);
-    TAKE(gate, n * ffmax(hp));
-    TAKE(up, n * ffmax(hp));
-    TAKE(moe, n * d);
-    TAKE(xs, n * d);
-    TAKE(rlog, n * hp->n_expert);
-    TAKE(rw, n * hp->n_expert_used);
-    TAKE(rid, n * hp->n_expert_used); /* int32_t: same size as float */
-    TAKE(rows, n);
-    TAKE(roww, n);
-    TAKE(rwork, dsri_router_work_floats(&rc));
-    TAKE(eh, n * 2 * d);
+    TAKE(x, d, n);
+    TAKE(h, d, n);
+    TAKE(qa, hp->q_lora_rank, n);
+    TAKE(q, H * hp->head_dim_k, n);
+    TAKE(kva, R + rd, n);
+    TAKE(qabs, H * (R + rd), n);
+    TAKE(latt, H * R, n);
+    TAKE(att, H * hp->head_dim_v, n);
+    TAKE(heads, 2 * kcap * headmax(hp), 1);
+    TAKE(lat, R, kcap);
+    TAKE(kdec, H * hp->head_dim_k, kcap);
+    TAKE(vdec, H * hp->head_dim_v, kcap);
+    TAKE(gate, ffmax(hp), n);
+    TAKE(up, ffmax(hp), n);
+    TAKE(moe, d, n);
+    TAKE(moe_work, n * (d + 2 * ff) + 2 * n, 1);
+    TAKE(rlog, hp->n_expert, n);
+    TAKE(rw, K, n);
+    TAKE(rid, K, n);
+    TAKE(eh, 2 * d, n);
+    TAKE(hin, d, n);
 #undef TAKE
-    s->end = base ? base + off : NULL;
+    if (r)
+        s->rid.type = DSRI_TYPE_I32_ID; /* i32: the same size as f32 */
     return off;
 }
 
@@ -493,20 +488,15 @@ static int64_t ds2_scratch_floats(const dsr1_model *m, int n_batch, int n_ctx)
 /* Forward pass                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* Rows [first, first + count) of a matrix as a matrix of their own. */
-static dsri_matrix rows_of(const dsri_matrix *w, int64_t first, int64_t count)
+/* A dense n x (parts*width) tensor seen as n*parts rows of width (one row
+ * per head). */
+static dsri_tensor per_head(const dsri_tensor *t, int64_t parts)
 {
-    dsri_matrix v = *w;
-    v.data = (const uint8_t *)w->data + (uint64_t)first * w->row_bytes;
-    v.n_out = count;
+    dsri_tensor v = *t;
+    v.cols = t->cols / parts;
+    v.rows = t->rows * parts;
+    v.stride = t->stride / (uint64_t)parts;
     return v;
-}
-
-/* Copy `width` floats of n rows: dst row t at dst + t*dst_stride. */
-static void copy_rows(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t width, int64_t n)
-{
-    for (int64_t t = 0; t < n; t++)
-        memcpy(dst + t * dst_stride, src + t * src_stride, (size_t)width * sizeof(float));
 }
 
 /* Batches of up to this many rows (one token, or a token and its
@@ -518,173 +508,147 @@ static void copy_rows(float *dst, int64_t dst_stride, const float *src, int64_t 
 
 /* Multi-head latent attention of layer l for the normed input s->h (n rows);
  * leaves W_O o in s->h. */
-static void mla_attention(dsr1_context *ctx, int l, const int32_t *pos, int n, ds2_scratch *s)
+static void mla_attention(dsr1_context *ctx, const dsri_run *run, int l, const int32_t *pos, int n,
+                          const ds2_scratch *s)
 {
     const dsr1_model *m = ctx->model;
     const dsri_hparams *hp = &m->hp;
-    const dsri_layer *L = &m->layers[l];
-    const dsri_backend_ops *op = ctx->ops;
-    dsri_backend *be = ctx->be;
+    const dsri_layer *L = &run->w->layers[l];
+    const dsri_backend_ops *op = run->ops;
+    dsri_backend *be = run->be;
     const int H = hp->n_head, dk = hp->head_dim_k, dv = hp->head_dim_v, r = hp->rope_dim;
     const int64_t R = hp->kv_lora_rank, nope = hp->qk_nope_dim, kw = R + r;
-    const int split = L->wk_b.data != NULL;
+    const int split = L->wk_b.buf != NULL;
+    const dsri_tensor *freq = &run->w->rope_freq;
 
     /* queries: c_Q = RMSNorm(W_DQ h), q = W_UQ c_Q */
     if (hp->q_lora_rank > 0) {
-        op->matmul(be, &L->wq_a, s->h, s->qa, n);
-        op->rmsnorm(be, s->qa, L->attn_q_a_norm, s->qa, hp->q_lora_rank, n, hp->rms_eps);
-        op->matmul(be, &L->wq_b, s->qa, s->q, n);
+        op->matmul(be, &L->wq_a, &s->h, &s->qa);
+        op->rmsnorm(be, &s->qa, &L->attn_q_a_norm, &s->qa, hp->rms_eps);
+        op->matmul(be, &L->wq_b, &s->qa, &s->q);
     } else {
-        op->matmul(be, &L->wq, s->h, s->q, n);
+        op->matmul(be, &L->wq, &s->h, &s->q);
     }
     /* latent and shared rope key: [c_KV | k_R] = W_DKV h */
-    op->matmul(be, &L->wkv_a_mqa, s->h, s->kva, n);
-    op->rope(be, s->q + nope, n, (int64_t)H * dk, H, dk, r, pos, m->rope_freq, m->rope_mscale, 0);
-    op->rope(be, s->kva + R, n, kw, 1, r, r, pos, m->rope_freq, m->rope_mscale, 0);
-    for (int t = 0; t < n; t++) {
-        float *row = s->kva + t * kw;
-        op->rmsnorm(be, row, L->attn_kv_a_norm, row, (int)R, 1, hp->rms_eps);
-        op->kv_store(be, ctx->kv_type, dsri_ctx_k(ctx, l, pos[t]), kw, row, kw, kw, 1);
-    }
-    const void *cache = dsri_ctx_k(ctx, l, 0); /* rows of kw elements of ctx->kv_type */
+    op->matmul(be, &L->wkv_a_mqa, &s->h, &s->kva);
+    dsri_tensor q_rope = dsri_cols(&s->q, nope, (int64_t)H * dk - nope), k_rope = dsri_cols(&s->kva, R, r),
+                c_kv = dsri_cols(&s->kva, 0, R);
+    op->rope(be, &q_rope, H, dk, r, pos, freq, m->rope_mscale, 0);
+    op->rope(be, &k_rope, 1, r, r, pos, freq, m->rope_mscale, 0);
+    op->rmsnorm(be, &c_kv, &L->attn_kv_a_norm, &c_kv, hp->rms_eps);
+    dsri_tensor cache_new = dsri_rows(&ctx->k[l], pos[0], n); /* positions are consecutive */
+    op->copy(be, &s->kva, &cache_new);
     const int64_t n_keys = (int64_t)pos[n - 1] + 1;
+    const dsri_tensor cache = dsri_rows(&ctx->k[l], 0, n_keys); /* rows of kw elements of ctx->kv_type */
 
     if (n > MLA_DECODE_ROWS && n_keys <= ctx->n_batch) {
         /* decompressed: k_C = W_UK c, v = W_UV c for every cached position */
-        op->kv_load(be, ctx->kv_type, s->lat, R, cache, kw, R, n_keys);
-        /* attn_v_b stores the heads' value blocks one after the other, so
-         * one product over all its rows writes the n_keys x H*dv values
-         * directly: each element is the same dot product as per head, but
-         * one large call splits over the threads where 16 (128 for R1)
-         * small ones each paid the pool's start and finish */
-        if (split)
-            op->matmul(be, &L->wv_b, s->lat, s->vdec, (int)n_keys);
-        for (int hh = 0; hh < H; hh++) {
-            if (split) {
-                dsri_matrix kb = rows_of(&L->wk_b, hh * R, R); /* [R rows of nope] */
-                op->matmul_t(be, &kb, s->lat, s->tout, (int)n_keys);
-            } else {
-                dsri_matrix kb = rows_of(&L->wkv_b, hh * (nope + dv), nope); /* [nope rows of R] */
-                op->matmul(be, &kb, s->lat, s->tout, (int)n_keys);
-            }
-            copy_rows(s->kdec + (int64_t)hh * dk, (int64_t)H * dk, s->tout, nope, nope, n_keys);
-            op->kv_load(be, ctx->kv_type, s->kdec + (int64_t)hh * dk + nope, (int64_t)H * dk,
-                        dsri_kv_col(ctx, cache, R), kw, r, n_keys);
-            if (!split) { /* attn_kv_b interleaves each head's key and value rows */
-                dsri_matrix vb = rows_of(&L->wkv_b, hh * (nope + dv) + nope, dv);
-                op->matmul(be, &vb, s->lat, s->tout, (int)n_keys);
-                copy_rows(s->vdec + (int64_t)hh * dv, (int64_t)H * dv, s->tout, dv, dv, n_keys);
-            }
+        dsri_tensor lat = dsri_rows(&s->lat, 0, n_keys), cache_lat = dsri_cols(&cache, 0, R);
+        dsri_tensor kdec = dsri_rows(&s->kdec, 0, n_keys), vdec = dsri_rows(&s->vdec, 0, n_keys);
+        op->copy(be, &cache_lat, &lat);
+        if (split) {
+            /* attn_v_b stores the heads' value blocks one after the other,
+             * so one product over all its rows writes the n_keys x H*dv
+             * values directly */
+            op->matmul(be, &L->wv_b, &lat, &vdec);
+            dsri_tensor kb = dsri_rows(&L->wk_b, 0, R); /* head 0: [R rows of nope] */
+            op->matmul_heads(be, &kb, R, H, 1, &lat, 0, &kdec, dk, &s->heads);
+        } else { /* attn_kv_b interleaves each head's key and value rows */
+            dsri_tensor kb = dsri_rows(&L->wkv_b, 0, nope), vb = dsri_rows(&L->wkv_b, nope, dv);
+            op->matmul_heads(be, &kb, nope + dv, H, 0, &lat, 0, &kdec, dk, &s->heads);
+            op->matmul_heads(be, &vb, nope + dv, H, 0, &lat, 0, &vdec, dv, &s->heads);
         }
-        op->attention(be, s->q, (int64_t)H * dk, s->kdec, (int64_t)H * dk, s->vdec, (int64_t)H * dv, DSR1_KV_F32,
-                      s->att, n, pos, H, H, dk, dv, m->attn_scale);
+        dsri_tensor cache_rope = dsri_cols(&cache, R, r);
+        for (int hh = 0; hh < H; hh++) {
+            dsri_tensor kr = dsri_cols(&kdec, (int64_t)hh * dk + nope, r);
+            op->copy(be, &cache_rope, &kr);
+        }
+        op->attention(be, &s->q, &kdec, &vdec, &s->att, pos, H, H, dk, dv, m->attn_scale);
     } else {
         /* absorbed: q_lat = W_UK^T q_C per head, attention over [c | k_R]
          * as one shared head, then v = W_UV (attention-weighted c) */
-        for (int hh = 0; hh < H; hh++) {
-            copy_rows(s->tin, nope, s->q + (int64_t)hh * dk, (int64_t)H * dk, nope, n);
-            if (split) {
-                dsri_matrix kb = rows_of(&L->wk_b, hh * R, R);
-                op->matmul(be, &kb, s->tin, s->tout, n);
-            } else {
-                dsri_matrix kb = rows_of(&L->wkv_b, hh * (nope + dv), nope);
-                op->matmul_t(be, &kb, s->tin, s->tout, n);
-            }
-            copy_rows(s->qabs + hh * kw, H * kw, s->tout, R, R, n);
-            copy_rows(s->qabs + hh * kw + R, H * kw, s->q + (int64_t)hh * dk + nope, (int64_t)H * dk, r, n);
+        if (split) {
+            dsri_tensor kb = dsri_rows(&L->wk_b, 0, R);
+            op->matmul_heads(be, &kb, R, H, 0, &s->q, dk, &s->qabs, kw, &s->heads);
+        } else {
+            dsri_tensor kb = dsri_rows(&L->wkv_b, 0, nope);
+            op->matmul_heads(be, &kb, nope + dv, H, 1, &s->q, dk, &s->qabs, kw, &s->heads);
         }
-        op->attention(be, s->qabs, H * kw, cache, kw, cache, kw, ctx->kv_type, s->latt, n, pos, H, 1, (int)kw,
-                      (int)R, m->attn_scale);
-        for (int hh = 0; hh < H; hh++) {
-            copy_rows(s->tin, R, s->latt + hh * R, H * R, R, n);
-            dsri_matrix vb = split ? rows_of(&L->wv_b, (int64_t)hh * dv, dv)
-                                   : rows_of(&L->wkv_b, hh * (nope + dv) + nope, dv);
-            op->matmul(be, &vb, s->tin, s->tout, n);
-            copy_rows(s->att + (int64_t)hh * dv, (int64_t)H * dv, s->tout, dv, dv, n);
-        }
+        dsri_tensor q_heads = per_head(&s->q, H), qabs_heads = per_head(&s->qabs, H);
+        dsri_tensor q_r = dsri_cols(&q_heads, nope, r), qabs_r = dsri_cols(&qabs_heads, R, r);
+        op->copy(be, &q_r, &qabs_r);
+        dsri_tensor cache_v = dsri_cols(&cache, 0, R);
+        op->attention(be, &s->qabs, &cache, &cache_v, &s->latt, pos, H, 1, (int)kw, (int)R, m->attn_scale);
+        dsri_tensor vb = split ? dsri_rows(&L->wv_b, 0, dv) : dsri_rows(&L->wkv_b, nope, dv);
+        op->matmul_heads(be, &vb, split ? dv : nope + dv, H, 0, &s->latt, R, &s->att, dv, &s->heads);
     }
-    op->matmul(be, &L->wo, s->att, s->h, n);
+    op->matmul(be, &L->wo, &s->att, &s->h);
 }
 
-/* SwiGLU feed-forward down(silu(gate x) * up x) of n rows of in into out. */
-static void swiglu(dsr1_context *ctx, const dsri_matrix *gate, const dsri_matrix *up, const dsri_matrix *down,
-                   const float *in, float *out, int n, ds2_scratch *s)
+/* SwiGLU feed-forward down(silu(gate x) * up x) of the rows of in into out. */
+static void swiglu(const dsri_run *run, const dsri_tensor *gate, const dsri_tensor *up, const dsri_tensor *down,
+                   const dsri_tensor *in, const dsri_tensor *out, const ds2_scratch *s)
 {
-    const dsri_backend_ops *op = ctx->ops;
-    op->matmul(ctx->be, gate, in, s->gate, n);
-    op->matmul(ctx->be, up, in, s->up, n);
-    op->silu_mul(ctx->be, s->gate, s->up, (int64_t)n * gate->n_out);
-    op->matmul(ctx->be, down, s->gate, out, n);
+    const dsri_backend_ops *op = run->ops;
+    dsri_tensor g = dsri_cols(&s->gate, 0, gate->rows), u = dsri_cols(&s->up, 0, gate->rows);
+    g.stride = u.stride = (uint64_t)gate->rows * sizeof(float); /* dense n x ff */
+    op->matmul(run->be, gate, in, &g);
+    op->matmul(run->be, up, in, &u);
+    op->silu_mul(run->be, &g, &u);
+    op->matmul(run->be, down, &g, out);
 }
 
 /* Routed and shared experts of layer l for the normed input s->h; leaves the
  * sum in s->h. */
-static void moe_ffn(dsr1_context *ctx, int l, int n, ds2_scratch *s)
+static void moe_ffn(dsr1_context *ctx, const dsri_run *run, int l, const ds2_scratch *s)
 {
-    const dsr1_model *m = ctx->model;
-    const dsri_hparams *hp = &m->hp;
-    const dsri_layer *L = &m->layers[l];
-    const dsri_backend_ops *op = ctx->ops;
-    dsri_backend *be = ctx->be;
-    const int64_t d = hp->n_embd, ff = hp->n_ff_expert;
-    const int E = hp->n_expert, K = hp->n_expert_used;
-    const dsri_router_config rc = {E, K, hp->n_expert_groups, hp->n_group_used,
+    const dsri_hparams *hp = &ctx->model->hp;
+    const dsri_layer *L = &run->w->layers[l];
+    const dsri_backend_ops *op = run->ops;
+    dsri_backend *be = run->be;
+    const dsri_router_config rc = {hp->n_expert, hp->n_expert_used, hp->n_expert_groups, hp->n_group_used,
                                    hp->expert_gating, hp->expert_weights_norm, hp->expert_weights_scale};
 
     /* router: f32 logits from the f32 activations, then the choice */
-    op->matmul(be, &L->ffn_gate_inp, s->h, s->rlog, n);
-    for (int t = 0; t < n; t++)
-        dsri_router_route(&rc, s->rlog + (int64_t)t * E, L->exp_probs_b, s->rwork, s->rid + (int64_t)t * K,
-                          s->rw + (int64_t)t * K);
-
-    /* each expert once over the rows that chose it, in expert order, so a
-     * row's sum has the same order whatever the batch */
-    memset(s->moe, 0, (size_t)(n * d) * sizeof(float));
-    for (int e = 0; e < E; e++) {
-        int cnt = 0;
-        for (int t = 0; t < n; t++)
-            for (int k = 0; k < K; k++)
-                if (s->rid[(int64_t)t * K + k] == e) {
-                    s->rows[cnt] = t;
-                    s->roww[cnt] = s->rw[(int64_t)t * K + k];
-                    memcpy(s->xs + cnt * d, s->h + t * d, (size_t)d * sizeof(float));
-                    cnt++;
-                }
-        if (cnt == 0)
-            continue;
-        dsri_matrix g = rows_of(&L->ffn_gate_exps, e * ff, ff);
-        dsri_matrix u = rows_of(&L->ffn_up_exps, e * ff, ff);
-        dsri_matrix dn = rows_of(&L->ffn_down_exps, e * d, d);
-        swiglu(ctx, &g, &u, &dn, s->xs, s->xs, cnt, s);
-        for (int j = 0; j < cnt; j++)
-            op->add_scaled(be, s->moe + s->rows[j] * d, s->xs + j * d, s->roww[j], d);
+    op->matmul(be, &L->ffn_gate_inp, &s->h, &s->rlog);
+    op->moe_route(be, &rc, &s->rlog, &L->exp_probs_b, &s->rid, &s->rw);
+    op->moe_ffn(be, &L->ffn_gate_exps, &L->ffn_up_exps, &L->ffn_down_exps, hp->n_ff_expert, &s->h, &s->rid, &s->rw,
+                &s->moe, &s->moe_work);
+    if (L->ffn_gate_shexp.buf) {
+        swiglu(run, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp, &s->h, &s->h, s);
+        op->add(be, &s->h, &s->moe); /* shared + routed (IEEE addition commutes) */
+    } else {
+        op->copy(be, &s->moe, &s->h);
     }
-    if (L->ffn_gate_shexp.data) {
-        swiglu(ctx, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp, s->h, s->h, n, s);
-        op->add(be, s->moe, s->h, n * d);
-    }
-    memcpy(s->h, s->moe, (size_t)(n * d) * sizeof(float));
 }
 
 /* One transformer block on the residual stream s->x. */
-static void block(dsr1_context *ctx, int l, const int32_t *pos, int n, ds2_scratch *s)
+static void block(dsr1_context *ctx, const dsri_run *run, int l, const int32_t *pos, int n, const ds2_scratch *s)
 {
-    const dsr1_model *m = ctx->model;
-    const dsri_hparams *hp = &m->hp;
-    const dsri_layer *L = &m->layers[l];
-    const dsri_backend_ops *op = ctx->ops;
-    const int64_t d = hp->n_embd;
+    const dsri_hparams *hp = &ctx->model->hp;
+    const dsri_layer *L = &run->w->layers[l];
+    const dsri_backend_ops *op = run->ops;
 
-    op->rmsnorm(ctx->be, s->x, L->attn_norm, s->h, (int)d, n, hp->rms_eps);
-    mla_attention(ctx, l, pos, n, s);
-    op->add(ctx->be, s->x, s->h, n * d);
+    op->rmsnorm(run->be, &s->x, &L->attn_norm, &s->h, hp->rms_eps);
+    mla_attention(ctx, run, l, pos, n, s);
+    op->add(run->be, &s->x, &s->h);
 
-    op->rmsnorm(ctx->be, s->x, L->ffn_norm, s->h, (int)d, n, hp->rms_eps);
+    op->rmsnorm(run->be, &s->x, &L->ffn_norm, &s->h, hp->rms_eps);
     if (l < hp->n_leading_dense)
-        swiglu(ctx, &L->ffn_gate, &L->ffn_up, &L->ffn_down, s->h, s->h, n, s);
+        swiglu(run, &L->ffn_gate, &L->ffn_up, &L->ffn_down, &s->h, &s->h, s);
     else
-        moe_ffn(ctx, l, n, s);
-    op->add(ctx->be, s->x, s->h, n * d);
+        moe_ffn(ctx, run, l, s);
+    op->add(run->be, &s->x, &s->h);
+}
+
+/* Normed final states x (rows [first, n)) through the output head `head`
+ * (norm `norm`) into logits. */
+static dsr1_status output(dsr1_context *ctx, const dsri_run *run, const dsri_tensor *norm, const dsri_tensor *head,
+                          const ds2_scratch *s, int first, int n, float *logits)
+{
+    dsri_tensor xo = dsri_rows(&s->x, first, n - first), ho = dsri_rows(&s->h, 0, n - first);
+    run->ops->rmsnorm(run->be, &xo, norm, &ho, ctx->model->hp.rms_eps);
+    return dsri_ctx_output(ctx, run, head, &ho, logits);
 }
 
 static dsr1_status ds2_forward(dsr1_context *ctx, const dsr1_token *tokens, const int32_t *pos, int n,
@@ -692,32 +656,38 @@ static dsr1_status ds2_forward(dsr1_context *ctx, const dsr1_token *tokens, cons
 {
     const dsr1_model *m = ctx->model;
     const dsri_hparams *hp = &m->hp;
-    const dsri_backend_ops *op = ctx->ops;
-    const int64_t d = hp->n_embd;
     ds2_scratch s;
-    layout(m, ctx->scratch, n, ctx->n_batch, &s);
+    dsr1_status st;
 
-    for (int t = 0; t < n; t++)
-        op->get_row(ctx->be, &m->tok_embd, tokens[t], s.x + t * d);
+    const dsri_run *r = dsri_ctx_run(ctx, 0);
+    layout(m, r, n, ctx->n_batch, &s);
+    r->ops->get_rows(r->be, &r->w->tok_embd, tokens, &s.x);
     for (int l = 0; l < hp->n_layer; l++) {
-        dsr1_status st = dsri_ctx_check_abort(ctx);
-        if (st)
+        if ((st = dsri_ctx_check_abort(ctx)))
             return st;
-        block(ctx, l, pos, n, &s);
+        if (dsri_ctx_run(ctx, l) != r) { /* a placement boundary: the residual stream moves */
+            const dsri_run *next = dsri_ctx_run(ctx, l);
+            ds2_scratch t;
+            layout(m, next, n, ctx->n_batch, &t);
+            if ((st = dsri_ctx_move(ctx, r, &s.x, next, &t.x)))
+                return st;
+            r = next;
+            s = t;
+        }
+        block(ctx, r, l, pos, n, &s);
     }
-    if (ctx->hidden) { /* the final hidden states, for the MTP head */
-        memcpy(ctx->hidden, s.x, (size_t)(n * d) * sizeof(float));
+    /* the last layer runs where the output head does (placement.c) */
+    if (ctx->hidden.buf) { /* the final hidden states, for the MTP head */
+        dsri_tensor hid = dsri_rows(&ctx->hidden, 0, n);
+        r->ops->copy(r->be, &s.x, &hid);
         ctx->hidden_pos = pos[0];
         ctx->n_hidden = n;
     }
-
     if (!logits)
-        return DSR1_OK;
-    int first = logits_all ? 0 : n - 1;
-    int rows = n - first;
-    op->rmsnorm(ctx->be, s.x + first * d, m->output_norm, s.h, (int)d, rows, hp->rms_eps);
-    op->matmul(ctx->be, &m->output, s.h, logits, rows);
-    return DSR1_OK;
+        return dsri_ctx_sync(ctx);
+    if ((st = output(ctx, r, &r->w->output_norm, &r->w->output, &s, logits_all ? 0 : n - 1, n, logits)))
+        return st;
+    return dsri_ctx_sync(ctx);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -729,41 +699,48 @@ int dsri_deepseek2_has_mtp(const dsr1_model *m)
     return m && m->arch == &dsri_arch_deepseek2 && m->hp.n_nextn_layers > 0;
 }
 
-const float *dsri_deepseek2_hidden(const dsr1_context *ctx)
-{
-    return ctx->hidden;
-}
-
 /* The MTP block on n rows of consecutive positions (checked by the callers):
  * x = eh_proj [RMSNorm(Emb(t_{i+1})) ; RMSNorm(h_i)], one transformer block
- * (attention over the MTP cache layer), the shared head. logits: n rows,
- * or only the last row's unless logits_all, or none when NULL. */
-static void mtp_forward(dsr1_context *ctx, const float *hidden, const dsr1_token *next_tokens, const int32_t *pos,
-                        int n, float *logits, int logits_all)
+ * (attention over the MTP cache layer), the shared head. hidden: n rows of
+ * n_embd in the memory of the MTP layer's run. logits: n rows, or only the
+ * last row's unless logits_all, or none when NULL. */
+static dsr1_status mtp_forward(dsr1_context *ctx, const dsri_tensor *hidden, const dsr1_token *next_tokens,
+                               const int32_t *pos, int n, float *logits, int logits_all)
 {
     const dsr1_model *m = ctx->model;
     const dsri_hparams *hp = &m->hp;
-    const dsri_backend_ops *op = ctx->ops;
-    dsri_backend *be = ctx->be;
     const int64_t d = hp->n_embd;
     const int l = hp->n_layer;
-    const dsri_layer *L = &m->layers[l];
+    const dsri_run *run = dsri_ctx_run(ctx, l);
+    const dsri_backend_ops *op = run->ops;
+    dsri_backend *be = run->be;
+    const dsri_layer *L = &run->w->layers[l];
     ds2_scratch s;
-    layout(m, ctx->scratch, n, ctx->n_batch, &s);
+    layout(m, run, n, ctx->n_batch, &s);
 
-    for (int t = 0; t < n; t++) {
-        float *e = s.eh + t * 2 * d;
-        op->get_row(be, &L->nextn_embed_tokens, next_tokens[t], e);
-        op->rmsnorm(be, e, L->nextn_enorm, e, (int)d, 1, hp->rms_eps);
-        op->rmsnorm(be, hidden + t * d, L->nextn_hnorm, e + d, (int)d, 1, hp->rms_eps);
-    }
-    op->matmul(be, &L->nextn_eh_proj, s.eh, s.x, n);
-    block(ctx, l, pos, n, &s);
+    dsri_tensor e = dsri_cols(&s.eh, 0, d), hn = dsri_cols(&s.eh, d, d);
+    op->get_rows(be, &L->nextn_embed_tokens, next_tokens, &e);
+    op->rmsnorm(be, &e, &L->nextn_enorm, &e, hp->rms_eps);
+    op->rmsnorm(be, hidden, &L->nextn_hnorm, &hn, hp->rms_eps);
+    op->matmul(be, &L->nextn_eh_proj, &s.eh, &s.x);
+    block(ctx, run, l, pos, n, &s);
     if (!logits)
-        return;
-    int first = logits_all ? 0 : n - 1;
-    op->rmsnorm(be, s.x + first * d, L->nextn_shared_head_norm, s.h, (int)d, n - first, hp->rms_eps);
-    op->matmul(be, &L->nextn_shared_head_head, s.h, logits, n - first);
+        return dsri_ctx_sync(ctx);
+    dsr1_status st = output(ctx, run, &L->nextn_shared_head_norm, &L->nextn_shared_head_head, &s,
+                            logits_all ? 0 : n - 1, n, logits);
+    return st ? st : dsri_ctx_sync(ctx);
+}
+
+static dsr1_status check_mtp_rows(const dsr1_context *ctx, const dsr1_token *next_tokens, const int32_t *pos, int n)
+{
+    if (n < 1 || n > ctx->n_batch)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "deepseek2 MTP: %d rows (1..n_batch=%d)", n, ctx->n_batch);
+    for (int t = 0; t < n; t++)
+        if (pos[t] < 0 || pos[t] >= ctx->n_ctx || (t > 0 && pos[t] != pos[t - 1] + 1) || next_tokens[t] < 0 ||
+            next_tokens[t] >= ctx->model->hp.n_vocab)
+            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "deepseek2 MTP: row %d (position %d, token %d) is invalid",
+                              t, pos[t], next_tokens[t]);
+    return DSR1_OK;
 }
 
 dsr1_status dsri_deepseek2_mtp(dsr1_context *ctx, const float *hidden, const dsr1_token *next_tokens,
@@ -772,19 +749,19 @@ dsr1_status dsri_deepseek2_mtp(dsr1_context *ctx, const float *hidden, const dsr
     const dsr1_model *m = ctx->model;
     if (!dsri_deepseek2_has_mtp(m))
         return dsri_error(DSR1_ERR_UNSUPPORTED, "deepseek2 MTP: the model has no multi-token-prediction block");
-    if (n < 1 || n > ctx->n_batch)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "deepseek2 MTP: %d rows (1..n_batch=%d)", n, ctx->n_batch);
-    for (int t = 0; t < n; t++)
-        if (pos[t] < 0 || pos[t] >= ctx->n_ctx || (t > 0 && pos[t] != pos[t - 1] + 1) || next_tokens[t] < 0 ||
-            next_tokens[t] >= m->hp.n_vocab)
-            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "deepseek2 MTP: row %d (position %d, token %d) is invalid",
-                              t, pos[t], next_tokens[t]);
+    dsr1_status st = check_mtp_rows(ctx, next_tokens, pos, n);
+    if (st)
+        return st;
     /* the entries from pos[0] on are overwritten with rows the context
      * cannot vouch for */
     if (ctx->mtp_n_past > pos[0])
         ctx->mtp_n_past = pos[0];
-    mtp_forward(ctx, hidden, next_tokens, pos, n, logits, 1);
-    return DSR1_OK;
+    const dsri_run *run = dsri_ctx_run(ctx, m->hp.n_layer);
+    ds2_scratch s;
+    layout(m, run, n, ctx->n_batch, &s);
+    if ((st = run->ops->upload(run->be, &s.hin, hidden)))
+        return st;
+    return mtp_forward(ctx, &s.hin, next_tokens, pos, n, logits, 1);
 }
 
 dsr1_status dsri_deepseek2_mtp_draft(dsr1_context *ctx, dsr1_token next, dsr1_token *draft, float *draft_p)
@@ -794,7 +771,7 @@ dsr1_status dsri_deepseek2_mtp_draft(dsr1_context *ctx, dsr1_token next, dsr1_to
     if (draft_p)
         *draft_p = 0.0f;
     const dsr1_model *m = ctx->model;
-    if (!dsri_deepseek2_has_mtp(m) || !ctx->hidden)
+    if (!dsri_deepseek2_has_mtp(m) || !ctx->hidden.buf)
         return dsri_error(DSR1_ERR_UNSUPPORTED, "deepseek2 MTP: the model has no multi-token-prediction block");
     if (next < 0 || next >= m->hp.n_vocab)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "deepseek2 MTP: token %d is outside the vocabulary", next);
@@ -811,8 +788,10 @@ dsr1_status dsri_deepseek2_mtp_draft(dsr1_context *ctx, dsr1_token next, dsr1_to
         ctx->pos[t] = first + t;
         ctx->mtp_tokens[t] = t + 1 < n ? ctx->tokens[first + t + 1] : next;
     }
-    const float *hidden = ctx->hidden + (int64_t)(first - ctx->hidden_pos) * ctx->model->hp.n_embd;
-    mtp_forward(ctx, hidden, ctx->mtp_tokens, ctx->pos, n, draft ? ctx->mtp_logits : NULL, 0);
+    dsri_tensor hidden = dsri_rows(&ctx->hidden, first - ctx->hidden_pos, n);
+    dsr1_status st = mtp_forward(ctx, &hidden, ctx->mtp_tokens, ctx->pos, n, draft ? ctx->mtp_logits : NULL, 0);
+    if (st)
+        return st;
     ctx->mtp_n_past = ctx->n_past;
     ctx->mtp_next = next;
     if (draft) { /* greedy: the highest logit, ties to the lower id */
@@ -832,9 +811,16 @@ dsr1_status dsri_deepseek2_mtp_draft(dsr1_context *ctx, dsr1_token next, dsr1_to
     return DSR1_OK;
 }
 
+static int ds2_can_draft(const dsr1_context *ctx)
+{
+    return dsri_deepseek2_has_mtp(ctx->model) && ctx->hidden.buf && ctx->n_batch >= 2;
+}
+
 const dsri_arch_ops dsri_arch_deepseek2 = {
     .name = "deepseek2",
     .load = ds2_load,
     .scratch_floats = ds2_scratch_floats,
     .forward = ds2_forward,
+    .can_draft = ds2_can_draft,
+    .draft = dsri_deepseek2_mtp_draft,
 };

@@ -41,11 +41,6 @@
 /* 1 when the model is deepseek2 with an MTP block loaded. */
 int dsri_deepseek2_has_mtp(const dsr1_model *m);
 
-/* The final hidden states of the last forward pass: ctx->n_hidden rows of
- * n_embd for positions ctx->hidden_pos, ... Valid until the next dsr1_eval
- * (MTP runs leave them). NULL for models without an MTP block. */
-const float *dsri_deepseek2_hidden(const dsr1_context *ctx);
-
 /* Low level: run the MTP block on n rows: hidden (n x n_embd), next_tokens
  * (the token following each row's position), consecutive positions pos
  * (written to the MTP cache layer); writes n x n_vocab logits. The context

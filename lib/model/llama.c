@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "model/context.h"
 #include "model/model.h"
+#include "quant/quant.h"
 
 static int is_qwen2(const dsr1_model *m)
 {
@@ -92,10 +93,12 @@ static dsr1_status bind_weights(dsr1_model *m)
         (st = dsri_bind_vector(m, &m->output_norm, 1, d, "output_norm.weight", 0)) ||
         (st = dsri_bind_matrix(m, &m->output, 0, d, hp->n_vocab, "output.weight", 0)))
         return st;
-    if (!m->output.data)
+    if (!m->output.buf)
         m->output = m->tok_embd; /* tied embeddings */
-    if ((st = dsri_bind_vector(m, &m->rope_freq_factors, 0, hp->rope_dim / 2, "rope_freqs.weight", 0)))
+    dsri_tensor factors;
+    if ((st = dsri_bind_vector(m, &factors, 0, hp->rope_dim / 2, "rope_freqs.weight", 0)))
         return st;
+    m->rope_freq_factors = dsri_vec(&factors);
     for (int i = 0; m->rope_freq_factors && i < hp->rope_dim / 2; i++)
         if (!(m->rope_freq_factors[i] > 0.0f) || !isfinite(m->rope_freq_factors[i]))
             return dsri_error(DSR1_ERR_FORMAT, "model: rope_freqs.weight[%d] is not a positive number", i);
@@ -142,12 +145,37 @@ static int64_t dense_scratch_floats(const dsr1_model *m, int n_batch, int n_ctx)
     return per_row * n_batch;
 }
 
-static void add_bias(dsr1_context *ctx, float *y, const float *bias, int64_t width, int n)
+/* The scratch of one forward pass of n rows (float offsets in a run's
+ * scratch, the same on every run so a boundary moves x to the same place). */
+typedef struct dense_scratch {
+    dsri_tensor x;    /* residual stream, n x d */
+    dsri_tensor h;    /* normed input / sublayer output, n x d */
+    dsri_tensor q;    /* n x dq */
+    dsri_tensor att;  /* attention output, n x dq */
+    dsri_tensor k;    /* n x dkv */
+    dsri_tensor v;    /* n x dkv */
+    dsri_tensor gate; /* n x ff */
+    dsri_tensor up;   /* n x ff */
+} dense_scratch;
+
+static dense_scratch layout(const dsr1_model *m, const dsri_run *r, int64_t n)
 {
-    if (!bias)
-        return;
-    for (int t = 0; t < n; t++)
-        ctx->ops->add(ctx->be, y + t * width, bias, width);
+    const dsri_hparams *hp = &m->hp;
+    const int64_t d = hp->n_embd, ff = hp->n_ff;
+    const int64_t dq = (int64_t)hp->n_head * hp->head_dim_k, dkv = (int64_t)hp->n_head_kv * hp->head_dim_k;
+    dense_scratch s;
+    int64_t off = 0;
+#define TAKE(field, cols) (s.field = dsri_scratch(r, off, (cols), n), off += (cols) * n)
+    TAKE(x, d);
+    TAKE(h, d);
+    TAKE(q, dq);
+    TAKE(att, dq);
+    TAKE(k, dkv);
+    TAKE(v, dkv);
+    TAKE(gate, ff);
+    TAKE(up, ff);
+#undef TAKE
+    return s;
 }
 
 static dsr1_status dense_forward(dsr1_context *ctx, const dsr1_token *tokens, const int32_t *pos, int n,
@@ -155,70 +183,81 @@ static dsr1_status dense_forward(dsr1_context *ctx, const dsr1_token *tokens, co
 {
     const dsr1_model *m = ctx->model;
     const dsri_hparams *hp = &m->hp;
-    const dsri_backend_ops *op = ctx->ops;
-    dsri_backend *be = ctx->be;
-    const int64_t d = hp->n_embd, hd = hp->head_dim_k, ff = hp->n_ff;
-    const int64_t dq = hp->n_head * hd, dkv = hp->n_head_kv * hd;
+    const int64_t hd = hp->head_dim_k;
     const int neox = is_qwen2(m) || is_qwen3(m);
 
-    float *x = ctx->scratch;          /* residual stream, n x d */
-    float *h = x + n * d;             /* normed input / sublayer output, n x d */
-    float *q = h + n * d;             /* n x dq */
-    float *att = q + n * dq;          /* attention output, n x dq */
-    float *k = att + n * dq;          /* n x dkv */
-    float *v = k + n * dkv;           /* n x dkv */
-    float *gate = v + n * dkv;        /* n x ff */
-    float *up = gate + n * ff;        /* n x ff */
-
-    for (int t = 0; t < n; t++)
-        op->get_row(be, &m->tok_embd, tokens[t], x + t * d);
+    const dsri_run *r = dsri_ctx_run(ctx, 0);
+    dense_scratch s = layout(m, r, n);
+    r->ops->get_rows(r->be, &r->w->tok_embd, tokens, &s.x);
 
     dsr1_status st;
     for (int l = 0; l < hp->n_layer; l++) {
         if ((st = dsri_ctx_check_abort(ctx)))
             return st;
-        const dsri_layer *L = &m->layers[l];
+        if (dsri_ctx_run(ctx, l) != r) { /* a placement boundary: the residual stream moves */
+            const dsri_run *next = dsri_ctx_run(ctx, l);
+            dense_scratch t = layout(m, next, n);
+            if ((st = dsri_ctx_move(ctx, r, &s.x, next, &t.x)))
+                return st;
+            r = next;
+            s = t;
+        }
+        const dsri_backend_ops *op = r->ops;
+        dsri_backend *be = r->be;
+        const dsri_layer *L = &r->w->layers[l];
+        const dsri_tensor *freq = &r->w->rope_freq;
+        dsri_tensor kc = dsri_rows(&ctx->k[l], pos[0], n), vc = dsri_rows(&ctx->v[l], pos[0], n);
 
         /* attention */
-        op->rmsnorm(be, x, L->attn_norm, h, (int)d, n, hp->rms_eps);
-        op->matmul(be, &L->wq, h, q, n);
-        op->matmul(be, &L->wk, h, k, n);
-        op->matmul(be, &L->wv, h, v, n);
-        add_bias(ctx, q, L->bq, dq, n);
-        add_bias(ctx, k, L->bk, dkv, n);
-        add_bias(ctx, v, L->bv, dkv, n);
-        if (L->attn_q_norm) { /* qwen3: each head's query and key, as rows of hd */
-            op->rmsnorm(be, q, L->attn_q_norm, q, (int)hd, n * hp->n_head, hp->rms_eps);
-            op->rmsnorm(be, k, L->attn_k_norm, k, (int)hd, n * hp->n_head_kv, hp->rms_eps);
+        op->rmsnorm(be, &s.x, &L->attn_norm, &s.h, hp->rms_eps);
+        op->matmul(be, &L->wq, &s.h, &s.q);
+        op->matmul(be, &L->wk, &s.h, &s.k);
+        op->matmul(be, &L->wv, &s.h, &s.v);
+        if (L->bq.buf) {
+            op->add(be, &s.q, &L->bq);
+            op->add(be, &s.k, &L->bk);
+            op->add(be, &s.v, &L->bv);
         }
-        op->rope(be, q, n, dq, hp->n_head, (int)hd, hp->rope_dim, pos, m->rope_freq, m->rope_mscale, neox);
-        op->rope(be, k, n, dkv, hp->n_head_kv, (int)hd, hp->rope_dim, pos, m->rope_freq, m->rope_mscale, neox);
-        for (int t = 0; t < n; t++) {
-            op->kv_store(be, ctx->kv_type, dsri_ctx_k(ctx, l, pos[t]), dkv, k + t * dkv, dkv, dkv, 1);
-            op->kv_store(be, ctx->kv_type, dsri_ctx_v(ctx, l, pos[t]), dkv, v + t * dkv, dkv, dkv, 1);
+        if (L->attn_q_norm.buf) { /* qwen3: each head's query and key, as rows of hd */
+            dsri_tensor qh = dsri_tensor_2d(s.q.buf, s.q.offset, DSRI_TYPE_F32, hd, n * hp->n_head);
+            dsri_tensor kh = dsri_tensor_2d(s.k.buf, s.k.offset, DSRI_TYPE_F32, hd, n * hp->n_head_kv);
+            op->rmsnorm(be, &qh, &L->attn_q_norm, &qh, hp->rms_eps);
+            op->rmsnorm(be, &kh, &L->attn_k_norm, &kh, hp->rms_eps);
         }
-        op->attention(be, q, dq, dsri_ctx_k(ctx, l, 0), dkv, dsri_ctx_v(ctx, l, 0), dkv, ctx->kv_type, att, n,
-                      pos, hp->n_head, hp->n_head_kv, (int)hd, (int)hd, m->attn_scale);
-        op->matmul(be, &L->wo, att, h, n);
-        op->add(be, x, h, n * d);
+        op->rope(be, &s.q, hp->n_head, (int)hd, hp->rope_dim, pos, freq, m->rope_mscale, neox);
+        op->rope(be, &s.k, hp->n_head_kv, (int)hd, hp->rope_dim, pos, freq, m->rope_mscale, neox);
+        op->copy(be, &s.k, &kc); /* positions are consecutive: one block of cache rows */
+        op->copy(be, &s.v, &vc);
+        op->attention(be, &s.q, &ctx->k[l], &ctx->v[l], &s.att, pos, hp->n_head, hp->n_head_kv, (int)hd, (int)hd,
+                      m->attn_scale);
+        op->matmul(be, &L->wo, &s.att, &s.h);
+        op->add(be, &s.x, &s.h);
 
         /* SwiGLU feed-forward */
-        op->rmsnorm(be, x, L->ffn_norm, h, (int)d, n, hp->rms_eps);
-        op->matmul(be, &L->ffn_gate, h, gate, n);
-        op->matmul(be, &L->ffn_up, h, up, n);
-        op->silu_mul(be, gate, up, n * ff);
-        op->matmul(be, &L->ffn_down, gate, h, n);
-        op->add(be, x, h, n * d);
+        op->rmsnorm(be, &s.x, &L->ffn_norm, &s.h, hp->rms_eps);
+        op->matmul(be, &L->ffn_gate, &s.h, &s.gate);
+        op->matmul(be, &L->ffn_up, &s.h, &s.up);
+        op->silu_mul(be, &s.gate, &s.up);
+        op->matmul(be, &L->ffn_down, &s.gate, &s.h);
+        op->add(be, &s.x, &s.h);
     }
 
     /* output: every row, or only the last */
     if (!logits)
-        return DSR1_OK;
+        return dsri_ctx_sync(ctx);
+    const dsri_run *o = &ctx->runs[ctx->output_run];
+    if (o != r) {
+        dense_scratch t = layout(m, o, n);
+        if ((st = dsri_ctx_move(ctx, r, &s.x, o, &t.x)))
+            return st;
+        s = t;
+    }
     int first = logits_all ? 0 : n - 1;
-    int rows = n - first;
-    op->rmsnorm(be, x + first * d, m->output_norm, h, (int)d, rows, hp->rms_eps);
-    op->matmul(be, &m->output, h, logits, rows);
-    return DSR1_OK;
+    dsri_tensor xo = dsri_rows(&s.x, first, n - first), ho = dsri_rows(&s.h, 0, n - first);
+    o->ops->rmsnorm(o->be, &xo, &o->w->output_norm, &ho, hp->rms_eps);
+    if ((st = dsri_ctx_output(ctx, o, &o->w->output, &ho, logits)))
+        return st;
+    return dsri_ctx_sync(ctx);
 }
 
 const dsri_arch_ops dsri_arch_llama = {

@@ -201,6 +201,9 @@ static dsr1_status check_derived(const dsr1_model *m)
 
 static dsr1_status load_parsed(dsr1_model *m, const dsr1_model_params *p)
 {
+    /* the file's bytes as a host buffer the weight views point into */
+    m->file_buf.host = (void *)(uintptr_t)m->bytes;
+    m->file_buf.size = m->n_bytes;
     dsr1_status st = dsri_gguf_parse(m->bytes, m->n_bytes, &m->gguf);
     if (st)
         return st;
@@ -239,6 +242,11 @@ static dsr1_status finish_load(dsr1_model *m, const dsr1_model_params *p, dsr1_m
     m->log.user_data = p->log_user_data;
     m->log.level = p->log_level;
     dsr1_status st = load_parsed(m, p);
+    if (!st && !m->vocab_only && m->arch) {
+        dsri_weights hw = {m->tok_embd, m->output_norm, m->output, m->rope_freq_t, m->layers};
+        m->host_w = hw;
+        st = dsri_model_place_from_params(m, p->n_gpu_layers, p->device);
+    }
     if (st) {
         dsri_log(&m->log, DSR1_LOG_ERROR, "%s", dsr1_last_error());
         dsr1_model_free(m);
@@ -363,7 +371,7 @@ void dsr1_model_free(dsr1_model *m)
     for (int i = 0; i < m->n_owned; i++)
         dsri_free(m->owned[i]);
     dsri_free(m->owned);
-    dsri_free(m->rope_freq);
+    dsri_model_unplace(m);
     dsri_free(m->layers);
     dsri_vocab_free(m->vocab);
     dsri_gguf_free(m->gguf);

@@ -3,15 +3,17 @@
  * table that loads and runs it.
  *
  * A model is the mapped GGUF file, the validated hyper-parameters, and
- * dsri_matrix views straight into the mapping (no weight is copied; only
- * small 1-D tensors stored in other types than f32 are converted).
+ * tensor views straight into the mapping (m->file_buf; no weight is copied;
+ * only small 1-D tensors stored in other types than f32 are converted, into
+ * buffers the model owns). Placement (placement.c) puts the weights of the
+ * layers a device runs on that device once; every context shares them.
  */
 #ifndef DSRI_MODEL_H
 #define DSRI_MODEL_H
 
 #include <stdint.h>
 
-#include "backend/backend.h"
+#include "backend/host_ops.h"
 #include "core/log.h"
 #include "dsr1.h"
 #include "gguf/gguf.h"
@@ -53,26 +55,48 @@ typedef struct dsri_hparams {
     float yarn_log_mul;
 } dsri_hparams;
 
-/* Per-layer weights; an architecture fills the ones it uses. */
+/* Per-layer weights; an architecture fills the ones it uses (absent ones
+ * have buf == NULL). Matrices are [rows = n_out, cols = n_in]; vectors are
+ * one f32 row. */
 typedef struct dsri_layer {
-    const float *attn_norm;
-    dsri_matrix wq, wk, wv, wo;
-    const float *bq, *bk, *bv;
-    const float *attn_q_norm, *attn_k_norm; /* qwen3: per-head RMS norm weights */
-    const float *ffn_norm;
-    dsri_matrix ffn_gate, ffn_up, ffn_down;
+    dsri_tensor attn_norm;
+    dsri_tensor wq, wk, wv, wo;
+    dsri_tensor bq, bk, bv;
+    dsri_tensor attn_q_norm, attn_k_norm; /* qwen3: RMS norm over each head */
+    dsri_tensor ffn_norm;
+    dsri_tensor ffn_gate, ffn_up, ffn_down;
 
     /* deepseek2 */
-    dsri_matrix wq_a, wq_b, wkv_a_mqa, wk_b, wv_b, wkv_b;
-    const float *attn_q_a_norm, *attn_kv_a_norm;
-    dsri_matrix ffn_gate_inp;        /* router */
-    const float *exp_probs_b;        /* router selection bias */
-    dsri_matrix ffn_gate_exps, ffn_up_exps, ffn_down_exps; /* n_out covers all experts */
-    dsri_matrix ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp;
+    dsri_tensor wq_a, wq_b, wkv_a_mqa, wk_b, wv_b, wkv_b;
+    dsri_tensor attn_q_a_norm, attn_kv_a_norm;
+    dsri_tensor ffn_gate_inp;        /* router */
+    dsri_tensor exp_probs_b;         /* router selection bias */
+    dsri_tensor ffn_gate_exps, ffn_up_exps, ffn_down_exps; /* rows cover all experts */
+    dsri_tensor ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp;
     /* multi-token prediction block */
-    const float *nextn_enorm, *nextn_hnorm, *nextn_shared_head_norm;
-    dsri_matrix nextn_eh_proj, nextn_embed_tokens, nextn_shared_head_head;
+    dsri_tensor nextn_enorm, nextn_hnorm, nextn_shared_head_norm;
+    dsri_tensor nextn_eh_proj, nextn_embed_tokens, nextn_shared_head_head;
 } dsri_layer;
+
+/* The weights as one placement sees them (the host's: views into the
+ * mapping; a device's: copies in its memory). */
+typedef struct dsri_weights {
+    dsri_tensor tok_embd, output_norm, output, rope_freq;
+    dsri_layer *layers; /* n_layer + n_nextn_layers entries (a device's: only
+                         * the layers it runs are filled) */
+} dsri_weights;
+
+/* Where a model's layers run: layers [first_layer, n_layer) (and the output
+ * head) on a device, the rest on the host. */
+typedef struct dsri_placement {
+    const dsri_backend_ops *ops; /* NULL: everything on the host */
+    dsri_device *dev;
+    int device_index;
+    int first_layer;
+    dsri_weights w;
+    dsri_buf **bufs; /* what placing allocated (freed with the model) */
+    int n_bufs;
+} dsri_placement;
 
 struct dsr1_model {
     /* the file */
@@ -91,12 +115,14 @@ struct dsr1_model {
     dsri_hparams hp;
     struct dsri_vocab *vocab;
 
-    /* weights */
-    dsri_matrix tok_embd;
-    const float *output_norm;
-    dsri_matrix output;
+    /* weights (host views) */
+    dsri_buf file_buf;              /* the mapping (or the caller's buffer) */
+    dsri_tensor tok_embd;
+    dsri_tensor output_norm;
+    dsri_tensor output;
     const float *rope_freq_factors; /* llama3 divisors, or NULL */
     float *rope_freq;               /* per rotated pair, ready for the rope op */
+    dsri_tensor rope_freq_t;        /* the same as a tensor */
     float rope_mscale;              /* YaRN magnitude correction */
     float attn_scale;               /* softmax scale */
     dsri_layer *layers;             /* n_layer + n_nextn_layers entries */
@@ -106,8 +132,11 @@ struct dsr1_model {
     int64_t kv_v_width;
     int64_t max_row;                /* widest matrix row, for backend scratch */
 
+    dsri_weights host_w;            /* the fields above, for the forward passes */
+    dsri_placement device;          /* device offload (device.ops NULL: none) */
+
     /* converted small tensors owned by the model */
-    float **owned;
+    dsri_buf **owned;
     int n_owned;
     int cap_owned;
 };
@@ -117,13 +146,19 @@ struct dsri_arch_ops {
     const char *name;
     /* read hyper-parameters and bind every tensor (validating shapes) */
     dsr1_status (*load)(dsr1_model *m);
-    /* floats of scratch a forward pass of n_batch tokens over n_ctx needs */
+    /* floats of scratch a forward pass of n_batch tokens over n_ctx needs
+     * (per backend the context runs layers on) */
     int64_t (*scratch_floats)(const dsr1_model *m, int n_batch, int n_ctx);
     /* evaluate tokens at positions pos[0..n) (n <= n_batch), appending
      * their keys/values to the cache; write n rows of logits (logits_all)
      * or only the last row into logits (NULL: no output layer at all) */
     dsr1_status (*forward)(dsr1_context *ctx, const dsr1_token *tokens, const int32_t *pos, int n,
                            float *logits, int logits_all);
+    /* Speculative decoding (NULL: the architecture has no draft head).
+     * can_draft: whether this model and context can draft; draft: as
+     * dsri_ctx_draft (model/context.h). */
+    int (*can_draft)(const dsr1_context *ctx);
+    dsr1_status (*draft)(dsr1_context *ctx, dsr1_token next, dsr1_token *draft, float *draft_p);
 };
 
 extern const dsri_arch_ops dsri_arch_llama;
@@ -142,17 +177,34 @@ dsr1_status dsri_hp_int(const dsr1_model *m, const char *suffix, int required, i
 dsr1_status dsri_hp_float(const dsr1_model *m, const char *suffix, int required, float *out);
 
 /* Bind a 2-D weight of GGUF shape [n_in, n_out] (name is a printf pattern
- * with at most one %d, the layer). Not required and missing: zeroed matrix. */
-dsr1_status dsri_bind_matrix(dsr1_model *m, dsri_matrix *out, int required, int64_t n_in,
+ * with at most one %d, the layer). Not required and missing: zeroed view. */
+dsr1_status dsri_bind_matrix(dsr1_model *m, dsri_tensor *out, int required, int64_t n_in,
                              int64_t n_out, const char *name, int layer);
 /* Bind a 3-D expert stack [n_in, n_out, n_expert] as one matrix of
  * n_out*n_expert rows (expert e's rows start at e*n_out). */
-dsr1_status dsri_bind_experts(dsr1_model *m, dsri_matrix *out, int64_t n_in, int64_t n_out,
+dsr1_status dsri_bind_experts(dsr1_model *m, dsri_tensor *out, int64_t n_in, int64_t n_out,
                               int64_t n_expert, const char *name, int layer);
 /* Bind a 1-D f32 vector of n values (converted when stored otherwise); a
  * value that is not finite is DSR1_ERR_FORMAT. */
-dsr1_status dsri_bind_vector(dsr1_model *m, const float **out, int required, int64_t n,
+dsr1_status dsri_bind_vector(dsr1_model *m, dsri_tensor *out, int required, int64_t n,
                              const char *name, int layer);
+
+/* n floats owned by the model (freed with it), as a one-row tensor. */
+dsr1_status dsri_model_floats(dsr1_model *m, int64_t n, float **out, dsri_tensor *view);
+
+/* The host values of a one-row f32 tensor bound above (NULL: absent). */
+static inline const float *dsri_vec(const dsri_tensor *t)
+{
+    return t->buf ? (const float *)dsri_host_ptr(t) : NULL;
+}
+
+/* Place layers [first_layer, n_layer) and the output head of a loaded model
+ * on device `index` of `ops` (lib/model/placement.c). */
+dsr1_status dsri_model_place(dsr1_model *m, const dsri_backend_ops *ops, int index, int first_layer);
+void dsri_model_unplace(dsr1_model *m);
+/* The placement dsr1_model_params asks for (n_gpu_layers 0: none; < 0 or
+ * more than the model has: all; device as dsr1_model_params.device). */
+dsr1_status dsri_model_place_from_params(dsr1_model *m, int32_t n_gpu_layers, const char *device);
 
 /* DSR1_ERR_FORMAT naming the tensor (name/layer as above) and the element
  * unless every v[0..n) is finite and within [lo, hi]; v NULL: DSR1_OK.

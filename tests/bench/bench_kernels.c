@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend/backend.h"
+#include "backend/host_ops.h"
 #include "quant/quant.h"
 
 static double cpu_now(void)
@@ -79,7 +79,7 @@ static uint8_t *make_weights(uint32_t type, int64_t n_in, int64_t n_out, int n_m
     return w;
 }
 
-static void bench(const dsri_backend_ops *ops, dsri_backend *be, const char *tname, uint32_t type, int64_t n_in,
+static void bench(const dsri_host_ops *ops, dsri_host *be, const char *tname, uint32_t type, int64_t n_in,
                   int64_t n_out)
 {
     float *x = malloc((size_t)n_in * sizeof *x), *y = malloc((size_t)n_out * sizeof *y);
@@ -136,13 +136,14 @@ int main(int argc, char **argv)
                  {"iq1_s", DSRI_TYPE_IQ1_S}, {"iq1_m", DSRI_TYPE_IQ1_M}, {"iq2_xxs", DSRI_TYPE_IQ2_XXS},
                  {"iq2_xs", DSRI_TYPE_IQ2_XS}, {"iq2_s", DSRI_TYPE_IQ2_S}, {"iq3_xxs", DSRI_TYPE_IQ3_XXS},
                  {"iq3_s", DSRI_TYPE_IQ3_S}};
-    const dsri_backend_ops *ops;
-    if (dsri_backend_select(backend, &ops) != DSR1_OK) {
+    const dsri_backend_ops *b;
+    if (dsri_backend_select(backend, &b) != DSR1_OK || !b->host_memory) {
         fprintf(stderr, "bench_kernels: no backend %s here\n", backend);
         return 1;
     }
-    dsri_backend *be;
-    dsri_backend_config cfg = {1, 16384, 16, NULL};
+    const dsri_host_ops *ops = b->impl; /* the kernels themselves, below the view-level ops */
+    dsri_host *be;
+    dsri_backend_config cfg = {.n_threads = 1, .max_row = 16384, .n_ctx = 16, .n_batch = 1};
     if (ops->create(&cfg, &be) != DSR1_OK)
         return 1;
     printf("| backend | type | matrix | GB/s from cache | GB/s from memory |\n|---|---|---|---|---|\n");

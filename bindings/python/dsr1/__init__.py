@@ -595,16 +595,22 @@ class Model(_Handle):
 
     ``log`` receives the library's log lines as ``log(level, message)`` for
     levels up to ``log_level``; exceptions it raises are printed and ignored.
+    ``n_gpu_layers`` and ``device`` offload layers to a device (see
+    dsr1_model_params; -1: every layer).
     """
 
     _kind = "model"
 
     def __init__(self, path: Union[str, os.PathLike], *, vocab_only: bool = False,
                  log: Optional[Callable[[LogLevel, str], None]] = None,
-                 log_level: Optional[int] = None, _data: Optional[bytes] = None):
+                 log_level: Optional[int] = None, n_gpu_layers: int = 0,
+                 device: Optional[str] = None, _data: Optional[bytes] = None):
         super().__init__()
         lib = self._capi
         params, self._log_fn = self._params(vocab_only, log, log_level)
+        params.n_gpu_layers = int(n_gpu_layers)
+        self._device = None if device is None else str(device).encode()
+        params.device = self._device
         out = _capi.model_p()
         if _data is None:
             self.path = os.fspath(path)

@@ -151,6 +151,8 @@ class dsr1_model_params(Structure):
         ("progress_callback", dsr1_progress_fn),
         ("progress_user_data", c_void_p),
         ("preload", c_int32),
+        ("n_gpu_layers", c_int32),
+        ("device", c_char_p),
     ]
 
 

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "backend/host_ops.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/threadpool.h"
@@ -17,7 +17,7 @@
  * workers costs more than it saves. */
 #define PARALLEL_MIN_MACS (1 << 18)
 
-struct dsri_backend {
+struct dsri_host {
     dsri_pool *pool;
     int64_t max_row;
     float *rows;   /* one dequantized weight row per thread */
@@ -26,7 +26,7 @@ struct dsri_backend {
 
 static int scalar_available(void) { return 1; }
 
-static void scalar_destroy(dsri_backend *be)
+static void scalar_destroy(dsri_host *be)
 {
     if (!be)
         return;
@@ -36,9 +36,9 @@ static void scalar_destroy(dsri_backend *be)
     dsri_free(be);
 }
 
-static dsr1_status scalar_create(const dsri_backend_config *cfg, dsri_backend **out)
+static dsr1_status scalar_create(const dsri_backend_config *cfg, dsri_host **out)
 {
-    dsri_backend *be = dsri_calloc(1, sizeof *be);
+    dsri_host *be = dsri_calloc(1, sizeof *be);
     if (!be)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "scalar backend: out of memory");
     dsr1_status st = dsri_pool_acquire(cfg->pool, cfg->n_threads, &be->pool);
@@ -64,7 +64,7 @@ static const void *row_ptr(const dsri_matrix *w, int64_t r)
 }
 
 typedef struct matmul_job {
-    dsri_backend *be;
+    dsri_host *be;
     const dsri_matrix *w;
     const float *x;
     float *y;
@@ -91,7 +91,7 @@ static void matmul_task(void *arg, int i, int thread)
     }
 }
 
-static void scalar_matmul(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
+static void scalar_matmul(dsri_host *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
 {
     matmul_job j = {be, w, x, y, n_rows, w->n_out};
     int n_tasks = 1;
@@ -104,13 +104,13 @@ static void scalar_matmul(dsri_backend *be, const dsri_matrix *w, const float *x
     dsri_pool_run(be->pool, matmul_task, &j, n_tasks);
 }
 
-static void scalar_get_row(dsri_backend *be, const dsri_matrix *w, int64_t row, float *out)
+static void scalar_get_row(dsri_host *be, const dsri_matrix *w, int64_t row, float *out)
 {
     (void)be;
     dsri_dequantize_row(w->type, row_ptr(w, row), out, w->n_in);
 }
 
-static void scalar_rmsnorm(dsri_backend *be, const float *x, const float *weight, float *y, int d,
+static void scalar_rmsnorm(dsri_host *be, const float *x, const float *weight, float *y, int d,
                            int n_rows, float eps)
 {
     (void)be;
@@ -126,21 +126,21 @@ static void scalar_rmsnorm(dsri_backend *be, const float *x, const float *weight
     }
 }
 
-static void scalar_add(dsri_backend *be, float *y, const float *x, int64_t n)
+static void scalar_add(dsri_host *be, float *y, const float *x, int64_t n)
 {
     (void)be;
     for (int64_t i = 0; i < n; i++)
         y[i] += x[i];
 }
 
-static void scalar_silu_mul(dsri_backend *be, float *g, const float *u, int64_t n)
+static void scalar_silu_mul(dsri_host *be, float *g, const float *u, int64_t n)
 {
     (void)be;
     for (int64_t i = 0; i < n; i++)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-static void scalar_rope(dsri_backend *be, float *x, int n_rows, int64_t stride, int n_heads,
+static void scalar_rope(dsri_host *be, float *x, int n_rows, int64_t stride, int n_heads,
                         int head_dim, int rot_dim, const int32_t *pos, const float *freq,
                         float mscale, int neox)
 {
@@ -188,7 +188,7 @@ static void axpy_kv(float *y, const void *v, dsr1_kv_type kv, float a, int64_t n
     }
 }
 
-static void scalar_attention(dsri_backend *be, const float *q, int64_t q_stride, const void *k_cache,
+static void scalar_attention(dsri_host *be, const float *q, int64_t q_stride, const void *k_cache,
                              int64_t k_stride, const void *v_cache, int64_t v_stride, dsr1_kv_type kv,
                              float *out, int n_rows, const int32_t *pos, int n_head, int n_head_kv, int dk,
                              int dv, float scale)
@@ -222,7 +222,7 @@ static void scalar_attention(dsri_backend *be, const float *q, int64_t q_stride,
     }
 }
 
-static void scalar_kv_store(dsri_backend *be, dsr1_kv_type kv, void *dst, int64_t dst_stride, const float *src,
+static void scalar_kv_store(dsri_host *be, dsr1_kv_type kv, void *dst, int64_t dst_stride, const float *src,
                             int64_t src_stride, int64_t width, int64_t n_rows)
 {
     (void)be;
@@ -238,7 +238,7 @@ static void scalar_kv_store(dsri_backend *be, dsr1_kv_type kv, void *dst, int64_
     }
 }
 
-static void scalar_kv_load(dsri_backend *be, dsr1_kv_type kv, float *dst, int64_t dst_stride, const void *src,
+static void scalar_kv_load(dsri_host *be, dsr1_kv_type kv, float *dst, int64_t dst_stride, const void *src,
                            int64_t src_stride, int64_t width, int64_t n_rows)
 {
     (void)be;
@@ -254,7 +254,7 @@ static void scalar_kv_load(dsri_backend *be, dsr1_kv_type kv, float *dst, int64_
     }
 }
 
-static void scalar_matmul_t(dsri_backend *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
+static void scalar_matmul_t(dsri_host *be, const dsri_matrix *w, const float *x, float *y, int n_rows)
 {
     /* Dequantize each weight row once; y accumulates row o scaled by x[t][o],
      * in the order o = 0, 1, ... */
@@ -277,14 +277,14 @@ static void scalar_matmul_t(dsri_backend *be, const dsri_matrix *w, const float 
     }
 }
 
-static void scalar_add_scaled(dsri_backend *be, float *y, const float *x, float a, int64_t n)
+static void scalar_add_scaled(dsri_host *be, float *y, const float *x, float a, int64_t n)
 {
     (void)be;
     for (int64_t i = 0; i < n; i++)
         y[i] += a * x[i];
 }
 
-const dsri_backend_ops dsri_backend_scalar = {
+static const dsri_host_ops scalar_host = {
     .name = "scalar",
     .available = scalar_available,
     .create = scalar_create,
@@ -301,3 +301,5 @@ const dsri_backend_ops dsri_backend_scalar = {
     .matmul_t = scalar_matmul_t,
     .add_scaled = scalar_add_scaled,
 };
+
+DSRI_HOST_BACKEND_DEFINE(dsri_backend_scalar, "scalar", scalar_host, scalar_available);

@@ -215,7 +215,7 @@ int64_t vk_view_rows(dsri_backend *be, const dsri_tensor *t, int64_t first, int6
         vk_fail(be, DSR1_ERR_INVALID_ARGUMENT, "Vulkan: an op got a tensor that is not in this device's memory");
         return 0;
     }
-    uint64_t row_bytes = vk_row_bytes(t);
+    uint64_t row_bytes = dsri_tensor_row_bytes(t);
     uint64_t start = t->offset + (uint64_t)first * t->stride;
     const vk_part *p = part_at(t, start);
     if (!p || row_bytes == 0 || n <= 0) {
@@ -242,9 +242,9 @@ int64_t vk_view_rows(dsri_backend *be, const dsri_tensor *t, int64_t first, int6
         return 0;
     }
     uint64_t range = skip + (uint64_t)(k - 1) * t->stride + row_bytes;
-    range = (range + 3) / 4 * 4;
-    if (base + range > p->size)
-        range = p->size - base;
+    range = (range + 3) / 4 * 4; /* buffers are made of whole words (memory.c) */
+    if (base + range > (p->size + 3) / 4 * 4)
+        range = (p->size + 3) / 4 * 4 - base;
     vk_view v = {p->buffer, base, range, (uint32_t)skip, k};
     *view = v;
     return k;
@@ -375,7 +375,7 @@ dsr1_status vk_upload(dsri_backend *be, const dsri_tensor *t, const void *src)
 {
     if (be->status)
         return report(be);
-    uint64_t row_bytes = vk_row_bytes(t);
+    uint64_t row_bytes = dsri_tensor_row_bytes(t);
     const uint8_t *s = src;
     for (int64_t r = 0; r < t->rows; r++) {
         uint64_t at = t->offset + (uint64_t)r * t->stride;
@@ -400,7 +400,7 @@ dsr1_status vk_download(dsri_backend *be, const dsri_tensor *t, void *dst)
     dsr1_status st = vk_sync(be);
     if (st)
         return st;
-    uint64_t row_bytes = vk_row_bytes(t);
+    uint64_t row_bytes = dsri_tensor_row_bytes(t);
     uint8_t *d = dst;
     /* rows that cannot be read directly go through the ring */
     uint64_t *staged = NULL;

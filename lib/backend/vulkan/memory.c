@@ -33,13 +33,6 @@ typedef struct vk_xfer {
     vk_part staging;
 } vk_xfer;
 
-uint64_t vk_row_bytes(const dsri_tensor *t)
-{
-    if (t->type == DSRI_TYPE_I32_ID)
-        return (uint64_t)t->cols * 4u;
-    return dsri_row_size(t->type, t->cols);
-}
-
 static dsr1_status out_of_memory(dsri_device *dev, uint64_t bytes, const char *what)
 {
     return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "Vulkan device '%s': %s needs %.1f MiB, device has %.1f MiB",
@@ -80,8 +73,10 @@ static void release(dsri_device *dev, VkDeviceMemory mem, uint64_t bytes)
 
 static VkResult make_buffer(dsri_device *dev, uint64_t bytes, VkFlags usage, VkBuffer *out, VkMemoryRequirements *req)
 {
-    VkBufferCreateInfo bi = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, NULL, 0, bytes, usage, VK_SHARING_MODE_EXCLUSIVE,
-                             0, NULL};
+    /* whole 32-bit words: shaders read quantized rows (of any even size) as
+     * uint[], so a binding ends on a word boundary past the last byte */
+    VkBufferCreateInfo bi = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, NULL, 0, (bytes + 3) / 4 * 4, usage,
+                             VK_SHARING_MODE_EXCLUSIVE, 0, NULL};
     VkResult r = dev->api.vkCreateBuffer(dev->device, &bi, NULL, out);
     if (r == VK_SUCCESS)
         dev->api.vkGetBufferMemoryRequirements(dev->device, *out, req);
@@ -377,7 +372,7 @@ static dsr1_status place_parts(dsri_device *dev, const dsri_tensor *src, uint64_
 
 dsr1_status vk_place(dsri_device *dev, const dsri_tensor *src, dsri_tensor *out)
 {
-    uint64_t row_bytes = vk_row_bytes(src);
+    uint64_t row_bytes = dsri_tensor_row_bytes(src);
     if (!src->buf || !src->buf->host || row_bytes == 0 || src->rows <= 0)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "Vulkan: place needs a host tensor of a known type");
     uint64_t total = row_bytes * (uint64_t)src->rows;

@@ -193,7 +193,6 @@ void vk_record_copy(dsri_backend *be, VkBuffer src, uint64_t src_offset, VkBuffe
 /* Alignment of ring offsets (minStorageBufferOffsetAlignment, at least 4). */
 uint64_t vk_align(const dsri_backend *be);
 /* Bytes of a row of t (cols elements of its type). */
-uint64_t vk_row_bytes(const dsri_tensor *t);
 
 dsr1_status vk_create(const dsri_backend_config *cfg, dsri_device *dev, dsri_backend **out);
 void vk_destroy(dsri_backend *be);

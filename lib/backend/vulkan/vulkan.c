@@ -7,13 +7,6 @@
 
 static int vulkan_available(void) { return vk_device_count() > 0; }
 
-static dsr1_status vulkan_set_threads(dsri_backend *be, int n_threads)
-{
-    (void)be;
-    (void)n_threads; /* the device runs the work; no host threads to change */
-    return DSR1_OK;
-}
-
 const dsri_backend_ops dsri_backend_vulkan = {
     .name = "vulkan",
     .host_memory = 0,
@@ -32,7 +25,6 @@ const dsri_backend_ops dsri_backend_vulkan = {
     .sync = vk_sync,
     .upload = vk_upload,
     .download = vk_download,
-    .set_threads = vulkan_set_threads,
     .get_rows = vk_op_get_rows,
     .matmul = vk_op_matmul,
     .matmul_t = vk_op_matmul_t,

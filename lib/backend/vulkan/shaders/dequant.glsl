@@ -39,20 +39,7 @@ uint rd_u32(uint b)
     return w;
 }
 
-/* IEEE binary16 bits -> f32, exact (as dsri_fp16_to_fp32, NaNs quieted),
- * by integer arithmetic: no dependence on the driver's handling of f16
- * subnormals. */
-float f16_bits_to_f32(uint h)
-{
-    uint sign = (h & 0x8000u) << 16;
-    uint e = (h >> 10) & 0x1Fu;
-    uint m = h & 0x3FFu;
-    if (e == 0u) /* zero or subnormal: m * 2^-24, a normal f32 (exact) */
-        return uintBitsToFloat(sign | floatBitsToUint(float(m) * 5.9604644775390625e-8));
-    if (e == 0x1Fu)
-        return uintBitsToFloat(sign | 0x7F800000u | (m != 0u ? 0x400000u | (m << 13) : 0u));
-    return uintBitsToFloat(sign | ((e + 112u) << 23) | (m << 13));
-}
+#include "half.glsl"
 
 float rd_f16(uint b)
 {

@@ -2,9 +2,18 @@
 // as the CPU backends (lib/quant/fp16.c): round to nearest even, overflow to
 // infinity, NaN kept quiet with the payload's top bits.
 
+// Widening by integer arithmetic too: exact on every device, whatever it
+// does with f16 subnormals (NaNs quieted, as dsri_fp16_to_fp32).
 float f16_bits_to_f32(uint h)
 {
-    return unpackHalf2x16(h).x; // widening is exact
+    uint sign = (h & 0x8000u) << 16;
+    uint e = (h >> 10) & 0x1Fu;
+    uint m = h & 0x3FFu;
+    if (e == 0u) // zero or subnormal: m * 2^-24, a normal f32 (exact)
+        return uintBitsToFloat(sign | floatBitsToUint(float(m) * 5.9604644775390625e-8));
+    if (e == 0x1Fu)
+        return uintBitsToFloat(sign | 0x7F800000u | (m != 0u ? 0x400000u | (m << 13) : 0u));
+    return uintBitsToFloat(sign | ((e + 112u) << 23) | (m << 13));
 }
 
 uint f32_to_f16_bits_rne(float f)

@@ -49,19 +49,19 @@ void main()
     for (uint first = 0u; first < n_chunks; first += LANES) {
         const uint c = first + lane;
         const bool live = c < n_chunks;
-        [[unroll]] for (uint k = 0u; k < MM_TM / GROUPS; k++) {
+        for (uint k = 0u; k < MM_TM / GROUPS; k++) {
             const uint row = g + k * GROUPS;
             vec4 lo = vec4(0.0), hi = vec4(0.0);
             if (live && o0 + row < pc.n_out)
                 dq8(wb + (o0 + row) * pc.w_stride, c, pc.n_in, lo, hi);
-            [[unroll]] for (uint e = 0u; e < 8u; e++)
+            for (uint e = 0u; e < 8u; e++)
                 sh[row * ROUND + e * LANES + lane] = e < 4u ? lo[e] : hi[e - 4u];
         }
-        [[unroll]] for (uint k = 0u; k < MM_TN / GROUPS; k++) {
+        for (uint k = 0u; k < MM_TN / GROUPS; k++) {
             const uint row = g + k * GROUPS;
             const bool row_live = live && t0 + row < pc.n_rows;
             const uint xo = xb + (t0 + row) * pc.x_stride + 8u * c;
-            [[unroll]] for (uint e = 0u; e < 8u; e++)
+            for (uint e = 0u; e < 8u; e++)
                 sh[SH_X + row * ROUND + e * LANES + lane] = row_live && 8u * c + e < pc.n_in ? xf[xo + e] : 0.0;
         }
         barrier();
