@@ -130,9 +130,12 @@ DSR1_API int dsr1_abi_version(void);
  * - dsr1_event_fn: may call dsr1_generation_cancel(), the getters above,
  *   functions on the model, and any function on handles unrelated to the
  *   generation; calls that would change the generation, its context or its
- *   sampler (step, run, free, dsr1_eval, dsr1_sampler_sample...) are
- *   refused with DSR1_ERR_STATE. dsr1_chat_free/_reset of the chat that
- *   began a stepped generation are allowed (it goes on alone).
+ *   sampler (step, run, free, dsr1_eval, dsr1_context_reset,
+ *   dsr1_sampler_sample...) are refused with DSR1_ERR_STATE.
+ *   dsr1_chat_free/_reset of the chat that began a stepped generation are
+ *   allowed (it goes on alone).
+ * - dsr1_step_fn (on_step): the same rules as dsr1_event_fn; the logits it
+ *   is given may be changed, never the generation's handles.
  */
 
 /* ------------------------------------------------------------------------ */
@@ -449,7 +452,10 @@ DSR1_API const float *dsr1_logits(dsr1_context *ctx, int32_t i);
 
 /* Drop cache entries at positions >= pos (edit, regenerate). */
 DSR1_API dsr1_status dsr1_context_truncate(dsr1_context *ctx, int32_t pos);
-/* Empty the cache. */
+/* Empty the cache. While a step-API generation is unfinished on the
+ * context it does nothing (the generation continues from the cache) and
+ * records DSR1_ERR_STATE's message in dsr1_context_errmsg() and
+ * dsr1_last_error(); free or finish the generation first. */
 DSR1_API void dsr1_context_reset(dsr1_context *ctx);
 
 /* dsr1_logits with a status: *out_logits receives the row (NULL on
@@ -625,11 +631,16 @@ typedef struct dsr1_sampler_params {
     float repeat_penalty;      /* 1: off (divides positive logits, multiplies negative) */
     float frequency_penalty;   /* 0: off (minus count x penalty) */
     float presence_penalty;    /* 0: off (minus penalty if present) */
-    int32_t penalty_last_n;    /* 64; 0: penalties off */
+    int32_t penalty_last_n;    /* 64; 0: penalties off; at most DSR1_PENALTY_LAST_N_MAX
+                                  (larger: DSR1_ERR_INVALID_ARGUMENT) */
     uint64_t seed;             /* the same seed and logits give the same tokens everywhere */
     const dsr1_logit_bias *logit_bias; /* copied by dsr1_sampler_new */
     int32_t n_logit_bias;
 } dsr1_sampler_params;
+
+/* The largest penalty window a sampler accepts (its history is allocated
+ * whole: 4 bytes a token). Longer than any context worth penalising over. */
+#define DSR1_PENALTY_LAST_N_MAX 1048576
 
 DSR1_API void dsr1_sampler_params_default(dsr1_sampler_params *params, size_t struct_size);
 /* n_vocab: the vocabulary size of the logits it will see. */

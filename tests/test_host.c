@@ -627,6 +627,56 @@ static int on_event_reenter(const dsr1_event *ev, void *ud)
     return 0;
 }
 
+/* The per-step hook runs under the same rules as on_event: the
+ * generation, its context and its sampler are busy; the model is not. */
+typedef struct step_reentry {
+    dsr1_context *ctx;
+    dsr1_sampler *smp;
+    const dsr1_model *model;
+    int calls, eval_st, sample_st, tokenize_st, n_past_kept, reset_refused;
+} step_reentry;
+
+static int on_step_reenter(dsr1_step *step, void *ud)
+{
+    step_reentry *r = ud;
+    if (r->calls++)
+        return 0;
+    int32_t n_past = dsr1_context_n_past(r->ctx);
+    dsr1_token t = 1;
+    r->eval_st = dsr1_eval(r->ctx, &t, 1, 0, 0);
+    r->sample_st = dsr1_sampler_sample(r->smp, step->logits, step->n_vocab, &t);
+    dsr1_context_reset(r->ctx); /* void: refused */
+    r->reset_refused = strstr(dsr1_last_error(), "dsr1_context_reset") != NULL;
+    r->n_past_kept = dsr1_context_n_past(r->ctx) == n_past && n_past > 0;
+    int32_t n = 0;
+    dsr1_token buf[16];
+    r->tokenize_st = dsr1_tokenize(r->model, "hi", 2, buf, 16, &n, 0);
+    return 0;
+}
+
+static void test_step_reentrancy(const dsr1_model *m)
+{
+    dsr1_context *ctx = new_ctx(m, 128, 0, NULL, NULL);
+    dsr1_sampler *smp = greedy(m);
+    step_reentry r = {ctx, smp, m, 0, 0, 0, 0, 0, 0};
+    dsr1_generate_params gp;
+    dsr1_generate_params_default(&gp, sizeof gp);
+    gp.on_step = on_step_reenter;
+    gp.step_user_data = &r;
+    gp.max_new_tokens = 3;
+    dsr1_token prompt[3] = {10, 11, 12};
+    dsr1_stop_reason why = DSR1_STOP_NONE;
+    CHECK(dsr1_generate(ctx, smp, prompt, 3, &gp, &why) == DSR1_OK && why == DSR1_STOP_LENGTH,
+          "generation with a re-entering on_step: %s", dsr1_context_errmsg(ctx));
+    CHECK(r.calls == 3, "on_step called %d times for 3 tokens", r.calls);
+    CHECK(r.eval_st == DSR1_ERR_STATE && r.sample_st == DSR1_ERR_STATE,
+          "eval / sample of the generation's handles from on_step: %d %d", r.eval_st, r.sample_st);
+    CHECK(r.reset_refused && r.n_past_kept, "dsr1_context_reset from on_step emptied the cache");
+    CHECK(r.tokenize_st == DSR1_OK, "the model from on_step: %d", r.tokenize_st);
+    dsr1_sampler_free(smp);
+    dsr1_context_free(ctx);
+}
+
 static void test_reentrancy(const dsr1_model *m)
 {
     dsr1_context *ctx = new_ctx(m, 128, 0, NULL, NULL);
@@ -681,6 +731,7 @@ int main(int argc, char **argv)
     test_abort_eval(m);
     test_step_cap(m);
     test_reentrancy(m);
+    test_step_reentrancy(m);
     test_cancel_long_prompt(m);
     dsr1_model_free(m);
     return check_summary("test_host");

@@ -10,6 +10,10 @@
  *      disagreeing with the vocabulary, a NaN weight (eval must say so);
  *   7. n_threads 20000 (created 19999 threads): refused above 1024, clamped
  *      to 4 x the cores below that.
+ * And the context's sizes: an n_ctx whose cache bytes do not fit in 64 bits
+ * (wrapped to a small buffer the cache tensors then overran), and
+ * dsr1_context_reset under an unfinished generation (it emptied the cache
+ * the generation continues from).
  * And what fuzz/fuzz_model found: tensors whose data overlap.
  */
 #include <math.h>
@@ -21,6 +25,7 @@
 #include "check.h"
 #include "dsr1.h"
 #include "gguf/gguf.h"
+#include "model/context.h"
 
 static const char *data_dir;
 
@@ -298,6 +303,50 @@ static void test_thread_cap(void)
     dsr1_model_free(m);
 }
 
+/* Every size of a context is computed with checked products: a model
+ * whose cache rows are 2^41 bytes (cache widths patched into the loaded
+ * model: a file would need to be that large) with n_ctx 2^31-1 needs more
+ * than 64 bits of bytes. It must be refused before anything is allocated,
+ * by dsr1_context_new and by the computation dsr1_model_estimate_memory
+ * shares. */
+static void test_context_size_overflow(void)
+{
+    dsr1_model *m = load_fixture("qwen2-q8_0.gguf", NULL, NULL);
+    if (!m)
+        return;
+    dsr1_context_params cp;
+    dsr1_context_params_default(&cp, sizeof cp);
+    cp.n_threads = 1;
+    cp.n_batch = 8;
+    dsri_ctx_sizes sz;
+    dsr1_context_params resolved;
+    CHECK(dsri_ctx_resolve_params(m, &cp, &resolved) == DSR1_OK && dsri_ctx_sizes_of(m, &resolved, &sz) == DSR1_OK &&
+              sz.kv_bytes == sz.kv_bytes_per_token * (uint64_t)resolved.n_ctx && sz.kv_layer_bytes > 0,
+          "the fixture's sizes: %s", dsr1_last_error());
+    const int64_t k_width = m->kv_k_width;
+    m->kv_k_width = INT64_C(1) << 40;
+    cp.n_ctx = INT32_MAX;
+    cp.kv_type = DSR1_KV_F16;
+    dsr1_context *ctx = NULL;
+    dsr1_status st = dsr1_context_new(m, &cp, &ctx);
+    CHECK(st == DSR1_ERR_OUT_OF_MEMORY && !ctx, "a cache of more than 2^64 bytes: %s", dsr1_status_string(st));
+    CHECK(strstr(dsr1_last_error(), "64 bits") != NULL, "message: %s", dsr1_last_error());
+    CHECK(dsri_ctx_resolve_params(m, &cp, &resolved) == DSR1_OK &&
+              dsri_ctx_sizes_of(m, &resolved, &sz) == DSR1_ERR_OUT_OF_MEMORY,
+          "the shared size computation accepted it");
+    /* a total of 2^63 bytes and more with every product below 2^64 */
+    m->kv_k_width = INT64_C(1) << 30;
+    CHECK(dsri_ctx_resolve_params(m, &cp, &resolved) == DSR1_OK &&
+              dsri_ctx_sizes_of(m, &resolved, &sz) == DSR1_ERR_OUT_OF_MEMORY,
+          "a cache of %d layers x 2^62 bytes accepted", dsr1_model_n_layer(m));
+    dsr1_context_free(ctx);
+    m->kv_k_width = k_width;
+    cp.n_ctx = 32;
+    CHECK(dsr1_context_new(m, &cp, &ctx) == DSR1_OK, "the unpatched model: %s", dsr1_last_error());
+    dsr1_context_free(ctx);
+    dsr1_model_free(m);
+}
+
 static void test_context_in_use(void)
 {
     dsr1_model *m = load_fixture("qwen2-q8_0.gguf", NULL, NULL);
@@ -337,6 +386,10 @@ static void test_context_in_use(void)
     CHECK(st == DSR1_ERR_STATE && other == NULL, "a second generation: %s", dsr1_status_string(st));
     st = dsr1_context_truncate(ctx, 0);
     CHECK(st == DSR1_ERR_STATE, "truncate during a generation: %s", dsr1_status_string(st));
+    dsr1_context_reset(ctx); /* void: refused, with the handle's message */
+    CHECK(strstr(dsr1_context_errmsg(ctx), "dsr1_context_reset") && strstr(dsr1_context_errmsg(ctx), "in flight"),
+          "reset during a generation: '%s'", dsr1_context_errmsg(ctx));
+    CHECK(strstr(dsr1_last_error(), "dsr1_context_reset") != NULL, "message: %s", dsr1_last_error());
     CHECK(dsr1_context_n_past(ctx) == n_past, "the context changed under the generation");
 
     /* it goes on, and once finished the context is free again */
@@ -350,6 +403,9 @@ static void test_context_in_use(void)
     CHECK(dsr1_eval(ctx, p2, 3, 0, 0) == DSR1_ERR_STATE, "eval during an unstepped generation");
     dsr1_generation_free(gen);
     CHECK(dsr1_generate(ctx, smp, p2, 3, &gp, &why) == DSR1_OK, "generate after free: %s", dsr1_last_error());
+    dsr1_context_reset(ctx);
+    CHECK(dsr1_context_n_past(ctx) == 0 && dsr1_context_errmsg(ctx)[0] == '\0', "reset of a free context: '%s'",
+          dsr1_context_errmsg(ctx));
 
     dsr1_sampler_free(smp);
     dsr1_context_free(ctx);
@@ -364,6 +420,7 @@ int main(int argc, char **argv)
     test_overlapping_tensors();
     test_poisoning_values();
     test_thread_cap();
+    test_context_size_overflow();
     test_context_in_use();
     return check_summary("test_hostile");
 }

@@ -494,6 +494,32 @@ static void test_top_p_reference(void)
 
 /* Issue 17, finding 8: infinite penalties were accepted, then every sample
  * failed blaming "the logit bias". */
+/* Hardening: the penalty window is allocated whole, so penalty_last_n
+ * 2^31-1 was an 8 GiB allocation; above DSR1_PENALTY_LAST_N_MAX it is
+ * refused with a message, at the maximum it works. */
+static void test_penalty_window_bound(void)
+{
+    dsr1_sampler_params p;
+    dsr1_sampler *s = NULL;
+    dsr1_sampler_params_default(&p, sizeof p);
+    const int32_t refused[] = {INT32_MAX, DSR1_PENALTY_LAST_N_MAX + 1};
+    for (int i = 0; i < 2; i++) {
+        p.penalty_last_n = refused[i];
+        CHECK(dsr1_sampler_new(10, &p, &s) == DSR1_ERR_INVALID_ARGUMENT && !s, "penalty_last_n %d accepted",
+              refused[i]);
+        CHECK(strstr(dsr1_last_error(), "penalty_last_n") != NULL && strstr(dsr1_last_error(), "maximum") != NULL,
+              "message: %s", dsr1_last_error());
+    }
+    p.penalty_last_n = DSR1_PENALTY_LAST_N_MAX;
+    p.temperature = 0.0f;
+    p.presence_penalty = 10.0f;
+    CHECK(dsr1_sampler_new(4, &p, &s) == DSR1_OK && s, "the maximum window refused: %s", dsr1_last_error());
+    float l[4] = {1.0f, 3.0f, 2.0f, 0.0f};
+    dsr1_sampler_accept(s, 1);
+    CHECK(sample1(s, l, 4) == 2, "the maximum window works (the accepted token is penalised)");
+    dsr1_sampler_free(s);
+}
+
 static void test_infinite_penalties(void)
 {
     dsr1_sampler_params p;
@@ -645,6 +671,7 @@ int main(int argc, char **argv)
     test_linear_work();
     test_top_p_reference();
     test_infinite_penalties();
+    test_penalty_window_bound();
     test_speed();
     return check_summary("test_sampler");
 }

@@ -175,6 +175,12 @@ static dsr1_status build(sink *s, dsri_chat_family family, const dsr1_chat_messa
 {
     put_marker(s, M_BOS);
     dsr1_status st = put_system(s, m, n);
+    /* first_output is set once per conversation, never reset, as R1's
+     * template does (ns.is_output_first): a later group of tool outputs
+     * opens with "\n<｜tool▁output▁begin｜>", not <｜tool▁outputs▁begin｜>.
+     * That is what the model sees from every runtime that renders the
+     * template (test_chat_template.py compares a two-group conversation
+     * with jinja2), so it is kept. */
     int in_tool_outputs = 0, first_output = 1;
     for (int32_t i = 0; i < n && st == DSR1_OK; i++) {
         role r = role_of(m[i].role);

@@ -100,22 +100,63 @@ static dsr1_status alloc_floats(float **out, int64_t n, const char *what)
     return st;
 }
 
-void dsri_ctx_sizes_of(const dsr1_model *model, const dsr1_context_params *p, dsri_ctx_sizes *out)
+/* a * b and a + b, sticking at "overflowed" once a result does not fit */
+static uint64_t mul_u64(uint64_t a, uint64_t b, int *overflow)
 {
-    const int64_t cells = (int64_t)(model->hp.n_layer + model->hp.n_nextn_layers) * p->n_ctx;
-    const int64_t n_vocab = model->hp.n_vocab, n_batch = p->n_batch;
-    out->kv_k_values = cells * model->kv_k_width;
-    out->kv_v_values = cells * model->kv_v_width;
-    out->kv_bytes_per_token = (uint64_t)(model->hp.n_layer + model->hp.n_nextn_layers) *
-                              (uint64_t)(model->kv_k_width + model->kv_v_width) *
-                              (uint64_t)dsri_kv_elem_bytes(p->kv_type);
-    out->scratch_floats = model->arch->scratch_floats(model, p->n_batch, p->n_ctx);
-    uint64_t other = (uint64_t)n_vocab * sizeof(float) + (uint64_t)n_batch * sizeof(int32_t) +
-                     (uint64_t)p->n_ctx * sizeof(dsr1_token);
-    if (model->hp.n_nextn_layers > 0)
-        other += (uint64_t)n_batch * sizeof(dsr1_token) + (uint64_t)n_batch * (uint64_t)model->hp.n_embd * sizeof(float) +
-                 (uint64_t)n_vocab * sizeof(float);
+    if (a != 0 && b > UINT64_MAX / a) {
+        *overflow = 1;
+        return 0;
+    }
+    return a * b;
+}
+
+static uint64_t add_u64(uint64_t a, uint64_t b, int *overflow)
+{
+    if (b > UINT64_MAX - a) {
+        *overflow = 1;
+        return 0;
+    }
+    return a + b;
+}
+
+dsr1_status dsri_ctx_sizes_of(const dsr1_model *model, const dsr1_context_params *p, dsri_ctx_sizes *out)
+{
+    memset(out, 0, sizeof *out);
+    const dsri_hparams *hp = &model->hp;
+    const uint64_t layers = (uint64_t)(hp->n_layer + hp->n_nextn_layers), n_ctx = (uint64_t)p->n_ctx,
+                   n_batch = (uint64_t)p->n_batch, n_vocab = (uint64_t)hp->n_vocab, f = sizeof(float);
+    const uint64_t eb = (uint64_t)dsri_kv_elem_bytes(p->kv_type);
+    int ovf = 0;
+    const uint64_t row = mul_u64(add_u64((uint64_t)model->kv_k_width, (uint64_t)model->kv_v_width, &ovf), eb, &ovf);
+    out->kv_layer_bytes = mul_u64(row, n_ctx, &ovf);
+    out->kv_bytes_per_token = mul_u64(layers, row, &ovf);
+    out->kv_bytes = mul_u64(out->kv_bytes_per_token, n_ctx, &ovf);
+    /* the architectures' scratch is linear in the rows (model.h): bound it
+     * by one row's before computing it */
+    const int64_t per_row = model->arch->scratch_floats(model, 1, p->n_ctx);
+    if (per_row < 0 || mul_u64((uint64_t)per_row, n_batch, &ovf) > (uint64_t)INT64_MAX / f)
+        ovf = 1;
+    if (!ovf) {
+        out->scratch_floats = model->arch->scratch_floats(model, p->n_batch, p->n_ctx);
+        out->scratch_bytes = mul_u64((uint64_t)out->scratch_floats, f, &ovf);
+        /* a device run downloads the logits through its scratch */
+        out->device_scratch_bytes = add_u64(out->scratch_bytes, mul_u64(DSRI_LOGITS_CHUNK * f, n_vocab, &ovf), &ovf);
+    }
+    uint64_t other = add_u64(mul_u64(n_vocab, f, &ovf),
+                             add_u64(mul_u64(n_batch, sizeof(int32_t), &ovf), mul_u64(n_ctx, sizeof(dsr1_token), &ovf),
+                                     &ovf), &ovf);
+    if (hp->n_nextn_layers > 0)
+        other = add_u64(other,
+                        add_u64(mul_u64(n_batch, sizeof(dsr1_token) + (uint64_t)hp->n_embd * f, &ovf),
+                                mul_u64(n_vocab, f, &ovf), &ovf), &ovf);
     out->other_bytes = other;
+    if (ovf || add_u64(add_u64(out->kv_bytes, out->device_scratch_bytes, &ovf), other, &ovf) > (uint64_t)INT64_MAX ||
+        ovf)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY,
+                          "context: n_ctx %d and n_batch %d need more bytes than 64 bits count for this model "
+                          "(%d layers of %lld cache bytes a token)", (int)p->n_ctx, (int)p->n_batch,
+                          (int)layers, (long long)row);
+    return DSR1_OK;
 }
 
 /* A buffer of `bytes` in run r's memory. */
@@ -125,8 +166,9 @@ static dsr1_status run_buf(const dsr1_context *ctx, const dsri_run *r, uint64_t 
     return r->ops->buf_new(dev, bytes > 0 ? bytes : 1, out);
 }
 
-/* Instance, scratch and cache of run i. */
-static dsr1_status init_run(dsr1_context *ctx, int i, const dsri_backend_config *cfg)
+/* Instance, scratch and cache of run i (sizes checked by dsri_ctx_sizes_of:
+ * a part of them cannot overflow). */
+static dsr1_status init_run(dsr1_context *ctx, int i, const dsri_backend_config *cfg, const dsri_ctx_sizes *sz)
 {
     const dsr1_model *m = ctx->model;
     dsri_run *r = &ctx->runs[i];
@@ -134,18 +176,14 @@ static dsr1_status init_run(dsr1_context *ctx, int i, const dsri_backend_config 
     dsr1_status st = r->ops->create(cfg, dev, &r->be);
     if (st)
         return st;
-    int64_t floats = m->arch->scratch_floats(m, ctx->n_batch, ctx->n_ctx);
-    if (!r->ops->host_memory)
-        floats += (int64_t)DSRI_LOGITS_CHUNK * m->hp.n_vocab;
-    if ((st = run_buf(ctx, r, (uint64_t)floats * sizeof(float), &r->scratch)))
+    if ((st = run_buf(ctx, r, r->ops->host_memory ? sz->scratch_bytes : sz->device_scratch_bytes, &r->scratch)))
         return st;
     const uint64_t eb = (uint64_t)dsri_kv_elem_bytes(ctx->kv_type);
-    const uint64_t kb = (uint64_t)ctx->n_ctx * (uint64_t)m->kv_k_width * eb,
-                   vb = (uint64_t)ctx->n_ctx * (uint64_t)m->kv_v_width * eb;
+    const uint64_t kb = (uint64_t)ctx->n_ctx * (uint64_t)m->kv_k_width * eb;
     uint64_t bytes = 0;
     for (int l = 0; l < ctx->n_cache_layers; l++)
         if (ctx->layer_run[l] == i)
-            bytes += kb + vb;
+            bytes += sz->kv_layer_bytes;
     if ((st = run_buf(ctx, r, bytes, &r->kv)))
         return st;
     const uint32_t type = ctx->kv_type == DSR1_KV_F16 ? DSRI_TYPE_F16 : DSRI_TYPE_F32;
@@ -154,7 +192,7 @@ static dsr1_status init_run(dsr1_context *ctx, int i, const dsri_backend_config 
         if (ctx->layer_run[l] == i) {
             ctx->k[l] = dsri_tensor_2d(r->kv, off, type, m->kv_k_width, ctx->n_ctx);
             ctx->v[l] = dsri_tensor_2d(r->kv, off + kb, type, m->kv_v_width, ctx->n_ctx);
-            off += kb + vb;
+            off += sz->kv_layer_bytes;
         }
     return DSR1_OK;
 }
@@ -182,8 +220,9 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     if (model->vocab_only || !model->arch)
         return dsri_error(DSR1_ERR_STATE, "dsr1_context_new: the model was loaded vocabulary-only");
     dsr1_context_params p;
+    dsri_ctx_sizes sz;
     dsr1_status st = dsri_ctx_resolve_params(model, params, &p);
-    if (st)
+    if (st || (st = dsri_ctx_sizes_of(model, &p, &sz)))
         return st;
     const dsri_backend_ops *ops;
     if ((st = dsri_backend_select(p.backend, &ops)))
@@ -238,7 +277,7 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
                                .n_batch = p.n_batch,
                                .max_experts = model->hp.n_expert > 0 ? model->hp.n_expert : 0};
     for (int i = 0; i < ctx->n_runs; i++)
-        if ((st = init_run(ctx, i, &cfg))) {
+        if ((st = init_run(ctx, i, &cfg, &sz))) {
             dsr1_context_free(ctx);
             return st;
         }
@@ -596,10 +635,17 @@ dsr1_status dsr1_context_truncate(dsr1_context *ctx, int32_t pos)
 
 void dsr1_context_reset(dsr1_context *ctx)
 {
-    if (ctx && !dsri_handle_busy(&ctx->handle, "dsr1_context_reset")) {
+    dsri_call call;
+    if (!ctx || dsri_enter(&ctx->handle, &call, "dsr1_context_reset"))
+        return;
+    /* a generation continues from the cache: emptying it under one would
+     * make it answer from positions that no longer hold its prompt */
+    dsr1_status st = dsri_context_check_free(ctx, "dsr1_context_reset");
+    if (!st) {
         ctx->n_past = 0;
         ctx->n_logits_rows = 0;
         ctx->n_hidden = 0;
         ctx->mtp_n_past = 0;
     }
+    dsri_leave(&ctx->handle, &call, st);
 }

@@ -115,15 +115,21 @@ dsr1_status dsri_ctx_logits(dsr1_context *ctx, int32_t i, const float **out);
 void dsri_ctx_truncate(dsr1_context *ctx, int32_t pos);
 
 /* The sizes a context of these (resolved) parameters allocates; one
- * computation for dsr1_context_new and dsr1_model_estimate_memory. */
+ * computation for dsr1_context_new and dsr1_model_estimate_memory. Every
+ * product and sum is checked: sizes that do not fit in 64 bits (a hostile
+ * n_ctx with a large model) are DSR1_ERR_OUT_OF_MEMORY with a message
+ * before anything is allocated. */
 typedef struct dsri_ctx_sizes {
-    int64_t kv_k_values, kv_v_values; /* cache elements */
-    uint64_t kv_bytes_per_token;
-    int64_t scratch_floats;
-    uint64_t other_bytes;             /* logits row, positions, token history, MTP buffers */
+    uint64_t kv_layer_bytes;     /* the k and v cache of one layer (n_ctx rows) */
+    uint64_t kv_bytes_per_token; /* all layers */
+    uint64_t kv_bytes;           /* all layers, n_ctx tokens */
+    int64_t scratch_floats;      /* the architecture's activations */
+    uint64_t scratch_bytes;      /* a CPU run's scratch buffer */
+    uint64_t device_scratch_bytes; /* a device run's: with the chunk of logits it downloads */
+    uint64_t other_bytes;        /* logits row, positions, token history, MTP buffers */
 } dsri_ctx_sizes;
 dsr1_status dsri_ctx_resolve_params(const dsr1_model *model, const dsr1_context_params *in, dsr1_context_params *p);
-void dsri_ctx_sizes_of(const dsr1_model *model, const dsr1_context_params *p, dsri_ctx_sizes *out);
+dsr1_status dsri_ctx_sizes_of(const dsr1_model *model, const dsr1_context_params *p, dsri_ctx_sizes *out);
 
 /* DSR1_ERR_STATE (naming fn) when a generation holds the context, else
  * DSR1_OK. */

@@ -325,11 +325,10 @@ dsr1_status dsr1_model_estimate_memory(const char *path, const dsr1_model_params
             e.weight_bytes = dsr1_model_size_bytes(m);
             dsr1_context_params cp;
             dsri_ctx_sizes sz;
-            if (!(st = dsri_ctx_resolve_params(m, ctx_params, &cp))) {
-                dsri_ctx_sizes_of(m, &cp, &sz);
+            if (!(st = dsri_ctx_resolve_params(m, ctx_params, &cp)) && !(st = dsri_ctx_sizes_of(m, &cp, &sz))) {
                 e.kv_bytes_per_token = sz.kv_bytes_per_token;
-                e.kv_bytes = sz.kv_bytes_per_token * (uint64_t)cp.n_ctx;
-                e.scratch_bytes = (uint64_t)sz.scratch_floats * sizeof(float) + sz.other_bytes;
+                e.kv_bytes = sz.kv_bytes;
+                e.scratch_bytes = sz.scratch_bytes + sz.other_bytes; /* < 2^63 each: no overflow */
                 e.n_ctx = cp.n_ctx;
                 e.n_batch = cp.n_batch;
             }

@@ -147,7 +147,9 @@ struct dsri_arch_ops {
     /* read hyper-parameters and bind every tensor (validating shapes) */
     dsr1_status (*load)(dsr1_model *m);
     /* floats of scratch a forward pass of n_batch tokens over n_ctx needs
-     * (per backend the context runs layers on) */
+     * (per backend the context runs layers on); at most n_batch times
+     * the floats of one token (dsri_ctx_sizes_of checks that product for
+     * overflow before calling it with n_batch) */
     int64_t (*scratch_floats)(const dsr1_model *m, int n_batch, int n_ctx);
     /* evaluate tokens at positions pos[0..n) (n <= n_batch), appending
      * their keys/values to the cache; write n rows of logits (logits_all)

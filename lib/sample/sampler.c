@@ -293,6 +293,12 @@ dsr1_status dsr1_sampler_new(int32_t n_vocab, const dsr1_sampler_params *params,
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
                           "dsr1_sampler_new: top_k, penalty_last_n and n_logit_bias must not be negative "
                           "(and logit_bias must be set when n_logit_bias > 0)");
+    /* the window is allocated whole: a hostile value must not become a
+     * multi-GiB allocation */
+    if (p.penalty_last_n > DSR1_PENALTY_LAST_N_MAX)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_sampler_new: penalty_last_n %d is above the maximum of %d tokens "
+                          "(DSR1_PENALTY_LAST_N_MAX)", p.penalty_last_n, DSR1_PENALTY_LAST_N_MAX);
     for (int32_t i = 0; i < p.n_logit_bias; i++) {
         if (p.logit_bias[i].token < 0 || p.logit_bias[i].token >= n_vocab)
             return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_sampler_new: logit_bias[%d] names token %d outside [0, %d)",
