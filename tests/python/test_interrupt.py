@@ -99,3 +99,77 @@ def test_sigint_stops_generation(mode, tmp_path):
             proc.wait()
     err = proc.stderr.read()
     assert "Exception ignored" not in err, err
+
+
+# Ctrl-C during a long prompt: the library is evaluating, no event comes
+# before the prompt is done, so the context's abort callback (polled before
+# every layer) is where the interrupt lands. The child's abort callable
+# prints "ready" at the second layer of a round and then sleeps in C (libc's
+# usleep) while the parent sends SIGINT; the evaluation must stop at that
+# poll, not at the end of the prompt.
+PROMPT_CHILD = textwrap.dedent("""
+    import ctypes, random, sys
+    sys.path.insert(0, sys.argv[1])
+    import dsr1
+
+    mode, model_path, rounds = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    libc = ctypes.CDLL(None)
+    m = dsr1.Model.load(model_path)
+    rng = random.Random(3)
+    prompt = [rng.randrange(100, m.n_vocab) for _ in range(768)]
+    polls = [0]
+
+    def abort():
+        polls[0] += 1
+        if polls[0] == 2:
+            print("ready", flush=True)
+            libc.usleep(500000)  # the SIGINT arrives here (in C)
+        return False
+
+    ctx = dsr1.Context(m, n_ctx=1024, n_batch=64, backend="scalar", abort=abort)
+    smp = dsr1.Sampler.greedy(m)
+    for r in range(rounds):
+        ctx.reset()
+        polls[0] = 0
+        try:
+            if mode == "eval":
+                ctx.eval(prompt)
+            else:
+                dsr1.generate(ctx, smp, prompt, max_new_tokens=2)
+        except KeyboardInterrupt:
+            print(f"interrupted after {polls[0]} polls with {ctx.n_past} tokens", flush=True)
+            continue
+        print("finished: the interrupt was lost", flush=True)
+        sys.exit(1)
+    ctx.eval(prompt[ctx.n_past:])  # the context goes on
+    print("after", ctx.n_past, flush=True)
+""")
+
+
+@pytest.mark.parametrize("mode", ["eval", "generate"])
+def test_sigint_stops_prompt_evaluation(mode, tmp_path):
+    if not MODEL.is_file():
+        pytest.skip(f"fixture model {MODEL} missing")
+    script = tmp_path / "child.py"
+    script.write_text(PROMPT_CHILD)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(ROOT / "bindings" / "python"), mode, str(MODEL), "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(2):
+            line = proc.stdout.readline().strip()
+            assert line == "ready", (line, proc.stderr.read() if proc.poll() is not None else "")
+            os.kill(proc.pid, signal.SIGINT)
+            line = proc.stdout.readline().strip()
+            # stopped in the poll the signal arrived in: the first chunk's second layer
+            assert line == "interrupted after 2 polls with 0 tokens", (line, proc.stderr.read())
+        last = proc.stdout.readline().strip()
+        assert last == "after 768", (last, proc.stderr.read())
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert "Exception ignored" not in err, err

@@ -9,7 +9,13 @@ API (include/dsr1.h). A thin, safe layer:
   Contexts, a Context its Generations and Chats), so a use after free is an
   exception, never a crash;
 * callbacks never let a Python exception escape into C: the exception cancels
-  the operation and is re-raised once the C call has returned.
+  the operation and is re-raised once the C call has returned;
+* evaluations can be interrupted: ``Context.cancel()`` from any thread, a
+  Context's ``abort`` callback, or Ctrl-C (KeyboardInterrupt) stop a running
+  evaluation at the next layer (a long prompt does not have to finish first),
+  and the context keeps what was evaluated completely;
+* an exception raised by a call on a handle carries that handle's message
+  (``Context.errmsg`` and the others).
 
 Example::
 
@@ -57,9 +63,10 @@ __all__ = [
     "DSR1IsADirectoryError", "DSR1OSError", "DSR1PermissionError", "FormatError", "InternalError",
     "InvalidArgumentError", "NumericError", "OutOfMemoryError", "StateError", "UnsupportedError",
     "Decoder", "Event", "EventType", "Generation", "GenerationStats", "KVType", "LibraryError", "LogLevel",
-    "Grammar", "Model", "Sampler", "Special", "Status", "Step", "StopReason", "TensorInfo", "TokenAttr", "Type",
-    "abi_version", "backend_available", "backends", "find_library", "generate", "json_schema_to_grammar",
-    "load_library",
+    "Grammar", "MemoryEstimate", "Model", "Progress", "Sampler", "Special", "Status", "Step", "StopReason",
+    "TensorInfo", "TokenAttr", "Type",
+    "abi_version", "backend_available", "backends", "estimate_memory", "find_library", "generate",
+    "json_schema_to_grammar", "load_library",
     "status_string", "stream", "type_name", "version",
 ]
 
@@ -185,7 +192,9 @@ class DSR1Error(Exception):
     """A libdsr1 call failed.
 
     ``status`` is the :class:`Status` (a plain int for codes this binding does
-    not know), ``message`` the library's dsr1_last_error() text. What is
+    not know), ``message`` the library's message: the failing handle's
+    (dsr1_context_errmsg() and the like) for a call on a Context, Sampler,
+    Generation, Chat or Decoder, else dsr1_last_error()'s. What is
     raised is the subclass for the status, which also derives from the
     matching built-in exception, so ``except FileNotFoundError`` or ``except
     ValueError`` work as they would for Python's own functions:
@@ -305,6 +314,16 @@ def _check(status: int) -> None:
         raise DSR1Error._last(status)
 
 
+def _check_on(handle: "_Handle", status: int) -> None:
+    """_check for a call on handle: the exception carries the handle's own
+    message (a call refused because the handle was busy leaves that to the
+    running call: then the thread's message is the one about the refusal)."""
+    if status == Status.OK:
+        return
+    message = handle.errmsg if handle._ptr is not None and status != Status.ERR_STATE else ""
+    raise DSR1Error.from_status(status, message or _str(_lib().last_error()))
+
+
 def _check_path(status: int, path) -> None:
     """_check for a call that opened path: an I/O failure whose cause the
     file system shows is raised as FileNotFoundError / PermissionError /
@@ -325,6 +344,26 @@ def _check_path(status: int, path) -> None:
         e.errno, e.strerror = code, os.strerror(code)
     e.filename = os.fspath(path)
     raise e
+
+
+class _Failure:
+    """The first exception raised by a callback (or a Ctrl-C) during one C
+    call: the callback makes the library stop, and it is re-raised once the
+    call has returned, so no exception ever crosses into C."""
+
+    def __init__(self):
+        self.exc: Optional[BaseException] = None
+
+    def fail(self, e: BaseException) -> None:
+        """Record the exception to re-raise (the first one wins); the next
+        callback stops the call."""
+        if self.exc is None:
+            self.exc = e
+
+    def reraise(self) -> None:
+        if self.exc is not None:
+            e, self.exc = self.exc, None
+            raise e
 
 
 # ---------------------------------------------------------------------------
@@ -492,6 +531,15 @@ class _Handle:
     def _free(self, ptr) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    _errmsg_fn: Optional[str] = None  # the C *_errmsg function of the handle type
+
+    @property
+    def errmsg(self) -> str:
+        """The message of the last call on this handle ("" after a success)."""
+        if self._errmsg_fn is None or self._ptr is None:
+            return ""
+        return _str(getattr(self._capi, self._errmsg_fn)(self._ptr))
+
     def close(self) -> None:
         """Free the C object (and first everything that borrows it). Idempotent."""
         deps = getattr(self, "_dependents", None)
@@ -590,13 +638,51 @@ def _messages_in(messages):
     return arr, len(items), (arr, items)
 
 
+class Progress(NamedTuple):
+    """How far a load is (dsr1_progress): tensor data bytes validated (or read,
+    with preload) and tensors, of the model's totals."""
+    bytes_done: int
+    bytes_total: int
+    tensors_done: int
+    tensors_total: int
+
+
+class _ProgressHook:
+    """The load's progress callback: calls the Python one (a truthy return
+    cancels), and cancels the load for an exception it raises or a Ctrl-C
+    (installed without a Python callback too, so Ctrl-C stops a long load)."""
+
+    def __init__(self, fn, sink: _Failure):
+        self.fn, self.sink = fn, sink
+        self.c_fn = _capi.dsr1_progress_fn(self._callback)
+
+    def _callback(self, p, _user_data):
+        if self.sink.exc is not None:
+            return 1
+        if self.fn is None:
+            return 0
+        try:
+            c = p.contents
+            if self.fn(Progress(int(c.bytes_done), int(c.bytes_total), int(c.tensors_done),
+                                int(c.tensors_total))):
+                return 1
+        except BaseException as e:  # noqa: B902 - KeyboardInterrupt too
+            self.sink.fail(e)
+        return 1 if self.sink.exc is not None else 0
+
+
 class Model(_Handle):
     """A loaded GGUF model (immutable; may be shared by threads).
 
     ``log`` receives the library's log lines as ``log(level, message)`` for
     levels up to ``log_level``; exceptions it raises are printed and ignored.
     ``n_gpu_layers`` and ``device`` offload layers to a device (see
-    dsr1_model_params; -1: every layer).
+    dsr1_model_params; -1: every layer). ``progress`` is called with a
+    :class:`Progress` during the load (at the start, at the end, and about
+    every 1/256 of the model): a truthy return cancels the load
+    (:class:`CancelledError`), and an exception it raises cancels it and
+    propagates; Ctrl-C cancels it too. ``preload`` reads every weight page
+    during the load, so the first evaluation does not wait for the disk.
     """
 
     _kind = "model"
@@ -604,23 +690,31 @@ class Model(_Handle):
     def __init__(self, path: Union[str, os.PathLike], *, vocab_only: bool = False,
                  log: Optional[Callable[[LogLevel, str], None]] = None,
                  log_level: Optional[int] = None, n_gpu_layers: int = 0,
-                 device: Optional[str] = None, _data: Optional[bytes] = None):
+                 device: Optional[str] = None, progress: Optional[Callable[[Progress], object]] = None,
+                 preload: bool = False, _data: Optional[bytes] = None):
         super().__init__()
         lib = self._capi
         params, self._log_fn = self._params(vocab_only, log, log_level)
         params.n_gpu_layers = int(n_gpu_layers)
         self._device = None if device is None else str(device).encode()
         params.device = self._device
+        params.preload = 1 if preload else 0
+        sink = _Failure()
+        hook = _ProgressHook(progress, sink)  # only called during the load
+        params.progress_callback = hook.c_fn
         out = _capi.model_p()
+        with _InterruptGuard(sink):
+            if _data is None:
+                self.path = os.fspath(path)
+                st = lib.model_load(os.fsencode(path), byref(params), byref(out))
+            else:
+                self.path = None
+                # the library uses the buffer in place until dsr1_model_free()
+                self._buffer = ctypes.create_string_buffer(_data, len(_data))
+                st = lib.model_load_from_memory(self._buffer, len(_data), byref(params), byref(out))
+        sink.reraise()
         if _data is None:
-            self.path = os.fspath(path)
-            st = lib.model_load(os.fsencode(path), byref(params), byref(out))
             _check_path(st, path)
-        else:
-            self.path = None
-            # the library uses the buffer in place until dsr1_model_free()
-            self._buffer = ctypes.create_string_buffer(_data, len(_data))
-            st = lib.model_load_from_memory(self._buffer, len(_data), byref(params), byref(out))
         _check(st)
         self._ptr = out
 
@@ -792,6 +886,7 @@ class Decoder(_Handle):
     """Streaming detokenizer: push tokens one at a time, get whole characters."""
 
     _kind = "decoder"
+    _errmsg_fn = "decoder_errmsg"
 
     def __init__(self, model: Model, render_control: bool = False):
         super().__init__()
@@ -819,6 +914,91 @@ class Decoder(_Handle):
 # ---------------------------------------------------------------------------
 
 
+class MemoryEstimate(NamedTuple):
+    """What a model and a context will cost (dsr1_memory_estimate), in bytes."""
+    weight_bytes: int        # tensor data mapped from the file
+    file_bytes: int          # the whole file, as mapped
+    kv_bytes_per_token: int  # KV cache per token, all layers
+    kv_bytes: int            # the KV cache for n_ctx tokens
+    scratch_bytes: int       # activations, logits, positions, token history
+    n_ctx: int               # the n_ctx the parameters resolve to
+    n_batch: int             # the n_batch they resolve to
+
+
+def _kv_type_in(kv_type) -> int:
+    if isinstance(kv_type, str):
+        names = {"f16": KVType.F16, "f32": KVType.F32, "default": KVType.DEFAULT}
+        if kv_type.lower() not in names:
+            raise ValueError(f"kv_type must be 'f16' or 'f32', not {kv_type!r}")
+        kv_type = names[kv_type.lower()]
+    return int(kv_type)  # other ints: the library refuses them (DSR1Error)
+
+
+def estimate_memory(path: Union[str, os.PathLike], *, n_ctx: int = 0, n_batch: int = 0,
+                    kv_type: Union[KVType, int, str] = KVType.DEFAULT,
+                    vocab_only: bool = False) -> MemoryEstimate:
+    """What loading path and a Context(n_ctx, n_batch, kv_type) of it would
+    cost, from the file's header alone (dsr1_model_estimate_memory): the
+    weights are not read."""
+    lib = _lib()
+    mp = _capi.dsr1_model_params()
+    lib.model_params_default(byref(mp), sizeof(mp))
+    mp.vocab_only = 1 if vocab_only else 0
+    cp = _capi.dsr1_context_params()
+    lib.context_params_default(byref(cp), sizeof(cp))
+    cp.n_ctx, cp.n_batch, cp.kv_type = int(n_ctx), int(n_batch), _kv_type_in(kv_type)
+    e = _capi.dsr1_memory_estimate()
+    e.size = sizeof(e)
+    _check_path(lib.model_estimate_memory(os.fsencode(path), byref(mp), byref(cp), byref(e)), path)
+    return MemoryEstimate(int(e.weight_bytes), int(e.file_bytes), int(e.kv_bytes_per_token), int(e.kv_bytes),
+                          int(e.scratch_bytes), int(e.n_ctx), int(e.n_batch))
+
+
+class _AbortHook:
+    """A context's abort callback (dsr1_abort_fn), polled by the library
+    before every layer of every evaluation on the context: it stops the
+    evaluation when the host's abort callable says so, when cancel() was
+    called, or when the call running on the context recorded an exception
+    (a Ctrl-C, an event handler's). Costs one Python call (and the GIL) per
+    layer."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.sink: Optional[_Failure] = None  # the call running on the context
+        self.requested = False                # Context.cancel() during that call
+        self.c_fn = _capi.dsr1_abort_fn(self._callback)
+
+    def _callback(self, _user_data):
+        sink = self.sink
+        try:
+            if self.fn is not None and self.fn():
+                return 1
+        except BaseException as e:  # noqa: B902 - never into C
+            if sink is None:
+                traceback.print_exc()
+            else:
+                sink.fail(e)
+            return 1
+        return 1 if self.requested or (sink is not None and sink.exc is not None) else 0
+
+
+class _Running:
+    """A C call that may evaluate on ctx: routes Ctrl-C and cancel() to it."""
+
+    def __init__(self, ctx: "Context", sink: _Failure):
+        self.hook, self.sink = ctx._abort, sink
+        self.guard = _InterruptGuard(sink)
+
+    def __enter__(self):
+        self.hook.sink, self.hook.requested = self.sink, False
+        self.guard.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.guard.__exit__(*exc)
+        self.hook.sink, self.hook.requested = None, False
+
+
 class Context(_Handle):
     """KV cache, scratch memory and logits for one model (one thread at a time).
 
@@ -826,13 +1006,24 @@ class Context(_Handle):
     512; backend None: $DSR1_BACKEND, else the best available; kv_type: a
     KVType or "f16" / "f32" (DEFAULT: f16, half the memory; F32: the exact
     reference).
+
+    Interrupting: every evaluation on the context (eval, and the generations
+    and chat turns on it) polls, before each layer, the ``abort`` callable
+    (returns truthy to stop), :meth:`cancel` (any thread) and Ctrl-C. A stop
+    raises :class:`CancelledError` (KeyboardInterrupt for Ctrl-C, the
+    exception for one raised by ``abort``) and the context keeps the tokens
+    evaluated completely (``n_past``): the next call continues from there.
+    ``abort`` runs on the evaluating thread once per layer: keep it cheap;
+    it must not call methods of this context (they raise StateError).
     """
 
     _kind = "context"
+    _errmsg_fn = "context_errmsg"
 
     def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0,
                  backend: Optional[str] = None, n_batch: int = 0,
-                 kv_type: Union[KVType, int, str] = KVType.DEFAULT):
+                 kv_type: Union[KVType, int, str] = KVType.DEFAULT,
+                 abort: Optional[Callable[[], object]] = None):
         super().__init__()
         lib = self._capi
         p = _capi.dsr1_context_params()
@@ -840,12 +1031,9 @@ class Context(_Handle):
         p.n_ctx = int(n_ctx)
         p.n_threads = int(n_threads)
         p.n_batch = int(n_batch)
-        if isinstance(kv_type, str):
-            names = {"f16": KVType.F16, "f32": KVType.F32, "default": KVType.DEFAULT}
-            if kv_type.lower() not in names:
-                raise ValueError(f"kv_type must be 'f16' or 'f32', not {kv_type!r}")
-            kv_type = names[kv_type.lower()]
-        p.kv_type = int(kv_type)  # other ints: the library refuses them (DSR1Error)
+        p.kv_type = _kv_type_in(kv_type)
+        self._abort = _AbortHook(abort)  # lives as long as the context
+        p.abort_callback = self._abort.c_fn
         self._backend_name = _cstr_in(backend, "backend") if backend is not None else None
         if self._backend_name is not None:
             p.backend = self._backend_name
@@ -883,22 +1071,34 @@ class Context(_Handle):
 
     def eval(self, tokens, pos: Optional[int] = None, logits_all: bool = False) -> None:
         """Evaluate tokens at positions pos, pos+1, ... (pos None: n_past).
-        Cache entries at positions >= pos are dropped first."""
+        Cache entries at positions >= pos are dropped first. Interrupted
+        (see the class): CancelledError, with n_past the tokens evaluated
+        completely."""
         p = self._p
         ptr, count, _keep = _tokens_in(tokens)
         if pos is None:
             pos = self._capi.context_n_past(p)
         flags = _capi.EVAL_LOGITS_ALL if logits_all else 0
-        _check(self._capi.eval(p, ptr, count, int(pos), flags))
+        sink = _Failure()
+        with _Running(self, sink):
+            st = self._capi.eval(p, ptr, count, int(pos), flags)
+        sink.reraise()
+        _check_on(self, st)
+
+    def cancel(self) -> None:
+        """Stop the evaluation running on this context (an eval, a
+        generation's or a chat turn's) at its next layer; safe from any
+        thread. It raises CancelledError in the thread that runs it. Does
+        nothing when no evaluation is running (a later one is not
+        affected)."""
+        hook = getattr(self, "_abort", None)
+        if hook is not None and hook.sink is not None:
+            hook.requested = True
 
     def _logits_ptr(self, i: int):
-        ptr = self._capi.logits(self._p, int(i))
-        if not ptr:
-            # dsr1_logits reports failure as NULL; the status is not returned
-            msg = _str(self._capi.last_error())
-            st = Status.ERR_STATE if "nothing has been evaluated" in msg else Status.ERR_INVALID_ARGUMENT
-            raise DSR1Error.from_status(st, msg)
-        return ptr
+        out = _capi._float_p()
+        _check_on(self, self._capi.context_logits(self._p, int(i), byref(out)))
+        return out
 
     def logits(self, i: int = -1, as_numpy: Optional[bool] = None):
         """A copy of the n_vocab logits of token i of the last eval (-1: the
@@ -916,11 +1116,15 @@ class Context(_Handle):
 
     def truncate(self, pos: int) -> None:
         """Drop cache entries at positions >= pos."""
-        _check(self._capi.context_truncate(self._p, int(pos)))
+        _check_on(self, self._capi.context_truncate(self._p, int(pos)))
 
     def reset(self) -> None:
-        """Empty the cache."""
-        self._capi.context_reset(self._p)
+        """Empty the cache. StateError while a Generation on the context is
+        unfinished (it continues from the cache)."""
+        p = self._p
+        self._capi.context_reset(p)
+        if self.errmsg:  # dsr1_context_reset is void: a refusal leaves its message
+            raise StateError(Status.ERR_STATE, self.errmsg)
 
 
 # ---------------------------------------------------------------------------
@@ -941,6 +1145,7 @@ class Sampler(_Handle):
     """
 
     _kind = "sampler"
+    _errmsg_fn = "sampler_errmsg"
 
     def __init__(self, n_vocab: Union[int, Model], *, temperature: Optional[float] = None,
                  top_k: Optional[int] = None, top_p: Optional[float] = None,
@@ -988,7 +1193,7 @@ class Sampler(_Handle):
         array...). Does not record it: call accept() with the token used."""
         ptr, count, _keep = _floats_in(logits)
         out = c_int32(-1)
-        _check(self._capi.sampler_sample(self._p, ptr, count, byref(out)))
+        _check_on(self, self._capi.sampler_sample(self._p, ptr, count, byref(out)))
         return out.value
 
     def sample_logprobs(self, logits, n_top: int = 0):
@@ -1000,7 +1205,8 @@ class Sampler(_Handle):
         out = c_int32(-1)
         lp = c_float(0.0)
         top = (_capi.dsr1_token_logprob * max(int(n_top), 1))()
-        _check(self._capi.sampler_sample_logprobs(self._p, ptr, count, byref(out), byref(lp), top, int(n_top)))
+        _check_on(self, self._capi.sampler_sample_logprobs(self._p, ptr, count, byref(out), byref(lp), top,
+                                                          int(n_top)))
         return out.value, lp.value, [(top[i].token, top[i].logprob) for i in range(int(n_top))
                                      if top[i].token >= 0]
 
@@ -1029,7 +1235,7 @@ class Sampler(_Handle):
     def load_state(self, blob: bytes) -> None:
         """Continue from a save_state() blob (validated: DSR1Error when damaged or foreign)."""
         data = bytes(blob)
-        _check(self._capi.sampler_state_load(self._p, data, len(data)))
+        _check_on(self, self._capi.sampler_state_load(self._p, data, len(data)))
 
 
 # ---------------------------------------------------------------------------
@@ -1171,15 +1377,15 @@ def _event_from_c(ev) -> Event:
                  _enum(StopReason, ev.stop_reason), lps, tops)
 
 
-class _EventSink:
+class _EventSink(_Failure):
     """The C callback. Collects the streams, forwards events to a Python
     handler, and turns a handler exception into a cancel (return 1) plus a
     deferred re-raise: no exception ever crosses into C."""
 
     def __init__(self, on_event=None, queue: Optional[list] = None):
+        super().__init__()
         self.on_event = on_event
         self.queue = queue
-        self.exc: Optional[BaseException] = None
         self.reasoning: list = []
         self.answer: list = []
         self.tokens: list = []
@@ -1207,17 +1413,6 @@ class _EventSink:
         # an interrupt that arrived during the handler cancels too
         return 1 if self.exc is not None else 0
 
-    def fail(self, e: BaseException) -> None:
-        """Record the exception to re-raise (the first one wins); the next
-        callback cancels the generation."""
-        if self.exc is None:
-            self.exc = e
-
-    def reraise(self) -> None:
-        if self.exc is not None:
-            e, self.exc = self.exc, None
-            raise e
-
     def completion(self, stop_reason) -> Completion:
         return Completion("".join(self.reasoning), "".join(self.answer),
                           _enum(StopReason, stop_reason), list(self.tokens))
@@ -1239,7 +1434,7 @@ class _InterruptGuard:
     there. A SIGINT handler that is not a Python callable (SIG_IGN, SIG_DFL)
     is left alone."""
 
-    def __init__(self, sink: _EventSink):
+    def __init__(self, sink: _Failure):
         self.sink = sink
         self.previous = None
 
@@ -1266,7 +1461,7 @@ class _InterruptGuard:
 def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
                      think_budget_action=None, hide_reasoning=None, stop_strings=None,
                      starts_in_reasoning=None, speculative_mtp=None, speculative_min_p=None,
-                     grammar=None, n_logprobs=None, on_step=None):
+                     grammar=None, n_logprobs=None, on_step=None, max_prompt_per_step=None):
     """(dsr1_generate_params, keepalive). None keeps the library's default."""
     lib = _lib()
     p = _capi.dsr1_generate_params()
@@ -1300,6 +1495,8 @@ def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
         keep.append(grammar)
     if n_logprobs is not None:
         p.n_logprobs = int(n_logprobs)
+    if max_prompt_per_step is not None:
+        p.max_prompt_per_step = int(max_prompt_per_step)
     if on_step is not None:
         hook = _StepHook(on_step, sink)
         p.on_step = hook.c_fn
@@ -1322,7 +1519,9 @@ def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Calla
     on_event(Event) is called for every event; a truthy return cancels. An
     exception it raises cancels generation and propagates from here. Options
     left as None keep the library defaults (max_new_tokens 0: until EOS or the
-    context is full; think_budget -1: unlimited).
+    context is full; think_budget -1: unlimited). ctx.cancel() from another
+    thread, or Ctrl-C, stops it within a layer (CancelledError,
+    KeyboardInterrupt).
     """
     sink = _EventSink(on_event)
     params, _keep = _generate_params(sink, max_new_tokens, think_budget, think_budget_action,
@@ -1330,10 +1529,10 @@ def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Calla
                                      speculative_mtp, speculative_min_p, grammar, n_logprobs, on_step)
     ptr, count, _keep_prompt = _tokens_in(prompt)
     stop = ctypes.c_int(0)
-    with _InterruptGuard(sink):
+    with _Running(ctx, sink):
         st = _lib().generate(ctx._p, sampler._p, ptr, count, byref(params), byref(stop))
     sink.reraise()
-    _check(st)
+    _check_on(ctx, st)
     return sink.completion(stop.value)
 
 
@@ -1347,6 +1546,7 @@ class Generation(_Handle):
     """
 
     _kind = "generation"
+    _errmsg_fn = "generation_errmsg"
 
     def __init__(self, ctx: Context, sampler: Sampler, prompt, *,
                  on_event: Optional[Callable[[Event], object]] = None, **options):
@@ -1418,28 +1618,32 @@ class Generation(_Handle):
             return None
         tok = c_int32(-1)
         stop = ctypes.c_int(0)
-        with _InterruptGuard(self._sink):
-            st = self._capi.generation_step(self._p, byref(tok), byref(stop))
-        if st == Status.OK and stop.value != StopReason.NONE:
+        p = self._p
+        with _Running(self.context, self._sink):
+            st = self._capi.generation_step(p, byref(tok), byref(stop))
+        if stop.value != StopReason.NONE:  # also for a cancel that stopped an evaluation
             self._stop = _enum(StopReason, stop.value)
         self._sink.reraise()
-        _check(st)
+        _check_on(self, st)
         return tok.value if tok.value >= 0 else None
 
     def run(self) -> Union[StopReason, int]:
         """Step until done; returns the stop reason."""
         if self._stop is None:
             stop = ctypes.c_int(0)
-            with _InterruptGuard(self._sink):
-                st = self._capi.generation_run(self._p, byref(stop))
-            if st == Status.OK:
+            p = self._p
+            with _Running(self.context, self._sink):
+                st = self._capi.generation_run(p, byref(stop))
+            if stop.value != StopReason.NONE:
                 self._stop = _enum(StopReason, stop.value)
             self._sink.reraise()
-            _check(st)
+            _check_on(self, st)
         return self._stop
 
     def cancel(self) -> None:
-        """Ask the generation to stop (any thread): the next step ends it."""
+        """Ask the generation to stop (any thread): an evaluation in progress
+        stops at its next layer (that step raises CancelledError), else the
+        next step ends it; either way it is done (StopReason.CANCELLED)."""
         if self._ptr is not None:
             self._capi.generation_cancel(self._ptr)
 
@@ -1447,7 +1651,7 @@ class Generation(_Handle):
     def stats(self) -> GenerationStats:
         s = _capi.dsr1_generation_stats()
         s.size = sizeof(s)
-        _check(self._capi.generation_get_stats(self._p, byref(s)))
+        _check_on(self, self._capi.generation_get_stats(self._p, byref(s)))
         return GenerationStats(s.n_prompt_eval, s.n_generated, s.n_reasoning, s.prompt_seconds,
                                s.generate_seconds, s.n_drafted, s.n_accepted, s.n_declined)
 
@@ -1486,6 +1690,7 @@ class Chat(_Handle):
     unchanged prefix. Borrows the context and sampler."""
 
     _kind = "chat"
+    _errmsg_fn = "chat_errmsg"
 
     def __init__(self, ctx: Context, sampler: Sampler, system_prompt: Optional[str] = None):
         super().__init__()
@@ -1507,12 +1712,13 @@ class Chat(_Handle):
         params, _keep = _generate_params(sink, **options)
         stop = ctypes.c_int(0)
         text = _cstr_in(message, "message")
-        with _InterruptGuard(sink):
-            st = self._capi.chat_ask(self._p, text, byref(params), byref(stop))
+        p = self._p
+        with _Running(self.context, sink):
+            st = self._capi.chat_ask(p, text, byref(params), byref(stop))
         if st == Status.OK:
             self.last_stop_reason = _enum(StopReason, stop.value)
         sink.reraise()
-        _check(st)
+        _check_on(self, st)
         return sink.completion(stop.value)
 
     def ask(self, message: str, *, on_event=None, **options) -> tuple:
