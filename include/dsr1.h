@@ -580,7 +580,7 @@ DSR1_API int dsr1_token_is_eog(const dsr1_model *model, dsr1_token token);
  * first template (no "</think>" in it: DeepSeek-V3's) keeps assistant
  * contents as they are and its generation prompt is "<｜Assistant｜>"; the
  * updated one, any other template, or none, drops the thoughts and opens
- * "<think>\n". Assistant tool calls cannot be expressed. */
+ * "<think>\n". Assistant tool calls need dsr1_message (below). */
 typedef struct dsr1_chat_message {
     const char *role;
     const char *content;
@@ -606,6 +606,47 @@ DSR1_API dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_m
 DSR1_API dsr1_status dsr1_chat_tokenize(const dsr1_model *model, const dsr1_chat_message *messages,
                                         int32_t n_messages, uint32_t flags, dsr1_token *tokens,
                                         int32_t capacity, int32_t *n_tokens);
+
+/* The successor of dsr1_chat_message: size-prefixed, so it can grow
+ * (doc/abi.md), and able to hold an assistant's tool calls. An array of
+ * them is read with the stride of its first element's size field: every
+ * element must have the same size (set it to sizeof(dsr1_message)). */
+typedef struct dsr1_tool_call {
+    size_t size;           /* sizeof(dsr1_tool_call); an array's elements all the same */
+    const char *type;      /* NULL: "function" */
+    const char *name;      /* the function's name */
+    const char *arguments; /* its arguments as JSON text, written as given */
+} dsr1_tool_call;
+
+typedef struct dsr1_message {
+    size_t size;                     /* sizeof(dsr1_message) */
+    const char *role;                /* as in dsr1_chat_message */
+    const char *content;             /* NULL only for an assistant message that calls tools */
+    const dsr1_tool_call *tool_calls;/* an assistant's calls, with content NULL (R1's template
+                                        writes calls only then: calls with a content are
+                                        DSR1_ERR_UNSUPPORTED, calls on other roles
+                                        DSR1_ERR_INVALID_ARGUMENT) */
+    int32_t n_tool_calls;
+} dsr1_message;
+
+/* dsr1_chat_format and dsr1_chat_tokenize for dsr1_message arrays. Tool
+ * calls are written as R1's template writes them, byte for byte: the first
+ * call of the conversation as
+ *   <｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>{type}<｜tool▁sep｜>{name}
+ *   ```json
+ *   {arguments}
+ *   ```<｜tool▁call▁end｜>
+ * and every later one as "\n<｜tool▁call▁begin｜>...<｜tool▁call▁end｜>" followed by
+ * <｜tool▁calls▁end｜><｜end▁of▁sentence｜> (the template keeps its "first
+ * call" and "first output" states for the whole conversation). In the
+ * token form the text between two markers is tokenized as one piece, as
+ * a tokenizer would split the rendered text at the markers. */
+DSR1_API dsr1_status dsr1_chat_format_messages(const dsr1_model *model, const dsr1_message *messages,
+                                               int32_t n_messages, uint32_t flags, char *buf,
+                                               size_t buf_size, size_t *n_bytes);
+DSR1_API dsr1_status dsr1_chat_tokenize_messages(const dsr1_model *model, const dsr1_message *messages,
+                                                 int32_t n_messages, uint32_t flags, dsr1_token *tokens,
+                                                 int32_t capacity, int32_t *n_tokens);
 
 /* ------------------------------------------------------------------------ */
 /* Sampling                                                                   */

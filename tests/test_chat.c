@@ -19,6 +19,11 @@
 #define OUTPUT_BEGIN "<｜tool▁output▁begin｜>"
 #define OUTPUT_END "<｜tool▁output▁end｜>"
 #define OUTPUTS_END "<｜tool▁outputs▁end｜>"
+#define CALLS_BEGIN "<｜tool▁calls▁begin｜>"
+#define CALL_BEGIN "<｜tool▁call▁begin｜>"
+#define SEP "<｜tool▁sep｜>"
+#define CALL_END "<｜tool▁call▁end｜>"
+#define CALLS_END "<｜tool▁calls▁end｜>"
 
 static int failures;
 
@@ -152,6 +157,101 @@ static void check_case(const dsr1_model *m, const chat_case *c)
     char text[1024];
     CHECK(dsr1_detokenize(m, got, n_got, text, sizeof text, &n, DSR1_PIECE_RENDER_CONTROL) == DSR1_OK &&
           strcmp(text, c->expect) == 0);
+}
+
+/* dsr1_message (size-prefixed, with tool calls): the same conversation as
+ * dsr1_chat_message gives the same text and tokens; tool calls as R1's
+ * template writes them (test_chat_template.py compares them with jinja2),
+ * the token form equal to the text tokenized with special parsing; and the
+ * ABI rules of a size-prefixed array. */
+static void message_of(dsr1_message *out, const char *role, const char *content)
+{
+    memset(out, 0, sizeof *out);
+    out->size = sizeof *out;
+    out->role = role;
+    out->content = content;
+}
+
+static void check_messages(const dsr1_model *m)
+{
+    char a[1024], b[1024];
+    size_t na = 0, nb = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const chat_case *c = &cases[i];
+        dsr1_message msgs[6];
+        for (int32_t j = 0; j < c->n; j++)
+            message_of(&msgs[j], c->msgs[j].role, c->msgs[j].content);
+        CHECK(dsr1_chat_format_messages(m, msgs, c->n, c->flags, a, sizeof a, &na) == DSR1_OK &&
+              strcmp(a, c->expect) == 0);
+    }
+
+    dsr1_tool_call calls[2] = {{sizeof(dsr1_tool_call), NULL, "get_weather", "{\"city\": \"Paris\"}"},
+                               {sizeof(dsr1_tool_call), "function", "get_weather", "{\"city\": \"Rome\"}"}};
+    dsr1_message conv[5];
+    message_of(&conv[0], "user", "Weather?");
+    message_of(&conv[1], "assistant", NULL);
+    conv[1].tool_calls = calls;
+    conv[1].n_tool_calls = 2;
+    message_of(&conv[2], "tool", "21");
+    message_of(&conv[3], "assistant", "Warm.");
+    message_of(&conv[4], "assistant", NULL);
+    conv[4].tool_calls = calls;
+    conv[4].n_tool_calls = 1;
+    const char *expect = BOS USER "Weather?" ASSISTANT CALLS_BEGIN CALL_BEGIN "function" SEP
+        "get_weather\n```json\n{\"city\": \"Paris\"}\n```" CALL_END "\n" CALL_BEGIN "function" SEP
+        "get_weather\n```json\n{\"city\": \"Rome\"}\n```" CALL_END CALLS_END EOS
+        OUTPUTS_BEGIN OUTPUT_BEGIN "21" OUTPUT_END OUTPUTS_END "Warm." EOS
+        "\n" CALL_BEGIN "function" SEP "get_weather\n```json\n{\"city\": \"Paris\"}\n```" CALL_END CALLS_END EOS;
+    CHECK(dsr1_chat_format_messages(m, conv, 5, 0, a, sizeof a, &na) == DSR1_OK);
+    if (strcmp(a, expect) != 0) {
+        fprintf(stderr, "tool calls:\n  expected '%s'\n  got      '%s'\n", expect, a);
+        failures++;
+    }
+    dsr1_token want[512], got[512];
+    int32_t n_want = 0, n_got = 0;
+    CHECK(dsr1_tokenize(m, a, na, want, 512, &n_want, DSR1_TOKENIZE_PARSE_SPECIAL) == DSR1_OK);
+    CHECK(dsr1_chat_tokenize_messages(m, conv, 5, 0, got, 512, &n_got) == DSR1_OK && n_got == n_want &&
+          memcmp(got, want, (size_t)n_got * sizeof *got) == 0);
+
+    /* a newer caller's larger elements: read with their stride; a set byte
+     * past what this library knows is refused, naming the struct */
+    typedef struct newer {
+        dsr1_message m;
+        uint64_t future;
+    } newer;
+    newer big[5];
+    memset(big, 0, sizeof big);
+    for (int j = 0; j < 5; j++) {
+        big[j].m = conv[j];
+        big[j].m.size = sizeof(newer);
+    }
+    CHECK(dsr1_chat_format_messages(m, &big[0].m, 5, 0, b, sizeof b, &nb) == DSR1_OK && strcmp(a, b) == 0);
+    big[3].future = 1;
+    CHECK(dsr1_chat_format_messages(m, &big[0].m, 5, 0, b, sizeof b, &nb) == DSR1_ERR_UNSUPPORTED &&
+          strstr(dsr1_last_error(), "dsr1_message") != NULL);
+    big[3].future = 0;
+    big[2].m.size = sizeof(dsr1_message);
+    CHECK(dsr1_chat_format_messages(m, &big[0].m, 5, 0, b, sizeof b, &nb) == DSR1_ERR_INVALID_ARGUMENT &&
+          strstr(dsr1_last_error(), "same size") != NULL);
+
+    /* what R1's template cannot write, and missing fields */
+    conv[3].tool_calls = calls; /* calls with a content */
+    conv[3].n_tool_calls = 1;
+    CHECK(dsr1_chat_format_messages(m, conv, 5, 0, a, sizeof a, &na) == DSR1_ERR_UNSUPPORTED);
+    conv[3].content = NULL;
+    conv[3].role = "user"; /* calls of a user */
+    CHECK(dsr1_chat_format_messages(m, conv, 5, 0, a, sizeof a, &na) == DSR1_ERR_INVALID_ARGUMENT);
+    conv[3].n_tool_calls = 0; /* a user without content */
+    CHECK(dsr1_chat_format_messages(m, conv, 5, 0, a, sizeof a, &na) == DSR1_ERR_INVALID_ARGUMENT);
+    conv[3].content = "ok";
+    calls[1].name = NULL;
+    CHECK(dsr1_chat_tokenize_messages(m, conv, 5, 0, got, 512, &n_got) == DSR1_ERR_INVALID_ARGUMENT &&
+          strstr(dsr1_last_error(), "tool_calls[1].name") != NULL);
+    calls[1].name = "f";
+    calls[1].size = 0;
+    CHECK(dsr1_chat_format_messages(m, conv, 5, 0, a, sizeof a, &na) == DSR1_ERR_INVALID_ARGUMENT);
+    conv[0].size = 0;
+    CHECK(dsr1_chat_format_messages(m, conv, 5, 0, a, sizeof a, &na) == DSR1_ERR_INVALID_ARGUMENT);
 }
 
 /* Contents that spell markers stay text: the ids are the structure's only. */
@@ -373,6 +473,7 @@ int main(int argc, char **argv)
             check_case(m, &cases[i]);
         check_injection(m);
         check_bad_arguments(m);
+        check_messages(m);
         dsr1_model_free(m);
     }
     /* a vocabulary without the R1 markers: text works, tokens are unsupported */

@@ -8,11 +8,10 @@
 #include "core/error.h"
 #include "model/model.h"
 
-#define CHAT_FLAGS (DSR1_CHAT_ADD_GENERATION_PROMPT)
-
 enum marker {
     M_BOS, M_EOS, M_USER, M_ASSISTANT, M_THINK, /* every R1 vocabulary has these */
     M_OUTPUTS_BEGIN, M_OUTPUT_BEGIN, M_OUTPUT_END, M_OUTPUTS_END, /* tool outputs: looked up when used */
+    M_CALLS_BEGIN, M_CALL_BEGIN, M_TOOL_SEP, M_CALL_END, M_CALLS_END, /* tool calls: too */
     M_COUNT
 };
 #define M_REQUIRED (M_THINK + 1)
@@ -27,44 +26,12 @@ static const char *const marker_text[M_COUNT] = {
     "<\357\275\234tool\342\226\201output\342\226\201begin\357\275\234>",  /* <｜tool▁output▁begin｜> */
     "<\357\275\234tool\342\226\201output\342\226\201end\357\275\234>",    /* <｜tool▁output▁end｜> */
     "<\357\275\234tool\342\226\201outputs\342\226\201end\357\275\234>",   /* <｜tool▁outputs▁end｜> */
+    "<\357\275\234tool\342\226\201calls\342\226\201begin\357\275\234>",   /* <｜tool▁calls▁begin｜> */
+    "<\357\275\234tool\342\226\201call\342\226\201begin\357\275\234>",    /* <｜tool▁call▁begin｜> */
+    "<\357\275\234tool\342\226\201sep\357\275\234>",                       /* <｜tool▁sep｜> */
+    "<\357\275\234tool\342\226\201call\342\226\201end\357\275\234>",      /* <｜tool▁call▁end｜> */
+    "<\357\275\234tool\342\226\201calls\342\226\201end\357\275\234>",     /* <｜tool▁calls▁end｜> */
 };
-
-typedef enum role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL, ROLE_INVALID } role;
-
-static role role_of(const char *r)
-{
-    if (strcmp(r, "system") == 0)
-        return ROLE_SYSTEM;
-    if (strcmp(r, "user") == 0)
-        return ROLE_USER;
-    if (strcmp(r, "assistant") == 0)
-        return ROLE_ASSISTANT;
-    if (strcmp(r, "tool") == 0)
-        return ROLE_TOOL;
-    return ROLE_INVALID;
-}
-
-dsr1_status dsri_chat_validate(const dsr1_chat_message *messages, int32_t n_messages, uint32_t flags,
-                               const char *fn)
-{
-    if (n_messages < 0)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: n_messages %d is negative", fn, n_messages);
-    if (!messages && n_messages)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: messages is NULL but n_messages is %d", fn, n_messages);
-    if (flags & ~CHAT_FLAGS)
-        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: unknown flags 0x%x", fn, flags & ~CHAT_FLAGS);
-    for (int32_t i = 0; i < n_messages; i++) {
-        if (!messages[i].role)
-            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: messages[%d].role is NULL", fn, i);
-        if (!messages[i].content)
-            return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: messages[%d].content is NULL", fn, i);
-        if (role_of(messages[i].role) == ROLE_INVALID)
-            return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
-                              "%s: messages[%d].role '%.64s' is not \"system\", \"user\", \"assistant\" or \"tool\"", fn, i,
-                              messages[i].role);
-    }
-    return DSR1_OK;
-}
 
 /* An assistant content without its reasoning: what follows the last
  * "</think>" (content.split('</think>')[-1] in R1's template), whitespace
@@ -126,37 +93,38 @@ static dsr1_status put_content(sink *s, const char *p, size_t n)
 /* The contents of all system messages joined with "\n\n". Tokens are made
  * from the joined text (a dsri_malloc'ed copy when there are several), as
  * tokenizing the parts separately could split differently at the joins. */
-static dsr1_status put_system(sink *s, const dsr1_chat_message *m, int32_t n)
+static dsr1_status put_system(sink *s, const dsri_chat_msgs *ms)
 {
     int32_t count = 0, last = -1;
     size_t total = 0;
-    for (int32_t i = 0; i < n; i++)
-        if (role_of(m[i].role) == ROLE_SYSTEM) {
-            total += strlen(m[i].content) + (count ? 2 : 0);
+    for (int32_t i = 0; i < ms->n; i++)
+        if (dsri_chat_msg_at(ms, i).role == DSRI_ROLE_SYSTEM) {
+            total += strlen(dsri_chat_msg_at(ms, i).content) + (count ? 2 : 0);
             count++;
             last = i;
         }
     if (count == 0)
         return DSR1_OK;
     if (count == 1)
-        return put_content(s, m[last].content, total);
+        return put_content(s, dsri_chat_msg_at(ms, last).content, total);
     char *buf = s->v ? dsri_malloc(total + 1) : NULL;
     if (s->v && !buf)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory for the system prompt");
     size_t k = 0;
     count = 0;
-    for (int32_t i = 0; i < n; i++) {
-        if (role_of(m[i].role) != ROLE_SYSTEM)
+    for (int32_t i = 0; i < ms->n; i++) {
+        const dsri_chat_msg m = dsri_chat_msg_at(ms, i);
+        if (m.role != DSRI_ROLE_SYSTEM)
             continue;
-        size_t l = strlen(m[i].content);
+        size_t l = strlen(m.content);
         if (buf) {
             if (count)
                 memcpy(buf + k, "\n\n", 2);
-            memcpy(buf + k + (count ? 2 : 0), m[i].content, l);
+            memcpy(buf + k + (count ? 2 : 0), m.content, l);
         } else {
             if (count)
                 put_bytes(s, "\n\n", 2);
-            put_bytes(s, m[i].content, l);
+            put_bytes(s, m.content, l);
         }
         k += l + (count ? 2 : 0);
         count++;
@@ -169,39 +137,98 @@ static dsr1_status put_system(sink *s, const dsr1_chat_message *m, int32_t n)
     return st;
 }
 
+/* "{name}\n```json\n{arguments}\n```": the text between <｜tool▁sep｜> and
+ * <｜tool▁call▁end｜>, tokenized as one piece (a dsri_malloc'ed copy), as a
+ * tokenizer splits rendered text only at the markers. */
+static dsr1_status put_call_body(sink *s, const dsr1_tool_call *c)
+{
+    static const char open[] = "\n```json\n", close[] = "\n```";
+    const size_t nl = strlen(c->name), al = strlen(c->arguments), ol = sizeof open - 1, cl = sizeof close - 1;
+    if (!s->v) {
+        put_bytes(s, c->name, nl);
+        put_bytes(s, open, ol);
+        put_bytes(s, c->arguments, al);
+        put_bytes(s, close, cl);
+        return DSR1_OK;
+    }
+    char *buf = dsri_malloc(nl + ol + al + cl + 1);
+    if (!buf)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory for a tool call");
+    memcpy(buf, c->name, nl);
+    memcpy(buf + nl, open, ol);
+    memcpy(buf + nl + ol, c->arguments, al);
+    memcpy(buf + nl + ol + al, close, cl);
+    dsr1_status st = put_content(s, buf, nl + ol + al + cl);
+    dsri_free(buf);
+    return st;
+}
+
+/* An assistant message's tool calls as R1's template writes them (chat.h);
+ * *first_call is the template's "not ns.is_first". */
+static dsr1_status put_calls(sink *s, const dsri_chat_msg *m, int *first_call)
+{
+    dsr1_status st = DSR1_OK;
+    for (int32_t j = 0; j < m->n_calls && st == DSR1_OK; j++) {
+        const dsr1_tool_call c = dsri_chat_call_at(m, j);
+        if (*first_call) {
+            put_marker(s, M_ASSISTANT);
+            put_marker(s, M_CALLS_BEGIN);
+        } else {
+            st = put_content(s, "\n", 1);
+        }
+        put_marker(s, M_CALL_BEGIN);
+        if (st == DSR1_OK)
+            st = put_content(s, c.type, strlen(c.type));
+        put_marker(s, M_TOOL_SEP);
+        if (st == DSR1_OK)
+            st = put_call_body(s, &c);
+        put_marker(s, M_CALL_END);
+        if (!*first_call) {
+            put_marker(s, M_CALLS_END);
+            put_marker(s, M_EOS);
+        }
+        *first_call = 0;
+    }
+    return st;
+}
+
 /* The conversation as R1's templates write it (see chat.h): both families
  * share everything but the assistant content and the generation prompt. */
-static dsr1_status build(sink *s, dsri_chat_family family, const dsr1_chat_message *m, int32_t n, uint32_t flags)
+static dsr1_status build(sink *s, dsri_chat_family family, const dsri_chat_msgs *ms, uint32_t flags)
 {
     put_marker(s, M_BOS);
-    dsr1_status st = put_system(s, m, n);
+    dsr1_status st = put_system(s, ms);
     /* first_output is set once per conversation, never reset, as R1's
      * template does (ns.is_output_first): a later group of tool outputs
      * opens with "\n<｜tool▁output▁begin｜>", not <｜tool▁outputs▁begin｜>.
      * That is what the model sees from every runtime that renders the
      * template (test_chat_template.py compares a two-group conversation
-     * with jinja2), so it is kept. */
-    int in_tool_outputs = 0, first_output = 1;
-    for (int32_t i = 0; i < n && st == DSR1_OK; i++) {
-        role r = role_of(m[i].role);
-        const char *c = m[i].content;
-        size_t cl = strlen(c);
-        if (r == ROLE_USER) {
+     * with jinja2), so it is kept; the same for first_call (ns.is_first). */
+    int in_tool_outputs = 0, first_output = 1, first_call = 1;
+    for (int32_t i = 0; i < ms->n && st == DSR1_OK; i++) {
+        const dsri_chat_msg m = dsri_chat_msg_at(ms, i);
+        const dsri_chat_role r = m.role;
+        const char *c = m.content;
+        size_t cl = c ? strlen(c) : 0;
+        if (r == DSRI_ROLE_ASSISTANT && !c) { /* tool calls only: the template's content None */
+            in_tool_outputs = 0;
+            st = put_calls(s, &m, &first_call);
+        } else if (r == DSRI_ROLE_USER) {
             in_tool_outputs = 0;
             put_marker(s, M_USER);
             st = put_content(s, c, cl);
-        } else if (r == ROLE_ASSISTANT && in_tool_outputs) { /* the reply to tool outputs: verbatim */
+        } else if (r == DSRI_ROLE_ASSISTANT && in_tool_outputs) { /* the reply to tool outputs: verbatim */
             in_tool_outputs = 0;
             put_marker(s, M_OUTPUTS_END);
             st = put_content(s, c, cl);
             put_marker(s, M_EOS);
-        } else if (r == ROLE_ASSISTANT) {
+        } else if (r == DSRI_ROLE_ASSISTANT) {
             if (family == DSRI_CHAT_R1)
                 answer_of(c, &c, &cl);
             put_marker(s, M_ASSISTANT);
             st = put_content(s, c, cl);
             put_marker(s, M_EOS);
-        } else if (r == ROLE_TOOL) {
+        } else if (r == DSRI_ROLE_TOOL) {
             in_tool_outputs = 1;
             if (first_output)
                 put_marker(s, M_OUTPUTS_BEGIN);
@@ -226,20 +253,19 @@ static dsr1_status build(sink *s, dsri_chat_family family, const dsr1_chat_messa
     return st != DSR1_OK ? st : s->st;
 }
 
-size_t dsri_chat_format_text(dsri_chat_family family, const dsr1_chat_message *messages, int32_t n_messages,
-                             uint32_t flags, char *buf, size_t buf_size)
+size_t dsri_chat_format_text(dsri_chat_family family, const dsri_chat_msgs *msgs, uint32_t flags, char *buf,
+                             size_t buf_size)
 {
     sink s;
     memset(&s, 0, sizeof s);
     s.buf = buf;
     s.cap = buf ? buf_size : 0;
-    (void)build(&s, family, messages, n_messages, flags); /* the text form allocates nothing and cannot fail */
+    (void)build(&s, family, msgs, flags); /* the text form allocates nothing and cannot fail */
     return s.len;
 }
 
-dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, dsri_chat_family family, const dsr1_chat_message *messages,
-                                     int32_t n_messages, uint32_t flags, dsr1_token *tokens, int32_t capacity,
-                                     int32_t *n_tokens)
+dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, dsri_chat_family family, const dsri_chat_msgs *msgs,
+                                     uint32_t flags, dsr1_token *tokens, int32_t capacity, int32_t *n_tokens)
 {
     sink s;
     memset(&s, 0, sizeof s);
@@ -258,7 +284,7 @@ dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, dsri_chat_family famil
                               marker_text[k]);
     s.toks.tokens = tokens;
     s.toks.capacity = capacity;
-    dsr1_status st = build(&s, family, messages, n_messages, flags);
+    dsr1_status st = build(&s, family, msgs, flags);
     if (st != DSR1_OK)
         return st;
     if (s.toks.count > INT32_MAX)
@@ -273,20 +299,19 @@ dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, dsri_chat_family famil
 
 /* ---- public API ---- */
 
-dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_message *messages, int32_t n_messages,
-                             uint32_t flags, char *buf, size_t buf_size, size_t *n_bytes)
+static dsr1_status format_msgs(const dsr1_model *model, const dsri_chat_msgs *msgs, uint32_t flags, char *buf,
+                               size_t buf_size, size_t *n_bytes, const char *fn)
 {
-    const char *fn = "dsr1_chat_format";
     if (!model)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: model is NULL", fn);
     if (!n_bytes)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: n_bytes is NULL", fn);
     if (!buf && buf_size)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: buf is NULL but buf_size is %zu", fn, buf_size);
-    dsr1_status st = dsri_chat_validate(messages, n_messages, flags, fn);
+    dsr1_status st = dsri_chat_validate(msgs, flags, fn);
     if (st != DSR1_OK)
         return st;
-    size_t n = dsri_chat_format_text(dsri_chat_family_of_model(model), messages, n_messages, flags, buf, buf_size);
+    size_t n = dsri_chat_format_text(dsri_chat_family_of_model(model), msgs, flags, buf, buf_size);
     *n_bytes = n;
     if (n >= buf_size)
         return dsri_error(DSR1_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes needed (with the NUL), buffer has %zu", fn,
@@ -295,10 +320,9 @@ dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_message *m
     return DSR1_OK;
 }
 
-dsr1_status dsr1_chat_tokenize(const dsr1_model *model, const dsr1_chat_message *messages, int32_t n_messages,
-                               uint32_t flags, dsr1_token *tokens, int32_t capacity, int32_t *n_tokens)
+static dsr1_status tokenize_msgs(const dsr1_model *model, const dsri_chat_msgs *msgs, uint32_t flags,
+                                 dsr1_token *tokens, int32_t capacity, int32_t *n_tokens, const char *fn)
 {
-    const char *fn = "dsr1_chat_tokenize";
     if (!model)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: model is NULL", fn);
     const dsri_vocab *v = dsri_model_vocab(model);
@@ -310,11 +334,38 @@ dsr1_status dsr1_chat_tokenize(const dsr1_model *model, const dsr1_chat_message 
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: capacity %d is negative", fn, capacity);
     if (!tokens && capacity)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: tokens is NULL but capacity is %d", fn, capacity);
-    dsr1_status st = dsri_chat_validate(messages, n_messages, flags, fn);
+    dsr1_status st = dsri_chat_validate(msgs, flags, fn);
     if (st != DSR1_OK)
         return st;
-    return dsri_chat_tokenize_vocab(v, dsri_chat_family_of_model(model), messages, n_messages, flags, tokens, capacity,
-                                    n_tokens);
+    return dsri_chat_tokenize_vocab(v, dsri_chat_family_of_model(model), msgs, flags, tokens, capacity, n_tokens);
+}
+
+dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_message *messages, int32_t n_messages,
+                             uint32_t flags, char *buf, size_t buf_size, size_t *n_bytes)
+{
+    const dsri_chat_msgs msgs = dsri_chat_msgs_v1(messages, n_messages);
+    return format_msgs(model, &msgs, flags, buf, buf_size, n_bytes, "dsr1_chat_format");
+}
+
+dsr1_status dsr1_chat_tokenize(const dsr1_model *model, const dsr1_chat_message *messages, int32_t n_messages,
+                               uint32_t flags, dsr1_token *tokens, int32_t capacity, int32_t *n_tokens)
+{
+    const dsri_chat_msgs msgs = dsri_chat_msgs_v1(messages, n_messages);
+    return tokenize_msgs(model, &msgs, flags, tokens, capacity, n_tokens, "dsr1_chat_tokenize");
+}
+
+dsr1_status dsr1_chat_format_messages(const dsr1_model *model, const dsr1_message *messages, int32_t n_messages,
+                                      uint32_t flags, char *buf, size_t buf_size, size_t *n_bytes)
+{
+    const dsri_chat_msgs msgs = dsri_chat_msgs_sized(messages, n_messages);
+    return format_msgs(model, &msgs, flags, buf, buf_size, n_bytes, "dsr1_chat_format_messages");
+}
+
+dsr1_status dsr1_chat_tokenize_messages(const dsr1_model *model, const dsr1_message *messages, int32_t n_messages,
+                                        uint32_t flags, dsr1_token *tokens, int32_t capacity, int32_t *n_tokens)
+{
+    const dsri_chat_msgs msgs = dsri_chat_msgs_sized(messages, n_messages);
+    return tokenize_msgs(model, &msgs, flags, tokens, capacity, n_tokens, "dsr1_chat_tokenize_messages");
 }
 
 static int contains(const char *text, size_t len, const char *needle)

@@ -22,8 +22,13 @@
  * content.split('</think>')[-1] does: everything up to and including the
  * last "</think>", keeping what follows it (the "\n\n" too);
  * DSRI_CHAT_R1_ORIGINAL (R1's first release, DeepSeek-V3's template, as the
- * HF fixtures ship it) writes the content as it is. Assistant tool calls
- * (content None + tool_calls) cannot be expressed by dsr1_chat_message.
+ * HF fixtures ship it) writes the content as it is.
+ *     assistant with tool calls and no content (dsr1_message only):
+ *                 the first call of the conversation
+ *                 <｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>{type}<｜tool▁sep｜>{name}\n```json\n{arguments}\n```<｜tool▁call▁end｜>,
+ *                 every later one "\n<｜tool▁call▁begin｜>...<｜tool▁call▁end｜><｜tool▁calls▁end｜><｜end▁of▁sentence｜>"
+ *                 (the template's ns.is_first, like ns.is_output_first, is
+ *                 never reset).
  *
  * The family follows the GGUF's tokenizer.chat_template: an R1 template
  * (R1's turn markers) without "</think>" is the original one; any other, or
@@ -53,21 +58,47 @@ typedef enum dsri_chat_family {
 dsri_chat_family dsri_chat_family_of(const char *text, size_t len);
 dsri_chat_family dsri_chat_family_of_model(const dsr1_model *model);
 
+/* A conversation in either public form: an array of dsr1_chat_message
+ * (stride 0) or of dsr1_message (stride: the first element's size). */
+typedef struct dsri_chat_msgs {
+    const void *base;
+    size_t stride;
+    int32_t n;
+} dsri_chat_msgs;
+
+dsri_chat_msgs dsri_chat_msgs_v1(const dsr1_chat_message *messages, int32_t n_messages);
+dsri_chat_msgs dsri_chat_msgs_sized(const dsr1_message *messages, int32_t n_messages);
+
+typedef enum dsri_chat_role {
+    DSRI_ROLE_SYSTEM, DSRI_ROLE_USER, DSRI_ROLE_ASSISTANT, DSRI_ROLE_TOOL, DSRI_ROLE_INVALID
+} dsri_chat_role;
+
+/* One message as the formatter reads it. */
+typedef struct dsri_chat_msg {
+    dsri_chat_role role;
+    const char *content;            /* NULL: an assistant message that only calls tools */
+    const dsr1_tool_call *calls;    /* n_calls, dsr1_tool_call elements of calls[0].size bytes */
+    int32_t n_calls;
+} dsri_chat_msg;
+
 /* Check messages / flags; fn names the public function in messages. */
-dsr1_status dsri_chat_validate(const dsr1_chat_message *messages, int32_t n_messages, uint32_t flags,
-                               const char *fn);
+dsr1_status dsri_chat_validate(const dsri_chat_msgs *msgs, uint32_t flags, const char *fn);
+
+/* Message i and its call j of a validated conversation (they cannot fail
+ * then). */
+dsri_chat_msg dsri_chat_msg_at(const dsri_chat_msgs *msgs, int32_t i);
+dsr1_tool_call dsri_chat_call_at(const dsri_chat_msg *m, int32_t j);
 
 /* The conversation as tokens (messages already validated): stores at most
  * capacity ids, *n_tokens gets the count produced or needed
  * (DSR1_ERR_BUFFER_TOO_SMALL). */
-dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, dsri_chat_family family,
-                                     const dsr1_chat_message *messages, int32_t n_messages, uint32_t flags,
-                                     dsr1_token *tokens, int32_t capacity, int32_t *n_tokens);
+dsr1_status dsri_chat_tokenize_vocab(const dsri_vocab *v, dsri_chat_family family, const dsri_chat_msgs *msgs,
+                                     uint32_t flags, dsr1_token *tokens, int32_t capacity, int32_t *n_tokens);
 
 /* The conversation as text (messages already validated): writes up to
  * buf_size bytes (no NUL) and returns the full length. */
-size_t dsri_chat_format_text(dsri_chat_family family, const dsr1_chat_message *messages,
-                             int32_t n_messages, uint32_t flags, char *buf, size_t buf_size);
+size_t dsri_chat_format_text(dsri_chat_family family, const dsri_chat_msgs *msgs, uint32_t flags, char *buf,
+                             size_t buf_size);
 
 /* Whether a GGUF tokenizer.chat_template is one of DeepSeek-R1's (its
  * releases and the distills'), the only format this library writes: they all

@@ -69,6 +69,31 @@ CONVERSATIONS = {
         {"role": "tool", "content": "{\"temp\": 18}"},
         {"role": "assistant", "content": "18 degrees."}],
     "ending with a tool output": [{"role": "user", "content": "q"}, {"role": "tool", "content": "out"}],
+    # assistant tool calls (content None), through dsr1_message: the template's
+    # "first call" state is kept for the whole conversation, as is "first output"
+    "tool calls, outputs and the reply": [
+        {"role": "system", "content": "You can call get_weather."},
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
+            {"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]},
+        {"role": "tool", "content": "{\"temp\": 21}"},
+        {"role": "tool", "content": "{\"temp\": 25}"},
+        {"role": "assistant", "content": "<think>compare</think>\n\nParis 21, Rome 25."},
+        {"role": "user", "content": "And Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+        {"role": "tool", "content": "{\"temp\": 3}"},
+        {"role": "assistant", "content": "3 degrees."}],
+    "one tool call, unanswered": [
+        {"role": "user", "content": "Time?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"type": "function", "function": {"name": "now", "arguments": "{}"}}]}],
+    "tool call right after tool outputs": [
+        {"role": "user", "content": "q"}, {"role": "tool", "content": "o1"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"type": "function", "function": {"name": "f", "arguments": "[1, \"\u00e9\"]"}}]},
+        {"role": "tool", "content": "o2"}],
 }
 
 UPDATE_ANSWER = (

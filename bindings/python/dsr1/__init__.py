@@ -581,6 +581,12 @@ class TensorInfo(NamedTuple):
 
 
 class ChatMessage(NamedTuple):
+    """A chat message. An assistant message that calls tools is given as a
+    dict (as chat templates take them): {"role": "assistant", "content":
+    None, "tool_calls": [...]}, each call {"type": "function", "function":
+    {"name": ..., "arguments": ...}}, {"name": ..., "arguments": ...} or a
+    (name, arguments) pair (arguments: JSON text, or a value written with
+    json.dumps); objects with a tool_calls attribute work too."""
     role: str
     content: str
 
@@ -619,23 +625,51 @@ class Metadata(Mapping):
         return f"<dsr1.Metadata of {len(self)} keys>"
 
 
+def _tool_call_in(call):
+    """(type, name, arguments) as bytes for one tool call."""
+    import json
+    if isinstance(call, Mapping):
+        kind = call.get("type", "function")
+        fn = call.get("function", call)
+        name, args = fn["name"], fn["arguments"]
+    else:
+        kind, (name, args) = "function", call
+    if not isinstance(args, (str, bytes)):
+        args = json.dumps(args)
+    return (_cstr_in(kind, "tool call type"), _cstr_in(name, "tool call name"),
+            _cstr_in(args, "tool call arguments"))
+
+
 def _messages_in(messages):
-    """(ctypes array, count, keepalive) for chat messages given as dicts,
-    (role, content) pairs, or objects with role and content attributes."""
+    """(ctypes array of dsr1_message, count, keepalive) for chat messages
+    given as dicts, (role, content) pairs, or objects with role and content
+    (and tool_calls) attributes."""
     items = []
     for m in messages:
+        calls = ()
         if isinstance(m, Mapping):
-            role, content = m["role"], m["content"]
+            role, content, calls = m["role"], m.get("content"), m.get("tool_calls") or ()
         elif isinstance(m, (tuple, list)):
             role, content = m
         else:
-            role, content = m.role, m.content
-        items.append((_cstr_in(role, "role"), _cstr_in(content, "message content")))
-    arr = (_capi.dsr1_chat_message * len(items))()
-    for i, (r, c) in enumerate(items):
+            role, content, calls = m.role, m.content, getattr(m, "tool_calls", ()) or ()
+        content = None if content is None else _cstr_in(content, "message content")
+        items.append((_cstr_in(role, "role"), content, [_tool_call_in(c) for c in calls]))
+    arr = (_capi.dsr1_message * len(items))()
+    keep = [arr, items]
+    for i, (r, c, calls) in enumerate(items):
+        arr[i].size = sizeof(_capi.dsr1_message)
         arr[i].role = r
         arr[i].content = c
-    return arr, len(items), (arr, items)
+        if calls:
+            ca = (_capi.dsr1_tool_call * len(calls))()
+            for j, (kind, name, args) in enumerate(calls):
+                ca[j].size = sizeof(_capi.dsr1_tool_call)
+                ca[j].type, ca[j].name, ca[j].arguments = kind, name, args
+            arr[i].tool_calls = ca
+            arr[i].n_tool_calls = len(calls)
+            keep.append(ca)
+    return arr, len(items), keep
 
 
 class Progress(NamedTuple):
@@ -866,11 +900,12 @@ class Model(_Handle):
 
     def chat_format(self, messages, add_generation_prompt: bool = True) -> str:
         """The conversation in DeepSeek-R1's chat format, as text. messages:
-        dicts with "role"/"content", (role, content) pairs or ChatMessage."""
+        dicts with "role"/"content" (and "tool_calls", as chat templates
+        take them, with content None), (role, content) pairs or ChatMessage."""
         arr, count, _keep = _messages_in(messages)
         flags = _capi.CHAT_ADD_GENERATION_PROMPT if add_generation_prompt else 0
         lib, p = self._capi, self._p
-        data = _read_bytes(lambda b, s, n: lib.chat_format(p, arr, count, flags, b, s, n), 1024)
+        data = _read_bytes(lambda b, s, n: lib.chat_format_messages(p, arr, count, flags, b, s, n), 1024)
         return data.decode("utf-8", errors="replace")
 
     def chat_tokenize(self, messages, add_generation_prompt: bool = True) -> list:
@@ -878,8 +913,9 @@ class Model(_Handle):
         arr, count, keep = _messages_in(messages)
         flags = _capi.CHAT_ADD_GENERATION_PROMPT if add_generation_prompt else 0
         lib, p = self._capi, self._p
-        guess = sum(len(r) + len(c) for r, c in keep[1]) + 8 * count + 8
-        return _read_tokens(lambda t, cap, n: lib.chat_tokenize(p, arr, count, flags, t, cap, n), guess)
+        guess = sum(len(r) + len(c or b"") + sum(len(x) for call in calls for x in call) + 16 * len(calls)
+                    for r, c, calls in keep[1]) + 8 * count + 8
+        return _read_tokens(lambda t, cap, n: lib.chat_tokenize_messages(p, arr, count, flags, t, cap, n), guess)
 
 
 class Decoder(_Handle):

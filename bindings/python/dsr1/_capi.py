@@ -213,6 +213,25 @@ class dsr1_chat_message(Structure):
     ]
 
 
+class dsr1_tool_call(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("type", c_char_p),
+        ("name", c_char_p),
+        ("arguments", c_char_p),
+    ]
+
+
+class dsr1_message(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("role", c_char_p),
+        ("content", c_char_p),
+        ("tool_calls", POINTER(dsr1_tool_call)),
+        ("n_tool_calls", c_int32),
+    ]
+
+
 class dsr1_logit_bias(Structure):
     _fields_ = [
         ("token", dsr1_token),
@@ -392,6 +411,10 @@ PROTOTYPES = {
         _status, [model_p, POINTER(dsr1_chat_message), c_int32, c_uint32, c_char_p, c_size_t, _size_p]),
     "dsr1_chat_tokenize": (
         _status, [model_p, POINTER(dsr1_chat_message), c_int32, c_uint32, _token_p, c_int32, _i32_p]),
+    "dsr1_chat_format_messages": (
+        _status, [model_p, POINTER(dsr1_message), c_int32, c_uint32, c_char_p, c_size_t, _size_p]),
+    "dsr1_chat_tokenize_messages": (
+        _status, [model_p, POINTER(dsr1_message), c_int32, c_uint32, _token_p, c_int32, _i32_p]),
     # sampling
     "dsr1_sampler_params_default": (None, [POINTER(dsr1_sampler_params), c_size_t]),
     "dsr1_sampler_new": (_status, [c_int32, POINTER(dsr1_sampler_params), POINTER(sampler_p)]),
