@@ -242,6 +242,7 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
     ctx->n_ctx = p.n_ctx;
     ctx->n_batch = p.n_batch;
     ctx->kv_type = p.kv_type;
+    ctx->kv_bytes_per_token = sz.kv_bytes_per_token;
     ctx->n_cache_layers = model->hp.n_layer + model->hp.n_nextn_layers;
     /* on a shared pool the context can use all of its threads later (the
      * backend's per-thread scratch is sized for them) */
@@ -448,8 +449,7 @@ uint64_t dsr1_context_kv_bytes_per_token(const dsr1_context *ctx)
 {
     if (!ctx)
         return 0;
-    return (uint64_t)ctx->n_cache_layers * (uint64_t)(ctx->model->kv_k_width + ctx->model->kv_v_width) *
-           (uint64_t)dsri_kv_elem_bytes(ctx->kv_type);
+    return ctx->kv_bytes_per_token;
 }
 
 const char *dsr1_context_errmsg(const dsr1_context *ctx)

@@ -43,6 +43,7 @@ struct dsr1_context {
      * layer's run; row p holds position p. */
     dsri_tensor *k, *v;
     dsr1_kv_type kv_type; /* DSR1_KV_F32 or DSR1_KV_F16 (never DEFAULT) */
+    uint64_t kv_bytes_per_token; /* dsri_ctx_sizes_of's, for dsr1_context_kv_bytes_per_token */
     int n_cache_layers;
 
     int32_t *pos;          /* n_batch positions */
