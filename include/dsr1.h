@@ -1028,6 +1028,58 @@ DSR1_API dsr1_status dsr1_chat_message_at(const dsr1_chat *chat, int32_t index, 
 DSR1_API const char *dsr1_chat_errmsg(const dsr1_chat *chat);
 
 /* ------------------------------------------------------------------------ */
+/* Saved state (a save game, a session restore)                               */
+/* ------------------------------------------------------------------------ */
+
+/* A context's state as one blob: the tokens it holds and their KV cache,
+ * the logits of its last evaluated token, and optionally a sampler's
+ * state (random generator and penalty window, dsr1_sampler_state_save)
+ * and a chat's messages. Loaded into a context of the same model (any
+ * context of it with the same kv_type and an n_ctx that holds the tokens,
+ * on any backend and placement), the conversation continues with the
+ * same logits, bit for bit, and so the same tokens, as if never
+ * interrupted. The MTP draft head's cache is not saved: a restored context
+ * drafts again after its next evaluation (tokens never depend on it).
+ *
+ * Format (doc/api.md, "Saved state"): versioned, little-endian, with the
+ * model's identity (a hash of its hyper-parameters and tensor table) and a
+ * CRC-32 of the whole. A blob is input: a truncated, damaged or
+ * unversioned one, or one of another model, is DSR1_ERR_FORMAT with a
+ * message; one of this model that the context cannot hold (another
+ * kv_type, more tokens than n_ctx) or whose sampler part does not fit the
+ * sampler given (another vocabulary or penalty window) is
+ * DSR1_ERR_INVALID_ARGUMENT. A refused load changes nothing; a load that
+ * fails while copying into device memory leaves the context empty.
+ * While a generation (or a chat turn) is unfinished on the context, saving
+ * and loading are DSR1_ERR_STATE. */
+
+/* Save into buf[0..buf_size). smp may be NULL (no sampler state). The
+ * size is exact: *n_bytes receives it, and with a short buffer (NULL and 0
+ * ask for the size) DSR1_ERR_BUFFER_TOO_SMALL. */
+DSR1_API dsr1_status dsr1_context_state_save(dsr1_context *ctx, const dsr1_sampler *smp, void *buf,
+                                             size_t buf_size, size_t *n_bytes);
+/* Load a blob of dsr1_context_state_save or dsr1_chat_state_save (its
+ * chat part is checked and skipped). smp may be NULL (the blob's sampler
+ * part is checked and skipped); a sampler given for a blob saved without
+ * one is DSR1_ERR_INVALID_ARGUMENT. */
+DSR1_API dsr1_status dsr1_context_state_load(dsr1_context *ctx, dsr1_sampler *smp, const void *data,
+                                             size_t size);
+/* The same through a file (written whole, or DSR1_ERR_IO). */
+DSR1_API dsr1_status dsr1_context_state_save_file(dsr1_context *ctx, const dsr1_sampler *smp, const char *path);
+DSR1_API dsr1_status dsr1_context_state_load_file(dsr1_context *ctx, dsr1_sampler *smp, const char *path);
+
+/* A chat's state: its context and sampler (as above) and its messages. A
+ * loaded chat replaces its messages (system prompt included) with the
+ * blob's, and its next turn reuses the restored cache. Loading a blob
+ * without messages (dsr1_context_state_save) is DSR1_ERR_INVALID_ARGUMENT.
+ * During a turn (dsr1_chat_begin until its generation is freed):
+ * DSR1_ERR_STATE. */
+DSR1_API dsr1_status dsr1_chat_state_save(dsr1_chat *chat, void *buf, size_t buf_size, size_t *n_bytes);
+DSR1_API dsr1_status dsr1_chat_state_load(dsr1_chat *chat, const void *data, size_t size);
+DSR1_API dsr1_status dsr1_chat_state_save_file(dsr1_chat *chat, const char *path);
+DSR1_API dsr1_status dsr1_chat_state_load_file(dsr1_chat *chat, const char *path);
+
+/* ------------------------------------------------------------------------ */
 /* Thread pools                                                               */
 /* ------------------------------------------------------------------------ */
 

@@ -15,6 +15,9 @@
 #include "core/error.h"
 #include "core/handle.h"
 #include "generate/generation.h"
+#include "model/context.h"
+#include "model/state.h"
+#include "sample/sampler.h"
 
 typedef struct chat_msg {
     const char *role; /* a string literal */
@@ -324,4 +327,156 @@ dsr1_status dsr1_chat_ask(dsr1_chat *chat, const char *user_message, const dsr1_
         dsr1_generation_free(gen);
     }
     return dsri_leave(&chat->handle, &call, st);
+}
+
+/* ---- saved state (model/state.h: the blob and its checks) ---- */
+
+/* Hold chat (entered), its context and sampler (borrowed), with no turn
+ * in progress. */
+static dsr1_status hold_all(dsr1_chat *chat, dsri_call *call, const char *fn)
+{
+    dsr1_status st = dsri_enter(&chat->handle, call, fn);
+    if (st)
+        return st;
+    if (chat->active) {
+        st = dsri_error(DSR1_ERR_STATE, "%s: a turn is in progress (free its generation first)", fn);
+    } else if (!(st = dsri_borrow(&chat->ctx->handle, fn))) {
+        if (!(st = dsri_context_check_free(chat->ctx, fn)))
+            st = dsri_borrow(dsri_sampler_handle(chat->smp), fn);
+        if (st)
+            dsri_unborrow(&chat->ctx->handle);
+    }
+    return st ? dsri_leave(&chat->handle, call, st) : DSR1_OK;
+}
+
+static dsr1_status release_all(dsr1_chat *chat, const dsri_call *call, dsr1_status st)
+{
+    dsri_unborrow(dsri_sampler_handle(chat->smp));
+    dsri_unborrow(&chat->ctx->handle);
+    return dsri_leave(&chat->handle, call, st);
+}
+
+static dsr1_status save_held(dsr1_chat *chat, void *buf, size_t buf_size, size_t *n_bytes, const char *fn)
+{
+    dsri_state_msg *view = dsri_malloc((size_t)(chat->n_msgs > 0 ? chat->n_msgs : 1) * sizeof *view);
+    if (!view)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    for (int32_t i = 0; i < chat->n_msgs; i++) {
+        view[i].role = chat->msgs[i].role;
+        view[i].content = chat->msgs[i].content;
+        view[i].len = strlen(chat->msgs[i].content);
+    }
+    dsr1_status st = dsri_state_save(chat->ctx, chat->smp, view, chat->n_msgs, buf, buf_size, n_bytes, fn);
+    dsri_free(view);
+    return st;
+}
+
+/* Parse, copy the messages, load the context and sampler, then swap the
+ * messages in: all or nothing (but a failed device copy, which empties the
+ * context, keeps the old messages: the next turn evaluates them again). */
+static dsr1_status load_held(dsr1_chat *chat, const void *data, size_t size, const char *fn)
+{
+    dsri_state_view v;
+    dsr1_status st = dsri_state_parse(chat->ctx, chat->smp, data, size, &v, fn);
+    if (st)
+        return st;
+    if (!(v.flags & DSRI_STATE_HAS_CHAT))
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: the state has no chat messages (saved with "
+                          "dsr1_context_state_save; load it with dsr1_context_state_load)", fn);
+    chat_msg *msgs = dsri_calloc((size_t)(v.n_msgs > 0 ? v.n_msgs : 1), sizeof *msgs);
+    if (!msgs)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    size_t off = v.off_msgs;
+    int32_t made = 0;
+    for (; made < v.n_msgs; made++) {
+        dsri_state_msg m;
+        dsri_state_next_msg(&v, &off, &m);
+        msgs[made].role = m.role;
+        if (!(msgs[made].content = dsri_strndup(m.content, m.len)))
+            break;
+    }
+    if (made < v.n_msgs)
+        st = dsri_error(DSR1_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    else
+        st = dsri_state_apply(chat->ctx, chat->smp, &v, fn);
+    if (st) {
+        for (int32_t i = 0; i < made; i++)
+            dsri_free(msgs[i].content);
+        dsri_free(msgs);
+        return st;
+    }
+    for (int32_t i = 0; i < chat->n_msgs; i++)
+        dsri_free(chat->msgs[i].content);
+    dsri_free(chat->msgs);
+    chat->msgs = msgs;
+    chat->n_msgs = chat->cap_msgs = v.n_msgs;
+    if (chat->cap_msgs == 0)
+        chat->cap_msgs = 1;
+    chat->has_system = v.n_msgs > 0 && strcmp(msgs[0].role, "system") == 0;
+    return DSR1_OK;
+}
+
+dsr1_status dsr1_chat_state_save(dsr1_chat *chat, void *buf, size_t buf_size, size_t *n_bytes)
+{
+    const char *fn = "dsr1_chat_state_save";
+    if (!chat || !n_bytes || (!buf && buf_size))
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: chat and n_bytes are required (buf only with buf_size)",
+                          fn);
+    dsri_call call;
+    dsr1_status st = hold_all(chat, &call, fn);
+    if (st)
+        return st;
+    return release_all(chat, &call, save_held(chat, buf, buf_size, n_bytes, fn));
+}
+
+dsr1_status dsr1_chat_state_load(dsr1_chat *chat, const void *data, size_t size)
+{
+    const char *fn = "dsr1_chat_state_load";
+    if (!chat || (!data && size))
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: chat is required (data only with size)", fn);
+    dsri_call call;
+    dsr1_status st = hold_all(chat, &call, fn);
+    if (st)
+        return st;
+    return release_all(chat, &call, load_held(chat, data, size, fn));
+}
+
+dsr1_status dsr1_chat_state_save_file(dsr1_chat *chat, const char *path)
+{
+    const char *fn = "dsr1_chat_state_save_file";
+    if (!chat || !path)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: chat and path are required", fn);
+    dsri_call call;
+    dsr1_status st = hold_all(chat, &call, fn);
+    if (st)
+        return st;
+    size_t need = 0;
+    void *buf = NULL;
+    st = save_held(chat, NULL, 0, &need, fn);
+    if (st == DSR1_ERR_BUFFER_TOO_SMALL) {
+        st = (buf = dsri_malloc(need)) ? save_held(chat, buf, need, &need, fn)
+                                       : dsri_error(DSR1_ERR_OUT_OF_MEMORY, "%s: %zu bytes: out of memory", fn, need);
+        if (!st)
+            st = dsri_file_write_all(path, buf, need, fn);
+    }
+    dsri_free(buf);
+    return release_all(chat, &call, st);
+}
+
+dsr1_status dsr1_chat_state_load_file(dsr1_chat *chat, const char *path)
+{
+    const char *fn = "dsr1_chat_state_load_file";
+    if (!chat || !path)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: chat and path are required", fn);
+    dsri_call call;
+    dsr1_status st = hold_all(chat, &call, fn);
+    if (st)
+        return st;
+    void *data;
+    size_t size;
+    if (!(st = dsri_file_read_all(path, &data, &size, fn))) {
+        st = load_held(chat, data, size, fn);
+        dsri_free(data);
+    }
+    return release_all(chat, &call, st);
 }

@@ -27,6 +27,7 @@
 
 #include "sample/sampler.h"
 #include "core/alloc.h"
+#include "core/crc32.h"
 #include "core/error.h"
 #include "core/handle.h"
 #include "core/params.h"
@@ -684,17 +685,6 @@ static dsr1_status choose(dsr1_sampler *smp, const float *logits, int32_t n_voca
 
 static const uint8_t STATE_MAGIC[8] = {'D', 'S', 'R', '1', 'S', 'M', 'P', 1};
 
-static uint32_t crc32_bytes(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-    }
-    return ~c;
-}
-
 static void put_u32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
@@ -715,6 +705,8 @@ static uint32_t get_u32(const uint8_t *p)
 static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
 static size_t state_size(int32_t window) { return 8 + 4 + 4 + 32 + 8 + 4 + 4 + 4 * (size_t)window + 4; }
+
+size_t dsri_sampler_state_size(const dsr1_sampler *smp) { return state_size(smp->params.penalty_last_n); }
 
 dsr1_status dsr1_sampler_state_save(const dsr1_sampler *smp, void *buf, size_t buf_size, size_t *n_bytes)
 {
@@ -737,7 +729,7 @@ dsr1_status dsr1_sampler_state_save(const dsr1_sampler *smp, void *buf, size_t b
     put_u32(p + 60, (uint32_t)smp->hist_next);
     for (int32_t i = 0; i < w; i++)
         put_u32(p + 64 + 4 * (size_t)i, i < smp->hist_len ? (uint32_t)smp->hist[i] : 0u);
-    put_u32(p + need - 4, crc32_bytes(p, need - 4));
+    put_u32(p + need - 4, dsri_crc32(0, p, need - 4));
     return DSR1_OK;
 }
 
@@ -753,7 +745,7 @@ dsr1_status dsr1_sampler_state_load(dsr1_sampler *smp, const void *data, size_t 
     if (w > (uint32_t)INT32_MAX / 4 || size != state_size((int32_t)w))
         return dsri_error(DSR1_ERR_FORMAT, "%s: %zu bytes, a state with a window of %u has %zu", fn, size, w,
                           w > (uint32_t)INT32_MAX / 4 ? (size_t)0 : state_size((int32_t)w));
-    if (crc32_bytes(p, size - 4) != get_u32(p + size - 4))
+    if (dsri_crc32(0, p, size - 4) != get_u32(p + size - 4))
         return dsri_error(DSR1_ERR_FORMAT, "%s: the checksum does not match (damaged state)", fn);
     if (n_vocab != (uint32_t)smp->n_vocab || w != (uint32_t)smp->params.penalty_last_n)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT,

@@ -32,6 +32,9 @@ int64_t dsri_sampler_last_work(const dsr1_sampler *smp);
  * (core/handle.h). */
 void dsri_sampler_accept(dsr1_sampler *smp, dsr1_token token);
 
+/* Bytes of the sampler's dsr1_sampler_state_save blob. */
+size_t dsri_sampler_state_size(const dsr1_sampler *smp);
+
 /* The sampler's busy flag, for dsri_borrow. */
 struct dsri_handle *dsri_sampler_handle(dsr1_sampler *smp);
 
