@@ -45,6 +45,26 @@ out=$("$build/examples/dsr1" run -m "$model" -p "What is 345 + 78?" --temp 0.8 -
 printf '%s' "$out" | tr -d ' \n\t' | grep -qE '^\{"answer":-?[0-9]+\}$' && echo "ok   dsr1 run --json-schema" ||
   { echo "FAIL dsr1 run --json-schema: '$out'"; fail=1; }
 check "dsr1 run --logprobs" "[logprob]" "$(cat "$tmp/err")"
+# --save-state / --load-state: a chat saved after one question and resumed for the next answers as the
+# uninterrupted chat does (the tiny model answers 345 + 78 differently with the first exchange before it, so
+# the history was restored); a run continues from it; damaged and foreign files are refused
+out=$(printf 'What is 12 + 30?\nWhat is 345 + 78?\n' | "$build/examples/dsr1" chat -m "$model" --temp 0 2>/dev/null)
+printf 'What is 12 + 30?\n' | "$build/examples/dsr1" chat -m "$model" --temp 0 --save-state "$tmp/chat.state" >/dev/null 2>&1
+resumed=$(printf 'What is 345 + 78?\n' | "$build/examples/dsr1" chat -m "$model" --temp 0 --load-state "$tmp/chat.state" \
+  --save-state "$tmp/chat.state" 2>/dev/null)
+alone=$(printf 'What is 345 + 78?\n' | "$build/examples/dsr1" chat -m "$model" --temp 0 2>/dev/null)
+case "$out" in *"$resumed") [ "$resumed" != "$alone" ] && echo "ok   dsr1 chat --load-state" ||
+  { echo "FAIL dsr1 chat --load-state: the history was not restored"; fail=1; } ;;
+  *) echo "FAIL dsr1 chat --load-state: '$resumed' is not how the uninterrupted chat ends: '$out'"; fail=1 ;; esac
+"$build/examples/dsr1" run -m "$model" -p "What is 2 + 2?" --temp 0 -n 4 --load-state "$tmp/chat.state" >/dev/null 2>&1 &&
+  echo "ok   dsr1 run --load-state (a chat's file)" || { echo "FAIL dsr1 run --load-state"; fail=1; }
+head -c 1000 "$tmp/chat.state" > "$tmp/cut.state"
+"$build/examples/dsr1" run -m "$model" -p "hi" --load-state "$tmp/cut.state" >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "truncated" "$tmp/err" && echo "ok   dsr1 run --load-state refuses a truncated file" ||
+  { echo "FAIL dsr1 run --load-state with a truncated file"; cat "$tmp/err"; fail=1; }
+"$build/examples/dsr1" run -m "$model" -p "hi" --kv-type f32 --load-state "$tmp/chat.state" >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "kv_type" "$tmp/err" && echo "ok   dsr1 run --load-state refuses another --kv-type" ||
+  { echo "FAIL dsr1 run --load-state with another --kv-type"; cat "$tmp/err"; fail=1; }
 
 # ---- the CLI as llama-cli users type it ----
 dsr1="$build/examples/dsr1"

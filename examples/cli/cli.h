@@ -53,6 +53,8 @@ typedef struct dsr1_cli_opts {
     const char *grammar_path;
     const char *json_schema_path;
     int32_t n_logprobs;
+    const char *load_state_path; /* --load-state FILE */
+    const char *save_state_path; /* --save-state FILE */
     /* the prompt and the generation */
     const char *prompt;      /* -p TEXT; "-" reads stdin */
     const char *prompt_file; /* -f FILE */

@@ -96,6 +96,13 @@ static const option options[] = {
      "the answer is JSON that follows this JSON schema"},
     {"--logprobs", "N", K_INT, F(n_logprobs), 0, 100, NULL, DSR1_CMD_GENERATE,
      "print each token's log-probability and the N most likely (stderr)"},
+    /* saved state */
+    {"--load-state", "FILE", K_STRING, F(load_state_path), ANY_INT, DSR1_CMD_GENERATE,
+     "continue from a state saved by --save-state (KV cache, sampler;\n"
+     "`chat`: the conversation too): only new tokens are evaluated"},
+    {"--save-state", "FILE", K_STRING, F(save_state_path), ANY_INT, DSR1_CMD_GENERATE,
+     "save the state at the end (`run`: after the reply; `chat`: on\n"
+     "/quit or end of input); FILE may be the --load-state file"},
     {"--mtp", NULL, K_FLAG, F(mtp), ANY_INT, DSR1_CMD_RUN,
      "speculative decoding with the model's multi-token-prediction head\n"
      "(DeepSeek-R1/V3 files that have one; same tokens, other speed)"},

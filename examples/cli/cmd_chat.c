@@ -119,6 +119,10 @@ int dsr1_cli_chat(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
         rc = dsr1_cli_fail(name, st);
         goto done;
     }
+    if (o->load_state_path && (st = dsr1_chat_state_load_file(chat, o->load_state_path)) != DSR1_OK) {
+        rc = dsr1_cli_fail(name, st);
+        goto done;
+    }
     int interactive = isatty(STDIN_FILENO);
     if (interactive)
         fprintf(stderr, "dsr1 %s: type a message; /think N, /reset, /quit\n", name);
@@ -168,6 +172,8 @@ int dsr1_cli_chat(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
             rc = turn;
     }
     free(line);
+    if (o->save_state_path && rc != DSR1_EXIT_ERROR && (st = dsr1_chat_state_save_file(chat, o->save_state_path)))
+        rc = dsr1_cli_fail(name, st);
 done:
     free(first);
     dsr1_chat_free(chat);

@@ -358,6 +358,18 @@ int dsr1_cli_run(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
         free(prompt);
         return DSR1_EXIT_ERROR;
     }
+    if (o->load_state_path) {
+        dsr1_status st = dsr1_context_state_load_file(ctx, smp, o->load_state_path);
+        if (st != DSR1_OK) {
+            dsr1_cli_fail(cmd->name, st);
+            dsr1_grammar_free(grammar);
+            dsr1_sampler_free(smp);
+            dsr1_context_free(ctx);
+            dsr1_model_free(model);
+            free(prompt);
+            return DSR1_EXIT_ERROR;
+        }
+    }
     dsr1_chat_message msgs[2] = {{"system", o->system_prompt}, {"user", prompt}};
     int32_t n_msgs = o->system_prompt ? 2 : 1;
     const dsr1_chat_message *conv = msgs + 2 - n_msgs;
@@ -392,6 +404,11 @@ int dsr1_cli_run(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
         rc = dsr1_cli_generation_result(cmd->name, gen, ctx, st, why);
     }
     dsr1_generation_free(gen);
+    if (o->save_state_path && (rc == DSR1_EXIT_OK || rc == DSR1_EXIT_CONTEXT_FULL)) {
+        dsr1_status st = dsr1_context_state_save_file(ctx, smp, o->save_state_path);
+        if (st != DSR1_OK)
+            rc = dsr1_cli_fail(cmd->name, st);
+    }
     free(tokens);
     free(prompt);
     dsr1_grammar_free(grammar);
