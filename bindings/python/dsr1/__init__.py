@@ -403,6 +403,18 @@ def backend_available(name: str) -> bool:
 # Buffer protocols
 # ---------------------------------------------------------------------------
 
+
+def _save_blob(call) -> bytes:
+    """A state blob: call(buf, buf_size, byref(n)) asked for its exact size
+    first, then written (dsr1_context_state_save / dsr1_chat_state_save)."""
+    need = c_size_t(0)
+    st = call(None, 0, byref(need))
+    if st != Status.ERR_BUFFER_TOO_SMALL:
+        _check(st)
+    buf = ctypes.create_string_buffer(max(need.value, 1))
+    _check(call(buf, need.value, byref(need)))
+    return buf.raw[:need.value]
+
 _MAX_RETRIES = 8
 
 
@@ -1162,6 +1174,30 @@ class Context(_Handle):
         if self.errmsg:  # dsr1_context_reset is void: a refusal leaves its message
             raise StateError(Status.ERR_STATE, self.errmsg)
 
+    def save_state(self, sampler: Optional["Sampler"] = None) -> bytes:
+        """The context's state (tokens, KV cache, last logits) and, when
+        given, the sampler's, as one validated blob (dsr1_context_state_save)."""
+        sp = sampler._p if sampler is not None else None
+        return _save_blob(lambda buf, size, n: self._capi.context_state_save(self._p, sp, buf, size, n))
+
+    def load_state(self, blob: bytes, sampler: Optional["Sampler"] = None) -> None:
+        """Continue from a save_state() blob (a Chat.save_state() one too).
+        FormatError when damaged, truncated or of another model;
+        InvalidArgumentError when this context or sampler cannot take it."""
+        data = bytes(blob)
+        sp = sampler._p if sampler is not None else None
+        _check(self._capi.context_state_load(self._p, sp, data, len(data)))
+
+    def save_state_file(self, path: Union[str, os.PathLike], sampler: Optional["Sampler"] = None) -> None:
+        """save_state() into a file (written whole, then renamed over path)."""
+        sp = sampler._p if sampler is not None else None
+        _check_path(self._capi.context_state_save_file(self._p, sp, os.fsencode(path)), path)
+
+    def load_state_file(self, path: Union[str, os.PathLike], sampler: Optional["Sampler"] = None) -> None:
+        """load_state() from a file."""
+        sp = sampler._p if sampler is not None else None
+        _check_path(self._capi.context_state_load_file(self._p, sp, os.fsencode(path)), path)
+
 
 # ---------------------------------------------------------------------------
 # Sampling
@@ -1771,6 +1807,23 @@ class Chat(_Handle):
     def reset(self) -> None:
         """Forget the conversation (keeps the system prompt)."""
         self._capi.chat_reset(self._p)
+
+    def save_state(self) -> bytes:
+        """The conversation, its context and sampler as one blob
+        (dsr1_chat_state_save); not during a turn (StateError)."""
+        return _save_blob(lambda buf, size, n: self._capi.chat_state_save(self._p, buf, size, n))
+
+    def load_state(self, blob: bytes) -> None:
+        """Replace the conversation, cache and sampler state with a
+        save_state() blob's; the next turn continues from it."""
+        data = bytes(blob)
+        _check(self._capi.chat_state_load(self._p, data, len(data)))
+
+    def save_state_file(self, path: Union[str, os.PathLike]) -> None:
+        _check_path(self._capi.chat_state_save_file(self._p, os.fsencode(path)), path)
+
+    def load_state_file(self, path: Union[str, os.PathLike]) -> None:
+        _check_path(self._capi.chat_state_load_file(self._p, os.fsencode(path)), path)
 
     def __len__(self) -> int:
         return int(self._capi.chat_n_messages(self._p))

@@ -454,6 +454,15 @@ PROTOTYPES = {
     "dsr1_chat_reset": (None, [chat_p]),
     "dsr1_chat_n_messages": (c_int32, [chat_p]),
     "dsr1_chat_message_at": (_status, [chat_p, c_int32, POINTER(dsr1_chat_message)]),
+    # saved state
+    "dsr1_context_state_save": (_status, [context_p, sampler_p, c_void_p, c_size_t, _size_p]),
+    "dsr1_context_state_load": (_status, [context_p, sampler_p, c_void_p, c_size_t]),
+    "dsr1_context_state_save_file": (_status, [context_p, sampler_p, c_char_p]),
+    "dsr1_context_state_load_file": (_status, [context_p, sampler_p, c_char_p]),
+    "dsr1_chat_state_save": (_status, [chat_p, c_void_p, c_size_t, _size_p]),
+    "dsr1_chat_state_load": (_status, [chat_p, c_void_p, c_size_t]),
+    "dsr1_chat_state_save_file": (_status, [chat_p, c_char_p]),
+    "dsr1_chat_state_load_file": (_status, [chat_p, c_char_p]),
     # thread pools
     "dsr1_threadpool_params_default": (None, [POINTER(dsr1_threadpool_params), c_size_t]),
     "dsr1_threadpool_new": (_status, [POINTER(dsr1_threadpool_params), POINTER(threadpool_p)]),
