@@ -146,7 +146,7 @@ typedef enum dsr1_status {
     DSR1_OK = 0,
     DSR1_ERR_INVALID_ARGUMENT = 1, /* a NULL handle, an out-of-range value */
     DSR1_ERR_IO = 2,               /* a file cannot be opened, read or mapped */
-    DSR1_ERR_FORMAT = 3,           /* a model file is corrupt or inconsistent */
+    DSR1_ERR_FORMAT = 3,           /* a model file or saved state is corrupt or inconsistent */
     DSR1_ERR_UNSUPPORTED = 4,      /* valid, but not supported (architecture, weight type, backend) */
     DSR1_ERR_OUT_OF_MEMORY = 5,
     DSR1_ERR_BUFFER_TOO_SMALL = 6, /* the needed size was stored */

@@ -40,7 +40,7 @@ const char *dsr1_status_string(dsr1_status status)
     case DSR1_OK: return "DSR1_OK: success";
     case DSR1_ERR_INVALID_ARGUMENT: return "DSR1_ERR_INVALID_ARGUMENT: invalid argument";
     case DSR1_ERR_IO: return "DSR1_ERR_IO: input/output error";
-    case DSR1_ERR_FORMAT: return "DSR1_ERR_FORMAT: malformed model file";
+    case DSR1_ERR_FORMAT: return "DSR1_ERR_FORMAT: malformed input (a model file, a saved state)";
     case DSR1_ERR_UNSUPPORTED: return "DSR1_ERR_UNSUPPORTED: not supported";
     case DSR1_ERR_OUT_OF_MEMORY: return "DSR1_ERR_OUT_OF_MEMORY: out of memory";
     case DSR1_ERR_BUFFER_TOO_SMALL: return "DSR1_ERR_BUFFER_TOO_SMALL: buffer too small";

@@ -763,6 +763,9 @@ dsr1_status dsr1_sampler_state_load(dsr1_sampler *smp, const void *data, size_t 
         if (get_u32(p + 64 + 4 * (size_t)i) >= n_vocab)
             return dsri_error(DSR1_ERR_FORMAT, "%s: history token %u is outside the vocabulary", fn,
                               get_u32(p + 64 + 4 * (size_t)i));
+    for (uint32_t i = len; i < w; i++) /* saved as zeros: a blob has one spelling */
+        if (get_u32(p + 64 + 4 * (size_t)i) != 0)
+            return dsri_error(DSR1_ERR_FORMAT, "%s: unused history slot %u is not zero", fn, i);
     memcpy(smp->rng, rng, sizeof rng);
     smp->params.seed = get_u64(p + 48);
     smp->hist_len = (int32_t)len;
