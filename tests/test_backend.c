@@ -10,7 +10,7 @@
  *    for bit, as must a batch row and the same row alone); matmul_t,
  *    attention (f32 and f16 caches), rope, rmsnorm, silu_mul, add,
  *    add_scaled within 1e-5 relative; kv_store / kv_load exactly as
- *    lib/quant's f16 conversions;
+ *    lib/quant's f16 conversions; matmul_multi bit for bit as matmul;
  * 2. logits of every fixture model, batched and one token at a time, against
  *    the reference (NAME.strict.f32): dense models within 0.25 with the same
  *    argmax wherever the reference's top-1 margin exceeds 0.25 (the tolerance
@@ -257,6 +257,66 @@ static void test_matmul(const char *be, int64_t n_in)
     drop(&s);
     drop(&a1);
     drop(&a2);
+}
+
+/* matmul_multi: products of one shared input, of a second input with rows
+ * of its own, and one too many rows for one region, in one call, with 1 and
+ * 2 threads: every output bit for bit what matmul gives it. n_in 512 and a
+ * mix of the weight types decode models hold together. */
+static void test_matmul_multi(const char *be)
+{
+    rng r = {7};
+    const int64_t n_in = 512;
+    const int64_t n_out[4] = {67, 130, 34, 258};
+    const int n_rows[4] = {1, 1, 3, 9};
+    const uint32_t mix[3][4] = {
+        {DSRI_TYPE_Q4_K, DSRI_TYPE_Q6_K, DSRI_TYPE_Q4_K, DSRI_TYPE_Q8_0},
+        {DSRI_TYPE_Q8_0, DSRI_TYPE_Q8_0, DSRI_TYPE_F16, DSRI_TYPE_F32},
+        {DSRI_TYPE_IQ4_XS, DSRI_TYPE_Q5_K, DSRI_TYPE_BF16, DSRI_TYPE_Q4_0},
+    };
+    for (int threads = 1; threads <= 2; threads++) {
+        pair a;
+        if (!make(be, threads, 4096, 64, &a)) {
+            CHECK(0, "backend create: %s", dsr1_last_error());
+            return;
+        }
+        if (!a.ops->matmul_multi) {
+            printf("skip %s matmul_multi: the backend has none (host.c calls matmul per item)\n", be);
+            drop(&a);
+            return;
+        }
+        float *x = malloc(9 * (size_t)n_in * sizeof *x), *x2 = malloc(9 * (size_t)n_in * sizeof *x2);
+        fill(&r, x, 9 * n_in, 1.0f);
+        fill(&r, x2, 9 * n_in, 1.0f);
+        for (int mi = 0; mi < 3; mi++) {
+            uint8_t *data[4];
+            float *got[4], *want[4];
+            dsri_matmul_item items[4];
+            for (int k = 0; k < 4; k++) {
+                size_t rb = dsri_row_size(mix[mi][k], n_in);
+                data[k] = malloc(rb * (size_t)n_out[k]);
+                make_weights(&r, mix[mi][k], n_in, n_out[k], data[k], rb);
+                got[k] = calloc((size_t)(n_rows[k] * n_out[k]), sizeof(float));
+                want[k] = calloc((size_t)(n_rows[k] * n_out[k]), sizeof(float));
+                dsri_matmul_item it = {{data[k], mix[mi][k], n_in, n_out[k], rb}, k < 2 ? x : x2, got[k], n_rows[k]};
+                items[k] = it;
+                a.ops->matmul(a.be, &items[k].w, items[k].x, want[k], n_rows[k]);
+            }
+            a.ops->matmul_multi(a.be, items, 4);
+            for (int k = 0; k < 4; k++) {
+                CHECK(memcmp(got[k], want[k], (size_t)(n_rows[k] * n_out[k]) * sizeof(float)) == 0,
+                      "%s matmul_multi (%d threads): item %d (%s, %d rows) differs from matmul", be, threads, k,
+                      dsri_type_traits_get(mix[mi][k])->name, n_rows[k]);
+                free(data[k]);
+                free(got[k]);
+                free(want[k]);
+            }
+        }
+        printf("ok   %s matmul_multi, %d thread(s): 3 mixes of 4 items as matmul bit for bit\n", be, threads);
+        free(x);
+        free(x2);
+        drop(&a);
+    }
 }
 
 /* The IQ lattice types' kernels compute exact integer block sums; on inputs
@@ -704,6 +764,7 @@ int main(int argc, char **argv)
         test_matmul(names[b], 2560); /* rows wider than one packed chunk of the avx512 kernels */
         test_matmul_float(names[b]);
         test_matmul_iq_exact(names[b]);
+        test_matmul_multi(names[b]);
         test_ops(names[b]);
         int n = check_models(names[b], dir);
         if (n_models == 0 || n < n_models)

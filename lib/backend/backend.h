@@ -179,6 +179,11 @@ struct dsri_backend_ops {
     /* y[t][o] = sum_i w[o][i] * x[t][i] for t < x.rows, o < w.rows
      * (x.cols == w.cols, y.cols == w.rows; x and y dense) */
     void (*matmul)(dsri_backend *be, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y);
+    /* y[i] = w[i] x for i < n (each as matmul): several products of one
+     * input (a query, key and value; a gate and an up projection). A host
+     * backend rounds the input once and runs them in one parallel region.
+     * Optional (NULL: call dsri_matmul_n, which falls back to matmul). */
+    void (*matmul_n)(dsri_backend *be, int n, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y);
     /* y[t][i] = sum_o w[o][i] * x[t][o]: the product with the transposed
      * matrix (x.cols == w.rows, y.cols == w.cols; x and y dense) */
     void (*matmul_t)(dsri_backend *be, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y);
@@ -230,6 +235,18 @@ struct dsri_backend_ops {
                     int64_t ff, const dsri_tensor *x, const dsri_tensor *ids, const dsri_tensor *weights,
                     const dsri_tensor *y, const dsri_tensor *work);
 };
+
+/* y[i] = w[i] x for i < n on any backend: its matmul_n, else n matmuls. */
+static inline void dsri_matmul_n(const dsri_backend_ops *ops, dsri_backend *be, int n, const dsri_tensor *w,
+                                 const dsri_tensor *x, const dsri_tensor *y)
+{
+    if (ops->matmul_n) {
+        ops->matmul_n(be, n, w, x, y);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        ops->matmul(be, &w[i], x, &y[i]);
+}
 
 /* Registry: compiled-in backends, best first. */
 int dsri_backend_count(void);

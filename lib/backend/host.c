@@ -28,7 +28,12 @@ struct dsri_backend {
     dsri_backend_config cfg;
     float *router_work; /* dsri_router_work_floats() of the largest router */
     int64_t router_cap;
+    float *moe_slots;   /* MOE_SLOTS rows of x, gate and up (max_row each), their weights and row ids */
 };
+
+/* Rows (a row for each expert that chose it) moe_ffn's products take in one
+ * region: a decoded token's experts, all of them (R1 uses 8). */
+#define MOE_SLOTS 16
 
 static const dsri_host_ops *host_of(const dsri_backend *be) { return be->h; }
 
@@ -128,12 +133,14 @@ dsr1_status dsri_hb_create(const dsri_host_ops *h, const dsri_backend_config *cf
         dsri_router_config rc = {(int)cfg->max_experts, 1, (int)cfg->max_experts, 1, 1, 0, 1.0f};
         be->router_cap = dsri_router_work_floats(&rc);
         be->router_work = dsri_calloc((size_t)be->router_cap, sizeof(float));
+        be->moe_slots = dsri_calloc((size_t)(3 * cfg->max_row + 2) * MOE_SLOTS, sizeof(float));
     }
-    dsr1_status st = cfg->max_experts > 0 && !be->router_work
+    dsr1_status st = cfg->max_experts > 0 && (!be->router_work || !be->moe_slots)
                          ? dsri_error(DSR1_ERR_OUT_OF_MEMORY, "%s backend: out of memory", h->name)
                          : h->create(cfg, &be->inner);
     if (st) {
         dsri_free(be->router_work);
+        dsri_free(be->moe_slots);
         dsri_free(be);
         return st;
     }
@@ -148,6 +155,7 @@ void dsri_hb_destroy(dsri_backend *be)
     if (be->inner)
         be->h->destroy(be->inner);
     dsri_free(be->router_work);
+    dsri_free(be->moe_slots);
     dsri_free(be);
 }
 
@@ -190,6 +198,33 @@ void dsri_hb_matmul(dsri_backend *be, const dsri_tensor *w, const dsri_tensor *x
     host_of(be)->matmul(be->inner, &m, F32P(x), F32P(y), (int)x->rows);
 }
 
+/* Items as one matmul_multi where the backend has it, else one by one. */
+static void run_items(dsri_backend *be, const dsri_matmul_item *items, int n)
+{
+    if (host_of(be)->matmul_multi) {
+        host_of(be)->matmul_multi(be->inner, items, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        host_of(be)->matmul(be->inner, &items[i].w, items[i].x, items[i].y, items[i].n_rows);
+}
+
+/* Items gathered per call of run_items (a small stack array). */
+#define ITEM_BATCH 32
+
+void dsri_hb_matmul_n(dsri_backend *be, int n, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y)
+{
+    dsri_matmul_item items[ITEM_BATCH];
+    for (int i0 = 0; i0 < n; i0 += ITEM_BATCH) {
+        int m = n - i0 < ITEM_BATCH ? n - i0 : ITEM_BATCH;
+        for (int i = 0; i < m; i++) {
+            dsri_matmul_item it = {matrix_of(&w[i0 + i]), F32P(x), F32P(&y[i0 + i]), (int)x->rows};
+            items[i] = it;
+        }
+        run_items(be, items, m);
+    }
+}
+
 void dsri_hb_matmul_t(dsri_backend *be, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y)
 {
     dsri_matrix m = matrix_of(w);
@@ -216,6 +251,21 @@ void dsri_hb_matmul_heads(dsri_backend *be, const dsri_tensor *w, int64_t w_step
     const int64_t n = x->rows;
     const int64_t in = transposed ? w->rows : w->cols, out = transposed ? w->cols : w->rows;
     float *tin = F32P(work), *tout = tin + n * (w->rows > w->cols ? w->rows : w->cols);
+    if (n == 1 && !transposed) {
+        /* decode: every head's product in one call (one parallel region) */
+        dsri_matmul_item items[ITEM_BATCH];
+        for (int h0 = 0; h0 < n_heads; h0 += ITEM_BATCH) {
+            int m = n_heads - h0 < ITEM_BATCH ? n_heads - h0 : ITEM_BATCH;
+            for (int i = 0; i < m; i++) {
+                int h = h0 + i;
+                dsri_tensor wh = dsri_rows(w, (int64_t)h * w_step, w->rows);
+                dsri_matmul_item it = {matrix_of(&wh), F32P(x) + h * x_step, F32P(y) + h * y_step, 1};
+                items[i] = it;
+            }
+            run_items(be, items, m);
+        }
+        return;
+    }
     for (int h = 0; h < n_heads; h++) {
         dsri_tensor wh = dsri_rows(w, (int64_t)h * w_step, w->rows);
         dsri_matrix m = matrix_of(&wh);
@@ -325,42 +375,108 @@ void dsri_hb_moe_route(dsri_backend *be, const dsri_router_config *cfg, const ds
                           (float *)(void *)((uint8_t *)dsri_host_ptr(weights) + t * weights->stride));
 }
 
+/* Where moe_ffn puts the rows of some experts: x (d wide), gate and up
+ * outputs (ff wide), each row's routing weight and batch row. */
+typedef struct moe_rows {
+    float *x, *g, *u, *weight;
+    int32_t *row;
+} moe_rows;
+
+/* Copy the rows that chose expert e to r from row `at` on; their count. */
+static int gather_expert(const dsri_tensor *x, const dsri_tensor *ids, const dsri_tensor *weights, int64_t e,
+                         const moe_rows *r, int at)
+{
+    const int64_t d = x->cols;
+    int cnt = 0;
+    for (int64_t t = 0; t < x->rows; t++) {
+        const int32_t *id = (const int32_t *)(const void *)((const uint8_t *)dsri_host_ptr(ids) + t * ids->stride);
+        const float *wt = (const float *)(const void *)((const uint8_t *)dsri_host_ptr(weights) + t * weights->stride);
+        for (int64_t k = 0; k < ids->cols; k++)
+            if (id[k] == e) {
+                if (r) {
+                    r->row[at + cnt] = (int32_t)t;
+                    r->weight[at + cnt] = wt[k];
+                    memcpy(r->x + (at + cnt) * d, (const uint8_t *)dsri_host_ptr(x) + t * x->stride,
+                           (size_t)d * sizeof(float));
+                }
+                cnt++;
+                break; /* the router never repeats an expert in a row */
+            }
+    }
+    return cnt;
+}
+
+/* The products of n_exp experts (ids e[], cnt[] rows each, consecutive in
+ * r from row 0): gate and up of all in one run_items, SiLU-multiply, down
+ * of all in another (into r->x, whose inputs are used by then), then each
+ * row's weighted output added to y in the experts' order. */
+static void expert_products(dsri_backend *be, const dsri_tensor *gate, const dsri_tensor *up, const dsri_tensor *down,
+                            int64_t ff, const dsri_tensor *y, const moe_rows *r, const int64_t *e, const int *cnt,
+                            int n_exp)
+{
+    const dsri_host_ops *h = host_of(be);
+    const int64_t d = y->cols;
+    dsri_matmul_item items[2 * MOE_SLOTS] = {0}; /* all written before use (-Wmaybe-uninitialized) */
+    int total = 0;
+    for (int i = 0; i < n_exp; i++) {
+        dsri_tensor gt = dsri_rows(gate, e[i] * ff, ff), ut = dsri_rows(up, e[i] * ff, ff);
+        dsri_matmul_item gi = {matrix_of(&gt), r->x + total * d, r->g + total * ff, cnt[i]};
+        dsri_matmul_item ui = {matrix_of(&ut), r->x + total * d, r->u + total * ff, cnt[i]};
+        items[2 * i] = gi;
+        items[2 * i + 1] = ui;
+        total += cnt[i];
+    }
+    run_items(be, items, 2 * n_exp);
+    h->silu_mul(be->inner, r->g, r->u, (int64_t)total * ff);
+    total = 0;
+    for (int i = 0; i < n_exp; i++) {
+        dsri_tensor dt = dsri_rows(down, e[i] * d, d);
+        dsri_matmul_item di = {matrix_of(&dt), r->g + total * ff, r->x + total * d, cnt[i]};
+        items[i] = di;
+        total += cnt[i];
+    }
+    run_items(be, items, n_exp);
+    for (int j = 0; j < total; j++)
+        h->add_scaled(be->inner, (float *)((uint8_t *)dsri_host_ptr(y) + r->row[j] * y->stride), r->x + j * d,
+                      r->weight[j], d);
+}
+
 void dsri_hb_moe_ffn(dsri_backend *be, const dsri_tensor *gate, const dsri_tensor *up, const dsri_tensor *down,
                      int64_t ff, const dsri_tensor *x, const dsri_tensor *ids, const dsri_tensor *weights,
                      const dsri_tensor *y, const dsri_tensor *work)
 {
-    const dsri_host_ops *h = host_of(be);
-    const int64_t n = x->rows, d = x->cols, K = ids->cols;
+    const int64_t n = x->rows, d = x->cols;
     const int64_t n_expert = gate->rows / ff;
-    float *xs = F32P(work), *g = xs + n * d, *u = g + n * ff, *roww = u + n * ff;
-    int32_t *rows = (int32_t *)(void *)(roww + n);
+    /* an expert chosen by many rows (prefill) runs alone on the caller's work */
+    float *wx = F32P(work), *wg = wx + n * d, *wu = wg + n * ff, *ww = wu + n * ff;
+    const moe_rows alone = {wx, wg, wu, ww, (int32_t *)(void *)(ww + n)};
+    /* experts of few rows together in the instance's slots, in expert order */
+    const int64_t mr = be->cfg.max_row;
+    float *sx = be->moe_slots, *sg = sx + MOE_SLOTS * mr, *su = sg + MOE_SLOTS * mr, *sw = su + MOE_SLOTS * mr;
+    const moe_rows slots = {sx, sg, su, sw, (int32_t *)(void *)(sw + MOE_SLOTS)};
+    const int use_slots = sx && d <= mr && ff <= mr;
+    int64_t grp_e[MOE_SLOTS];
+    int grp_cnt[MOE_SLOTS], n_grp = 0, grp_rows = 0;
     dsri_hb_fill(be, y, 0.0f);
-    /* each expert once over the rows that chose it, in expert order, so a
-     * row's sum has the same order whatever the batch */
     for (int64_t e = 0; e < n_expert; e++) {
-        int cnt = 0;
-        for (int64_t t = 0; t < n; t++) {
-            const int32_t *id = (const int32_t *)(const void *)((const uint8_t *)dsri_host_ptr(ids) + t * ids->stride);
-            const float *wt = (const float *)(const void *)((const uint8_t *)dsri_host_ptr(weights) + t * weights->stride);
-            for (int64_t k = 0; k < K; k++)
-                if (id[k] == e) {
-                    rows[cnt] = (int32_t)t;
-                    roww[cnt] = wt[k];
-                    memcpy(xs + cnt * d, (const uint8_t *)dsri_host_ptr(x) + t * x->stride, (size_t)d * sizeof(float));
-                    cnt++;
-                    break; /* the router never repeats an expert in a row */
-                }
-        }
+        int cnt = gather_expert(x, ids, weights, e, NULL, 0);
         if (cnt == 0)
             continue;
-        dsri_tensor gt = dsri_rows(gate, e * ff, ff), ut = dsri_rows(up, e * ff, ff), dt = dsri_rows(down, e * d, d);
-        dsri_matrix gm = matrix_of(&gt), um = matrix_of(&ut), dm = matrix_of(&dt);
-        h->matmul(be->inner, &gm, xs, g, cnt);
-        h->matmul(be->inner, &um, xs, u, cnt);
-        h->silu_mul(be->inner, g, u, (int64_t)cnt * ff);
-        h->matmul(be->inner, &dm, g, xs, cnt);
-        for (int j = 0; j < cnt; j++)
-            h->add_scaled(be->inner, (float *)((uint8_t *)dsri_host_ptr(y) + rows[j] * y->stride), xs + j * d, roww[j],
-                          d);
+        if ((!use_slots || cnt > MOE_SLOTS - grp_rows) && n_grp > 0) {
+            /* the group first: each row's sum runs in increasing expert id */
+            expert_products(be, gate, up, down, ff, y, &slots, grp_e, grp_cnt, n_grp);
+            n_grp = grp_rows = 0;
+        }
+        if (use_slots && cnt <= MOE_SLOTS) {
+            gather_expert(x, ids, weights, e, &slots, grp_rows);
+            grp_e[n_grp] = e;
+            grp_cnt[n_grp++] = cnt;
+            grp_rows += cnt;
+        } else {
+            gather_expert(x, ids, weights, e, &alone, 0);
+            expert_products(be, gate, up, down, ff, y, &alone, &e, &cnt, 1);
+        }
     }
+    if (n_grp > 0)
+        expert_products(be, gate, up, down, ff, y, &slots, grp_e, grp_cnt, n_grp);
 }

@@ -33,6 +33,14 @@ typedef struct dsri_matrix {
     uint64_t row_bytes;
 } dsri_matrix;
 
+/* One product of matmul_multi: y = W x for n_rows rows, as matmul. */
+typedef struct dsri_matmul_item {
+    dsri_matrix w;
+    const float *x;
+    float *y;
+    int n_rows;
+} dsri_matmul_item;
+
 typedef struct dsri_host dsri_host; /* a host backend instance owned by one context */
 
 /* KV cache rows hold DSR1_KV_F32 floats or DSR1_KV_F16 IEEE halves
@@ -52,6 +60,11 @@ typedef struct dsri_host_ops {
 
     /* y[t][o] = sum_i W[o][i] * x[t][i] for t < n_rows, o < W.n_out */
     void (*matmul)(dsri_host *be, const dsri_matrix *w, const float *x, float *y, int n_rows);
+    /* matmul of each item, bit for bit as n_items matmul calls, the
+     * items' outputs disjoint from every input; a backend may run them in
+     * one parallel region (one fork-join per decode step's query, key and
+     * value instead of three). NULL: host.c calls matmul per item. */
+    void (*matmul_multi)(dsri_host *be, const dsri_matmul_item *items, int n_items);
     /* out = W row `row`, dequantized (embedding lookup) */
     void (*get_row)(dsri_host *be, const dsri_matrix *w, int64_t row, float *out);
     /* y[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight, for n_rows rows of width d (in place allowed) */
@@ -113,6 +126,7 @@ dsr1_status dsri_hb_upload(dsri_backend *be, const dsri_tensor *t, const void *s
 dsr1_status dsri_hb_download(dsri_backend *be, const dsri_tensor *t, void *dst);
 void dsri_hb_get_rows(dsri_backend *be, const dsri_tensor *w, const int32_t *ids, const dsri_tensor *y);
 void dsri_hb_matmul(dsri_backend *be, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y);
+void dsri_hb_matmul_n(dsri_backend *be, int n, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y);
 void dsri_hb_matmul_t(dsri_backend *be, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y);
 void dsri_hb_matmul_heads(dsri_backend *be, const dsri_tensor *w, int64_t w_step, int n_heads, int transposed,
                           const dsri_tensor *x, int64_t x_step, const dsri_tensor *y, int64_t y_step,
@@ -148,7 +162,8 @@ void dsri_hb_moe_ffn(dsri_backend *be, const dsri_tensor *gate, const dsri_tenso
         .buf_free = dsri_hb_buf_free, .place = dsri_hb_place, .create = obj##_create, \
         .destroy = dsri_hb_destroy, .sync = dsri_hb_sync, .upload = dsri_hb_upload, \
         .download = dsri_hb_download, .get_rows = dsri_hb_get_rows, \
-        .matmul = dsri_hb_matmul, .matmul_t = dsri_hb_matmul_t, .matmul_heads = dsri_hb_matmul_heads, \
+        .matmul = dsri_hb_matmul, .matmul_n = dsri_hb_matmul_n, .matmul_t = dsri_hb_matmul_t, \
+        .matmul_heads = dsri_hb_matmul_heads, \
         .rmsnorm = dsri_hb_rmsnorm, .add = dsri_hb_add, .silu_mul = dsri_hb_silu_mul, .rope = dsri_hb_rope, \
         .attention = dsri_hb_attention, .copy = dsri_hb_copy, .fill = dsri_hb_fill, \
         .moe_route = dsri_hb_moe_route, .moe_ffn = dsri_hb_moe_ffn, \

@@ -218,6 +218,117 @@ static void simd_matmul(dsri_host *be, const dsri_matrix *w, const float *x, flo
     }
 }
 
+/* ---- several matmuls in one parallel region ---- */
+
+/* The most items and quantized activation rows one region takes. */
+#define MULTI_ITEMS 64
+
+typedef struct multi_job {
+    matmul_job jobs[MULTI_ITEMS];
+    int first_task[MULTI_ITEMS + 1]; /* item k's tasks: [first_task[k], first_task[k+1]) */
+    int n_items;
+} multi_job;
+
+static void multi_task(void *arg, int i, int thread)
+{
+    const multi_job *m = arg;
+    int k = 0;
+    while (m->first_task[k + 1] <= i)
+        k++;
+    matmul_task((void *)&m->jobs[k], i - m->first_task[k], thread);
+}
+
+/* Weight bytes an item reads per output row, times its activation rows. */
+static int64_t item_cost(const dsri_matmul_item *it)
+{
+    return (int64_t)it->w.row_bytes * it->n_rows;
+}
+
+/* Items [0, n) in one region: every activation row quantized once (items
+ * that share x share its rows), then the output rows of all of them split
+ * into tasks of about equal weight bytes. Each task is a matmul_task over
+ * an even row range of one item, so every value has the bits simd_matmul
+ * gives it. The caller checked that the rows fit the scratch. */
+static void multi_region(dsri_host *be, const dsri_matmul_item *items, int n)
+{
+    multi_job m;
+    m.n_items = n;
+    int64_t total = 0, macs = 0;
+    size_t used = 0; /* bytes of be->act taken */
+    for (int k = 0; k < n; k++) {
+        const dsri_matmul_item *it = &items[k];
+        const dsri_simd_kernel *kern = SIMD_KERNEL_FOR(it->w.type);
+        dsri_act_kind act = kern ? kern->act : DSRI_ACT_F32;
+        matmul_job j = {be, &it->w, kern, it->x, (size_t)it->w.n_in * sizeof(float), it->y, it->n_rows, it->w.n_out};
+        if (act != DSRI_ACT_F32) {
+            size_t rb = SIMD_ACT_ROW_BYTES(act, it->w.n_in);
+            int shared = -1;
+            for (int p = 0; p < k && shared < 0; p++)
+                if (items[p].x == it->x && items[p].n_rows == it->n_rows && items[p].w.n_in == it->w.n_in &&
+                    m.jobs[p].k && m.jobs[p].k->act == act)
+                    shared = p;
+            if (shared >= 0) {
+                j.x = m.jobs[shared].x;
+            } else {
+                uint8_t *dst = (uint8_t *)be->act + used;
+                for (int r = 0; r < it->n_rows; r++)
+                    SIMD_QUANTIZE(act, it->x + (int64_t)r * it->w.n_in, dst + (size_t)r * rb, it->w.n_in);
+                j.x = dst;
+                used += (size_t)it->n_rows * rb;
+            }
+            j.x_stride = rb;
+        }
+        m.jobs[k] = j;
+        total += item_cost(it) * it->w.n_out;
+        macs += it->w.n_in * it->w.n_out * it->n_rows;
+    }
+    const int par = be->n_threads > 1 && macs >= PARALLEL_MIN_MACS;
+    /* tasks of about total / (4 * threads) bytes, at least 16 rows, even */
+    const int64_t target = total / (4 * be->n_threads) + 1;
+    m.first_task[0] = 0;
+    for (int k = 0; k < n; k++) {
+        matmul_job *j = &m.jobs[k];
+        int64_t chunk = target / (item_cost(&items[k]) + 1);
+        chunk = chunk < 16 ? 16 : chunk;
+        chunk += chunk & 1;
+        j->chunk = par ? chunk : j->w->n_out;
+        m.first_task[k + 1] = m.first_task[k] + (int)((j->w->n_out + j->chunk - 1) / j->chunk);
+    }
+    dsri_pool_run(be->pool, multi_task, &m, m.first_task[n]);
+}
+
+/* Bytes of be->act an item's quantized rows take (0: f32 activations). */
+static size_t item_act_bytes(const dsri_matmul_item *it)
+{
+    const dsri_simd_kernel *kern = SIMD_KERNEL_FOR(it->w.type);
+    dsri_act_kind act = kern ? kern->act : DSRI_ACT_F32;
+    return act == DSRI_ACT_F32 ? 0 : (size_t)it->n_rows * SIMD_ACT_ROW_BYTES(act, it->w.n_in);
+}
+
+static void simd_matmul_multi(dsri_host *be, const dsri_matmul_item *items, int n_items)
+{
+    /* Decode's products are small (a few rows): one region for as many as
+     * fit the activation scratch saves a fork-join per product and the
+     * repeated rounding of a shared input. Products of many rows keep
+     * simd_matmul's tiling. */
+    const size_t cap = (size_t)ROW_TILE * be->act_row;
+    int k = 0;
+    while (k < n_items) {
+        if (items[k].n_rows > DSRI_SIMD_NR || item_act_bytes(&items[k]) > cap) {
+            simd_matmul(be, &items[k].w, items[k].x, items[k].y, items[k].n_rows);
+            k++;
+            continue;
+        }
+        int n = 0;
+        size_t bytes = 0;
+        while (k + n < n_items && n < MULTI_ITEMS && items[k + n].n_rows <= DSRI_SIMD_NR &&
+               bytes + item_act_bytes(&items[k + n]) <= cap)
+            bytes += item_act_bytes(&items[k + n++]); /* an upper bound: shared rows count again */
+        multi_region(be, items + k, n);
+        k += n;
+    }
+}
+
 typedef struct matmul_t_job {
     dsri_host *be;
     const dsri_matrix *w;
@@ -278,6 +389,7 @@ static const dsri_host_ops simd_host = {
     .create = simd_create,
     .destroy = simd_destroy,
     .matmul = simd_matmul,
+    .matmul_multi = simd_matmul_multi,
     .get_row = simd_get_row,
     .rmsnorm = simd_rmsnorm,
     .add = simd_add,

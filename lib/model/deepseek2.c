@@ -521,16 +521,15 @@ static void mla_attention(dsr1_context *ctx, const dsri_run *run, int l, const i
     const int split = L->wk_b.buf != NULL;
     const dsri_tensor *freq = &run->w->rope_freq;
 
-    /* queries: c_Q = RMSNorm(W_DQ h), q = W_UQ c_Q */
-    if (hp->q_lora_rank > 0) {
-        op->matmul(be, &L->wq_a, &s->h, &s->qa);
+    /* queries: c_Q = RMSNorm(W_DQ h), q = W_UQ c_Q (or q = W_Q h); latent
+     * and shared rope key: [c_KV | k_R] = W_DKV h. Both products of h at once. */
+    const int q_lora = hp->q_lora_rank > 0;
+    const dsri_tensor from_h_w[2] = {q_lora ? L->wq_a : L->wq, L->wkv_a_mqa}, from_h[2] = {q_lora ? s->qa : s->q, s->kva};
+    dsri_matmul_n(op, be, 2, from_h_w, &s->h, from_h);
+    if (q_lora) {
         op->rmsnorm(be, &s->qa, &L->attn_q_a_norm, &s->qa, hp->rms_eps);
         op->matmul(be, &L->wq_b, &s->qa, &s->q);
-    } else {
-        op->matmul(be, &L->wq, &s->h, &s->q);
     }
-    /* latent and shared rope key: [c_KV | k_R] = W_DKV h */
-    op->matmul(be, &L->wkv_a_mqa, &s->h, &s->kva);
     dsri_tensor q_rope = dsri_cols(&s->q, nope, (int64_t)H * dk - nope), k_rope = dsri_cols(&s->kva, R, r),
                 c_kv = dsri_cols(&s->kva, 0, R);
     op->rope(be, &q_rope, H, dk, r, pos, freq, m->rope_mscale, 0);
@@ -592,8 +591,8 @@ static void swiglu(const dsri_run *run, const dsri_tensor *gate, const dsri_tens
     const dsri_backend_ops *op = run->ops;
     dsri_tensor g = dsri_cols(&s->gate, 0, gate->rows), u = dsri_cols(&s->up, 0, gate->rows);
     g.stride = u.stride = (uint64_t)gate->rows * sizeof(float); /* dense n x ff */
-    op->matmul(run->be, gate, in, &g);
-    op->matmul(run->be, up, in, &u);
+    const dsri_tensor gate_up_w[2] = {*gate, *up}, gate_up[2] = {g, u};
+    dsri_matmul_n(op, run->be, 2, gate_up_w, in, gate_up);
     op->silu_mul(run->be, &g, &u);
     op->matmul(run->be, down, &g, out);
 }

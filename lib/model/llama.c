@@ -210,9 +210,8 @@ static dsr1_status dense_forward(dsr1_context *ctx, const dsr1_token *tokens, co
 
         /* attention */
         op->rmsnorm(be, &s.x, &L->attn_norm, &s.h, hp->rms_eps);
-        op->matmul(be, &L->wq, &s.h, &s.q);
-        op->matmul(be, &L->wk, &s.h, &s.k);
-        op->matmul(be, &L->wv, &s.h, &s.v);
+        const dsri_tensor qkv_w[3] = {L->wq, L->wk, L->wv}, qkv[3] = {s.q, s.k, s.v};
+        dsri_matmul_n(op, be, 3, qkv_w, &s.h, qkv);
         if (L->bq.buf) {
             op->add(be, &s.q, &L->bq);
             op->add(be, &s.k, &L->bk);
@@ -235,8 +234,8 @@ static dsr1_status dense_forward(dsr1_context *ctx, const dsr1_token *tokens, co
 
         /* SwiGLU feed-forward */
         op->rmsnorm(be, &s.x, &L->ffn_norm, &s.h, hp->rms_eps);
-        op->matmul(be, &L->ffn_gate, &s.h, &s.gate);
-        op->matmul(be, &L->ffn_up, &s.h, &s.up);
+        const dsri_tensor gate_up_w[2] = {L->ffn_gate, L->ffn_up}, gate_up[2] = {s.gate, s.up};
+        dsri_matmul_n(op, be, 2, gate_up_w, &s.h, gate_up);
         op->silu_mul(be, &s.gate, &s.up);
         op->matmul(be, &L->ffn_down, &s.gate, &s.h);
         op->add(be, &s.x, &s.h);
