@@ -19,7 +19,12 @@ done
 echo "start: $(uptime)"
 for m in qwen2-big-f16 qwen2-big-bf16 qwen2-big-q8_0 qwen2-big-q4_k_m ds2-big-q8_0; do
   for th in 1 2; do
-    "$dsr1" bench -m "$dir/$m.gguf" -p 128 -n 64 -r 3 -t $th 2>&1 | grep "^| $m"
+    # best of 3 like llama_cpp_bench.mjs (dsr1 bench reports mean ± stddev; its JSON keeps every run)
+    "$dsr1" bench -m "$dir/$m.gguf" -p 128 -n 64 -r 3 -t $th -o json | /usr/bin/python3 -c '
+import json, sys
+for r in json.load(sys.stdin):
+    print("| %s | libdsr1 %s | %d | %s | %.2f | mean %.2f ± %.2f |" % (r["model_filename"], r["backend"],
+          r["n_threads"], r["test"], max(r["samples_ts"]), r["avg_ts"], r["stddev_ts"]))'
     [ -z "$lcpp" ] || node "$lcpp/llama_cpp_bench.mjs" "$dir/$m.gguf" 128 64 $th 3
   done
 done
