@@ -419,6 +419,10 @@ DSR1_API void dsr1_context_free(dsr1_context *ctx); /* NULL is allowed */
 
 DSR1_API const dsr1_model *dsr1_context_model(const dsr1_context *ctx);
 DSR1_API int32_t dsr1_context_n_ctx(const dsr1_context *ctx);
+/* The name of the backend that computes the logits (a static string):
+ * "vulkan" when the model offloads layers (dsr1_model_params.n_gpu_layers),
+ * else the CPU backend the context chose ("avx512", "avx2", "neon",
+ * "scalar"). */
 DSR1_API const char *dsr1_context_backend(const dsr1_context *ctx);
 /* Number of positions currently held in the KV cache (the next position). */
 DSR1_API int32_t dsr1_context_n_past(const dsr1_context *ctx);

@@ -46,6 +46,12 @@ static const option options[] = {
      "threads (0 = all cores)"},
     {"--backend", "NAME", K_STRING, F(backend), ANY_INT, DSR1_CMD_CONTEXT,
      "compute backend (default: $DSR1_BACKEND, else the best available)"},
+    {"-ngl|--n-gpu-layers|--gpu-layers", "N", K_INT, F(n_gpu_layers), -1, 1 << 20, NULL, DSR1_CMD_CONTEXT,
+     "offload the last N layers and the output head to a GPU\n"
+     "(the Vulkan backend; -1: every layer; `dsr1 devices` lists them)"},
+    {"--device", "NAME", K_STRING, F(device), ANY_INT, DSR1_CMD_CONTEXT,
+     "the device for -ngl: an index from `dsr1 devices` or part of\n"
+     "its name (default: $DSR1_DEVICE, else the first GPU)"},
     {"--kv-type", "f16|f32", K_CHOICE, F(kv_type), 0, 0, "f16|f32", DSR1_CMD_CONTEXT,
      "KV cache element type (f16: the default, half the memory;\n"
      "f32: the exact reference, as llama.cpp's --cache-type-k/v)"},

@@ -65,6 +65,8 @@ dsr1_model *dsr1_cli_load(const char *cmd, const dsr1_cli_opts *o, int vocab_onl
     dsr1_model_params mp;
     dsr1_model_params_default(&mp, sizeof mp);
     mp.vocab_only = vocab_only;
+    mp.n_gpu_layers = vocab_only ? 0 : o->n_gpu_layers;
+    mp.device = o->device;
     if (o->verbose) {
         mp.log_callback = log_to_stderr;
         mp.log_level = DSR1_LOG_DEBUG;

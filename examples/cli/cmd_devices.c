@@ -22,6 +22,7 @@ int dsr1_cli_devices(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
         printf("%-5d %-8s %-4s %7.0f MiB  %s\n", (int)i, p.backend, p.is_cpu ? "CPU" : "GPU",
                (double)p.memory / 1048576.0, p.name);
     }
-    printf("(CPU-type devices are used only when chosen: --device INDEX|NAME or DSR1_DEVICE)\n");
+    printf("(-ngl offloads to the first GPU; a CPU-type device only when it is the only device or is chosen:\n"
+           " --device INDEX|NAME or DSR1_DEVICE)\n");
     return 0;
 }

@@ -402,7 +402,11 @@ dsr1_status dsri_ctx_hidden_f32(dsr1_context *ctx, float *out)
 const dsr1_model *dsr1_context_model(const dsr1_context *ctx) { return ctx ? ctx->model : NULL; }
 int32_t dsr1_context_n_ctx(const dsr1_context *ctx) { return ctx ? ctx->n_ctx : 0; }
 int32_t dsr1_context_n_past(const dsr1_context *ctx) { return ctx ? ctx->n_past : 0; }
-const char *dsr1_context_backend(const dsr1_context *ctx) { return ctx ? ctx->runs[0].ops->name : ""; }
+/* the output head's backend: the device's once any layer is offloaded */
+const char *dsr1_context_backend(const dsr1_context *ctx)
+{
+    return ctx ? ctx->runs[ctx->output_run].ops->name : "";
+}
 int32_t dsr1_context_n_threads(const dsr1_context *ctx) { return ctx ? dsri_pool_active_threads(ctx->pool) : 0; }
 
 dsr1_status dsr1_context_set_threads(dsr1_context *ctx, int32_t n_threads)

@@ -39,7 +39,7 @@ void dsr1_model_params_default(dsr1_model_params *params, size_t struct_size)
 static dsr1_status read_params(const dsr1_model_params *in, dsr1_model_params *p)
 {
     dsr1_model_params_default(p, sizeof *p);
-    dsr1_status st = dsri_params_read(in, p, sizeof *p, DSRI_KNOWN_SIZE(dsr1_model_params, preload),
+    dsr1_status st = dsri_params_read(in, p, sizeof *p, DSRI_KNOWN_SIZE(dsr1_model_params, device),
                                       "dsr1_model_params");
     if (!st && (p->preload < 0 || p->preload > 1))
         st = dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_params.preload is %d (0 or 1)", p->preload);

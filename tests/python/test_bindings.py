@@ -971,3 +971,28 @@ def test_without_numpy():
     r = _run_python(HIDE_NUMPY + "try:\n    import dsr1.convert\nexcept ModuleNotFoundError as e:\n"
                     "    print(e.name, 'pip install numpy' in str(e))")
     assert r.stdout.split() == ["numpy", "True"], (r.stdout, r.stderr)
+
+
+# ---------------------------------------------------------------------------
+# offload to a Vulkan device (CI: lavapipe)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not dsr1.devices(), reason="no Vulkan device (loader, driver or device missing)")
+def test_offload_matches_reference():
+    """Every layer on the first device: the reference logits, the backend
+    named, the device listed with its properties."""
+    devs = dsr1.devices()
+    assert all(d["name"] and d["backend"] == "vulkan" and d["memory"] > 0 for d in devs)
+    toks, ref = reference("qwen2-q8_0")
+    with dsr1.Model.load(MODEL, n_gpu_layers=-1, device=str(devs[0]["index"])) as m, \
+            dsr1.Context(m, n_ctx=64, backend="scalar", kv_type="f32") as c:
+        assert c.backend == "vulkan"
+        c.eval(toks, logits_all=True)
+        worst = max(max_diff(c.logits(i, as_numpy=False), ref[i]) for i in range(len(toks)))
+        assert worst < TOLERANCE
+
+
+def test_offload_errors():
+    with pytest.raises(dsr1.DSR1Error):
+        dsr1.Model.load(MODEL, n_gpu_layers=-1, device="no-such-device")

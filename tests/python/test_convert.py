@@ -7,6 +7,7 @@ converted, loaded through the library and run on the scalar backend against
 NAME.strict.f32 (the logits of exactly the checkpoint's values).
 """
 
+import gzip
 import json
 import os
 import shutil
@@ -197,24 +198,16 @@ def test_tokenizer_matches_gguf_fixture(converted, name, fixture):
                 assert ma.detokenize(ids[1:]) == mb.detokenize(ids[1:])
 
 
-def _r1_tokenizer_dir():
-    for base in (os.environ.get("DSR1_SHARED"), ROOT.parent / "shared"):
-        if base:
-            d = Path(base) / "fixtures" / "vocab" / "deepseek-r1-tokenizer"
-            if (d / "tokenizer.json").is_file():
-                return d
-    return None
-
-
-@pytest.mark.skipif(_r1_tokenizer_dir() is None, reason="the shared R1 tokenizer.json is not available")
 def test_real_r1_tokenizer_vocab_only(tmp_path):
-    """The released DeepSeek-R1 tokenizer.json converts to exactly the R1
-    vocabulary fixture (tokens, types, merges, specials)."""
-    src = _r1_tokenizer_dir()
+    """The released DeepSeek-R1 tokenizer.json (in tests/data, gzipped)
+    converts to exactly the R1 vocabulary fixture (tokens, types, merges,
+    specials)."""
+    src = DATA / "hf" / "deepseek-r1-tokenizer"
     ck = tmp_path / "r1"
     ck.mkdir()
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(src / f, ck / f)
+    with gzip.open(src / "tokenizer.json.gz", "rb") as f:
+        (ck / "tokenizer.json").write_bytes(f.read())
+    shutil.copy(src / "tokenizer_config.json", ck / "tokenizer_config.json")
     (ck / "config.json").write_text(json.dumps({"architectures": ["DeepseekV3ForCausalLM"]}))
     out = tmp_path / "r1.gguf"
     cv.convert(str(ck), str(out), vocab_only=True)

@@ -65,7 +65,7 @@ __all__ = [
     "Decoder", "Event", "EventType", "Generation", "GenerationStats", "KVType", "LibraryError", "LogLevel",
     "Grammar", "MemoryEstimate", "Model", "Progress", "Sampler", "Special", "Status", "Step", "StopReason",
     "TensorInfo", "TokenAttr", "Type",
-    "abi_version", "backend_available", "backends", "estimate_memory", "find_library", "generate",
+    "abi_version", "backend_available", "backends", "devices", "estimate_memory", "find_library", "generate",
     "json_schema_to_grammar", "load_library",
     "status_string", "stream", "type_name", "version",
 ]
@@ -397,6 +397,23 @@ def backends() -> list:
 
 def backend_available(name: str) -> bool:
     return bool(_lib().backend_available(name.encode()))
+
+
+def devices() -> list:
+    """The devices a model can offload layers to (``Model.load(...,
+    n_gpu_layers=N, device=...)``): one dict per device with ``index``,
+    ``name``, ``backend``, ``is_cpu`` (a CPU-type device such as Mesa's
+    lavapipe) and ``memory`` (bytes). Empty without a Vulkan loader, driver
+    or device."""
+    lib = _lib()
+    out = []
+    for i in range(lib.device_count()):
+        p = _capi.dsr1_device_props()
+        p.size = ctypes.sizeof(p)
+        _check(lib.device_info(i, ctypes.byref(p)))
+        out.append({"index": i, "name": _str(p.name), "backend": _str(p.backend), "is_cpu": bool(p.is_cpu),
+                    "memory": int(p.memory)})
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -375,6 +375,12 @@ dsr1_status vk_place(dsri_device *dev, const dsri_tensor *src, dsri_tensor *out)
     uint64_t row_bytes = dsri_tensor_row_bytes(src);
     if (!src->buf || !src->buf->host || row_bytes == 0 || src->rows <= 0)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "Vulkan: place needs a host tensor of a known type");
+    if (!vk_mm_has_kernel(src->type)) {
+        const dsri_type_traits *tt = dsri_type_traits_get(src->type);
+        return dsri_error(DSR1_ERR_UNSUPPORTED,
+                          "Vulkan: no shader reads %s weights yet; offload fewer layers (n_gpu_layers) or use a file "
+                          "of another weight type", tt ? tt->name : "these");
+    }
     uint64_t total = row_bytes * (uint64_t)src->rows;
     int64_t rows_per_part = (int64_t)(dev->block_size / row_bytes);
     if (rows_per_part == 0)

@@ -65,6 +65,14 @@ static const mm_variants VARIANTS[] = {
 };
 #undef MM_VARIANTS
 
+int vk_mm_has_kernel(uint32_t type)
+{
+    for (size_t i = 0; i < sizeof VARIANTS / sizeof VARIANTS[0]; i++)
+        if (VARIANTS[i].type == type)
+            return 1;
+    return 0;
+}
+
 static const mm_variants *variants_of(dsri_backend *be, const char *op, const dsri_tensor *w)
 {
     for (size_t i = 0; i < sizeof VARIANTS / sizeof VARIANTS[0]; i++)

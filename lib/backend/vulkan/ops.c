@@ -157,7 +157,8 @@ void vk_op_rope(dsri_backend *be, const dsri_tensor *x, int n_heads, int head_di
                 const dsri_tensor *freq, float mscale, int neox)
 {
     if (!check(be, x->type == DSRI_TYPE_F32 && freq->type == DSRI_TYPE_F32 && rot_dim > 0 && rot_dim % 2 == 0 &&
-                       rot_dim <= head_dim && (int64_t)n_heads * head_dim <= x->cols && freq->cols >= rot_dim / 2,
+                       rot_dim <= head_dim && (int64_t)(n_heads - 1) * head_dim + rot_dim <= x->cols &&
+                       freq->cols >= rot_dim / 2,
                "rope"))
         return;
     vk_view fv;

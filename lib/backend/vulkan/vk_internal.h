@@ -201,6 +201,8 @@ dsr1_status vk_upload(dsri_backend *be, const dsri_tensor *t, const void *src);
 dsr1_status vk_download(dsri_backend *be, const dsri_tensor *t, void *dst);
 
 /* ---- ops (ops.c, mm.c) ---- */
+/* 1 when the shaders read weights of this type (placement refuses the others) */
+int vk_mm_has_kernel(uint32_t type);
 void vk_op_get_rows(dsri_backend *be, const dsri_tensor *w, const int32_t *ids, const dsri_tensor *y);
 void vk_op_matmul(dsri_backend *be, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y);
 void vk_op_matmul_t(dsri_backend *be, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y);
