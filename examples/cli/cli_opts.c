@@ -45,7 +45,8 @@ static const option options[] = {
     {"-t|--threads", "N", K_INT, F(n_threads), 0, 1024, NULL, DSR1_CMD_CONTEXT | DSR1_CMD_QUANTIZE,
      "threads (0 = all cores)"},
     {"--backend", "NAME", K_STRING, F(backend), ANY_INT, DSR1_CMD_CONTEXT,
-     "compute backend (default: $DSR1_BACKEND, else the best available)"},
+     "compute backend (default: $DSR1_BACKEND, else the best available;\n"
+     "a device backend (vulkan) offloads every layer unless -ngl says)"},
     {"-ngl|--n-gpu-layers|--gpu-layers", "N", K_INT, F(n_gpu_layers), -1, 1 << 20, NULL, DSR1_CMD_CONTEXT,
      "offload the last N layers and the output head to a GPU\n"
      "(the Vulkan backend; -1: every layer; `dsr1 devices` lists them)"},

@@ -56,6 +56,21 @@ static int draw_progress(const dsr1_progress *p, void *user_data)
     return 0;
 }
 
+/* `--backend vulkan`, as llama.cpp users write it, names a device backend:
+ * the model offloads to that backend's device (every layer unless -ngl says
+ * how many) and the context takes the usual host backend for the rest. */
+static int names_device_backend(const char *name)
+{
+    if (!name)
+        return 0;
+    for (int32_t i = 0; i < dsr1_device_count(); i++) {
+        dsr1_device_props dp = {.size = sizeof dp};
+        if (dsr1_device_info(i, &dp) == DSR1_OK && strcmp(dp.backend, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 dsr1_model *dsr1_cli_load(const char *cmd, const dsr1_cli_opts *o, int vocab_only)
 {
     if (!o->model_path) {
@@ -67,6 +82,12 @@ dsr1_model *dsr1_cli_load(const char *cmd, const dsr1_cli_opts *o, int vocab_onl
     mp.vocab_only = vocab_only;
     mp.n_gpu_layers = vocab_only ? 0 : o->n_gpu_layers;
     mp.device = o->device;
+    if (!vocab_only && names_device_backend(o->backend)) {
+        if (!mp.n_gpu_layers)
+            mp.n_gpu_layers = -1;
+        if (!mp.device)
+            mp.device = o->backend;
+    }
     if (o->verbose) {
         mp.log_callback = log_to_stderr;
         mp.log_level = DSR1_LOG_DEBUG;
@@ -95,7 +116,7 @@ void dsr1_cli_context_params(const dsr1_cli_opts *o, dsr1_context_params *cp)
     dsr1_context_params_default(cp, sizeof *cp);
     cp->n_ctx = o->n_ctx;
     cp->n_threads = o->n_threads;
-    cp->backend = o->backend;
+    cp->backend = names_device_backend(o->backend) ? NULL : o->backend;
     cp->kv_type = dsr1_cli_kv_type(o);
 }
 

@@ -34,6 +34,15 @@ static dsr1_status place_one(dsr1_model *m, const dsri_tensor *src, dsri_tensor 
     return m->device.ops->place(m->device.dev, src, dst);
 }
 
+/* A model with tied embeddings reads its output head from the embedding
+ * table (the same bytes of the file): the device keeps one copy. */
+static int output_is_embedding(const dsr1_model *m)
+{
+    return m->output.buf && m->output.buf == m->tok_embd.buf && m->output.offset == m->tok_embd.offset &&
+           m->output.type == m->tok_embd.type && m->output.rows == m->tok_embd.rows &&
+           m->output.cols == m->tok_embd.cols;
+}
+
 static void layer_tensors(const dsri_layer *L, const dsri_tensor **out)
 {
     const dsri_tensor *t = (const dsri_tensor *)(const void *)L;
@@ -53,9 +62,12 @@ dsr1_status dsri_model_place(dsr1_model *m, const dsri_backend_ops *ops, int ind
     p->first_layer = first_layer;
 
     /* what the device must hold, against what it has, before copying */
-    uint64_t need = tensor_bytes(&m->output) + tensor_bytes(&m->output_norm) + tensor_bytes(&m->rope_freq_t);
+    const int shared_head = first_layer == 0 && output_is_embedding(m);
+    uint64_t need = tensor_bytes(&m->output_norm) + tensor_bytes(&m->rope_freq_t);
     if (first_layer == 0)
         need += tensor_bytes(&m->tok_embd);
+    if (!shared_head)
+        need += tensor_bytes(&m->output);
     for (int l = first_layer; l < n_all; l++) {
         const dsri_tensor *t[LAYER_TENSORS];
         layer_tensors(&m->layers[l], t);
@@ -72,9 +84,12 @@ dsr1_status dsri_model_place(dsr1_model *m, const dsri_backend_ops *ops, int ind
     if (!p->w.layers)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "model: out of memory");
     if ((first_layer == 0 && (st = place_one(m, &m->tok_embd, &p->w.tok_embd))) ||
-        (st = place_one(m, &m->output_norm, &p->w.output_norm)) || (st = place_one(m, &m->output, &p->w.output)) ||
+        (st = place_one(m, &m->output_norm, &p->w.output_norm)) ||
+        (!shared_head && (st = place_one(m, &m->output, &p->w.output))) ||
         (st = place_one(m, &m->rope_freq_t, &p->w.rope_freq)))
         return st;
+    if (shared_head)
+        p->w.output = p->w.tok_embd;
     for (int l = first_layer; l < n_all; l++) {
         const dsri_tensor *src[LAYER_TENSORS], *dst[LAYER_TENSORS];
         layer_tensors(&m->layers[l], src);

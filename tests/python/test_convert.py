@@ -331,3 +331,25 @@ def test_cli(tmp_path):
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert GGUFReader(str(out)).tensors["blk.0.attn_q.weight"].type == GGMLType.F16
+
+
+@pytest.mark.skipif(not dsr1.devices(), reason="no Vulkan device (loader, driver or device missing)")
+def test_tied_embeddings_offloaded(tmp_path):
+    """A checkpoint with tied embeddings (no lm_head; the GGUF has no
+    output.weight): every layer and the head on the device, where the head
+    is the embedding table's one copy, gives the CPU's logits."""
+    d = qwen2_dir(tmp_path, drop=("lm_head.weight",), config={"tie_word_embeddings": True})
+    out = tmp_path / "tied.gguf"
+    cv.convert(str(d), str(out), outtype="f32")
+    r = GGUFReader(str(out))
+    names = list(r.tensors)
+    assert "output.weight" not in names and "token_embd.weight" in names
+    toks = [1, 2, 3, 4, 5, 6, 7, 8]
+    logits = {}
+    for ngl in (0, -1):
+        with dsr1.Model.load(str(out), n_gpu_layers=ngl) as m, \
+                dsr1.Context(m, n_ctx=64, backend="scalar", n_threads=1, kv_type="f32") as c:
+            assert c.backend == ("vulkan" if ngl else "scalar")
+            c.eval(toks, logits_all=True)
+            logits[ngl] = np.stack([c.logits(i) for i in range(len(toks))])
+    assert np.abs(logits[0] - logits[-1]).max() < 1e-3
