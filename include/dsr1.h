@@ -303,6 +303,18 @@ typedef struct dsr1_model_params {
      * listed by dsr1_device_info, or part of a backend or device name
      * ("vulkan", "llvmpipe", "RTX"). */
     const char *device;
+    /* With n_gpu_layers on a mixture-of-experts model (DeepSeek-R1): 1
+     * keeps the routed experts' weights (ffn_*_exps, most of R1's bytes) in
+     * host memory, computed by the context's CPU backend, while attention,
+     * the router, the shared expert and the output head of the offloaded
+     * layers run on the device (llama.cpp's --cpu-moe). The device then
+     * holds a small part of the model, and expert weights in types its
+     * shaders lack (the IQ1-IQ3 types of R1's dynamic quantizations) stay
+     * usable. Each offloaded MoE layer then moves its normed input, the
+     * router's choice and the experts' sum between the two memories.
+     * 0 (default): offloaded layers keep their experts on the device.
+     * No effect on dense models or without offload. */
+    int32_t cpu_moe;
 } dsr1_model_params;
 
 /* Fill *params with defaults. struct_size is sizeof(*params) as the caller

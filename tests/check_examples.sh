@@ -157,6 +157,8 @@ if "$dsr1" devices 2>/dev/null | grep -q '^0 '; then
   check "dsr1 run -ngl -1 (every layer on the device)" "The answer is 423." "$out"
   out=$("$dsr1" run -m "$model" -p "What is 345 + 78?" --temp 0 --hide-thinking -ngl 1 --device 0 2>&1)
   check "dsr1 run -ngl 1 (one layer on the device)" "The answer is 423." "$out"
+  out=$("$dsr1" run -m "$model" -p "What is 345 + 78?" --temp 0 --hide-thinking -ngl -1 --cpu-moe 2>&1)
+  check "dsr1 run -ngl -1 --cpu-moe (a dense model: no experts to keep)" "The answer is 423." "$out"
   out=$("$dsr1" run -m "$model" -p "What is 345 + 78?" --temp 0 --hide-thinking --backend vulkan 2>&1)
   check "dsr1 run --backend vulkan (every layer on the device)" "The answer is 423." "$out"
   "$dsr1" bench -m "$model" --backend vulkan -p 8 -n 4 -r 1 -o csv >"$tmp/out" 2>&1

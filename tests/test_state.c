@@ -433,10 +433,9 @@ static void device_round_trip(const char *name)
         printf("SKIP %s on a device: no Vulkan device (%s)\n", name, dsr1_last_error());
         return;
     }
-    /* placed as dsr1_model_params.n_gpu_layers = 1 places it (the public
-     * field is not taken by every library version yet) */
+    /* placed after the load, as dsr1_model_params.n_gpu_layers = 1 places it */
     dsr1_model *m = load(name);
-    dsr1_status st = m ? dsri_model_place_from_params(m, 1, NULL) : DSR1_ERR_IO;
+    dsr1_status st = m ? dsri_model_place_from_params(m, 1, NULL, 0) : DSR1_ERR_IO;
     if (st != DSR1_OK) {
         CHECK(0, "%s with a layer on the device: %s", name, dsr1_last_error());
         dsr1_model_free(m);

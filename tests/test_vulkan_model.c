@@ -13,7 +13,10 @@
  * - two contexts of one offloaded model, evaluated in turn, give the same
  *   logits as each alone (the weights are shared, the caches are not);
  * - deepseek2: speculative decoding with the MTP head on the device gives
- *   the greedy tokens of plain decoding.
+ *   the greedy tokens of plain decoding; with the routed experts kept on
+ *   the CPU (cpu_moe) and the rest of every layer, or of the last one, on
+ *   the device, the reference logits (the IQ files too: their experts need
+ *   no shader then).
  * DSR1_TEST_MODELS=name,name... limits the run to those fixtures. Exits 77
  * (skipped, with the reason) where there is no Vulkan device.
  */
@@ -88,11 +91,12 @@ static int eval_mode(dsr1_context *ctx, mode md, const dsr1_token *tok, int n, i
     return 1;
 }
 
-static dsr1_model *load_status(const char *path, int n_gpu_layers, dsr1_status *st)
+static dsr1_model *load_status(const char *path, int n_gpu_layers, int cpu_moe, dsr1_status *st)
 {
     dsr1_model_params mp;
     dsr1_model_params_default(&mp, sizeof mp);
     mp.n_gpu_layers = n_gpu_layers;
+    mp.cpu_moe = cpu_moe;
     dsr1_model *model = NULL;
     *st = dsr1_model_load(path, &mp, &model);
     return *st == DSR1_OK ? model : NULL;
@@ -101,7 +105,7 @@ static dsr1_model *load_status(const char *path, int n_gpu_layers, dsr1_status *
 static dsr1_model *load(const char *path, int n_gpu_layers)
 {
     dsr1_status st;
-    dsr1_model *model = load_status(path, n_gpu_layers, &st);
+    dsr1_model *model = load_status(path, n_gpu_layers, 0, &st);
     if (!model)
         printf("  load (n_gpu_layers %d): %s\n", n_gpu_layers, dsr1_last_error());
     return model;
@@ -113,29 +117,100 @@ static dsr1_model *load(const char *path, int n_gpu_layers)
  * Once shaders exist these files simply pass the full check. */
 static const char *const NO_SHADER_YET[] = {"iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s"};
 
-static int refused_cleanly(const char *path, const char *name)
+static int no_shader_yet(const char *name)
 {
     const char *type = strchr(name, '-') + 1;
-    for (size_t i = 0; i < sizeof NO_SHADER_YET / sizeof NO_SHADER_YET[0]; i++) {
-        if (strcmp(type, NO_SHADER_YET[i]) != 0)
-            continue;
-        dsr1_status st;
-        dsr1_model *model = load_status(path, -1, &st);
-        if (model) {
-            dsr1_model_free(model);
-            return 0; /* it loads: check it in full */
-        }
-        /* the message names the first such type among the file's tensors
-         * (an iq2_s file holds iq3_s tensors too) */
-        int named = 0;
-        for (size_t k = 0; k < sizeof NO_SHADER_YET / sizeof NO_SHADER_YET[0]; k++)
-            named |= strstr(dsr1_last_error(), NO_SHADER_YET[k]) != NULL;
-        int ok = st == DSR1_ERR_UNSUPPORTED && named;
-        printf("%s %-16s offload refused at load: %s\n", ok ? "ok  " : "FAIL", name, dsr1_last_error());
-        failures += !ok;
-        return 1;
-    }
+    for (size_t i = 0; i < sizeof NO_SHADER_YET / sizeof NO_SHADER_YET[0]; i++)
+        if (strcmp(type, NO_SHADER_YET[i]) == 0)
+            return 1;
     return 0;
+}
+
+/* After a load of such a file failed: the status and a message naming the
+ * first such type among the file's tensors (an iq2_s file holds iq3_s
+ * tensors too). */
+static void check_refusal(const char *name, const char *what, dsr1_status st)
+{
+    int named = 0;
+    for (size_t k = 0; k < sizeof NO_SHADER_YET / sizeof NO_SHADER_YET[0]; k++)
+        named |= strstr(dsr1_last_error(), NO_SHADER_YET[k]) != NULL;
+    int ok = st == DSR1_ERR_UNSUPPORTED && named;
+    printf("%s %-16s %s refused at load: %s\n", ok ? "ok  " : "FAIL", name, what, dsr1_last_error());
+    failures += !ok;
+}
+
+static int refused_cleanly(const char *path, const char *name)
+{
+    if (!no_shader_yet(name))
+        return 0;
+    dsr1_status st;
+    dsr1_model *model = load_status(path, -1, 0, &st);
+    if (model) {
+        dsr1_model_free(model);
+        return 0; /* it loads: check it in full */
+    }
+    check_refusal(name, "offload", st);
+    return 1;
+}
+
+/* The MiB the load placed on the device, from its log line (-1: none). */
+static void catch_placed(dsr1_log_level level, const char *message, void *user_data)
+{
+    const char *p = strstr(message, " device 0 (");
+    (void)level;
+    if (p && strstr(message, "on vulkan"))
+        *(double *)user_data = atof(p + strlen(" device 0 ("));
+}
+
+static double placed_mib(const char *path, int n_gpu_layers, int cpu_moe)
+{
+    double mib = -1;
+    dsr1_model_params mp;
+    dsr1_model_params_default(&mp, sizeof mp);
+    mp.n_gpu_layers = n_gpu_layers;
+    mp.cpu_moe = cpu_moe;
+    mp.log_callback = catch_placed;
+    mp.log_user_data = &mib;
+    mp.log_level = DSR1_LOG_INFO;
+    dsr1_model *model = NULL;
+    if (dsr1_model_load(path, &mp, &model) == DSR1_OK)
+        dsr1_model_free(model);
+    return mib;
+}
+
+/* Routed experts on the CPU, the rest of the last n_gpu_layers layers on the
+ * device: the reference logits in batch and step mode (f32 cache), and
+ * less on the device than without cpu_moe. */
+static void check_cpu_moe(const char *path, const char *name, int n_gpu_layers, const dsr1_token *tok, int n,
+                          int n_vocab, const float *ref, float *all)
+{
+    dsr1_status st;
+    dsr1_model *model = load_status(path, n_gpu_layers, 1, &st);
+    if (!model && no_shader_yet(name)) { /* the fixtures' attention is in such types too */
+        check_refusal(name, "offload with the experts on the CPU", st);
+        return;
+    }
+    if (!model) {
+        printf("FAIL %-16s %d gpu layers, experts on the CPU: load: %s\n", name, n_gpu_layers, dsr1_last_error());
+        failures++;
+        return;
+    }
+    double with = placed_mib(path, n_gpu_layers, 1), without = placed_mib(path, n_gpu_layers, 0);
+    int smaller = with > 0 && without > with;
+    printf("%s %-16s %d gpu layers: %.2f MiB on the device with the experts on the CPU, %.2f without\n",
+           smaller ? "ok  " : "FAIL", name, n_gpu_layers, with, without);
+    failures += !smaller;
+    for (int md = BATCH; md <= STEP; md++) {
+        dsr1_context *ctx = new_context(model, n, 0, DSR1_KV_F32);
+        int ran = ctx && eval_mode(ctx, (mode)md, tok, n, n_vocab, all);
+        double d = ran ? max_diff(all, ref, (size_t)n * n_vocab) : INFINITY;
+        int ok = d < TOLERANCE && strcmp(dsr1_context_backend(ctx), "vulkan") == 0;
+        printf("%s %-16s %d gpu layers, experts on the CPU, %-5s max|diff| %.3g\n", ok ? "ok  " : "FAIL", name,
+               n_gpu_layers, mode_names[md], d);
+        failures += !ok;
+        dsr1_context_free(ctx);
+    }
+    dsr1_model_free(model);
 }
 
 /* Full offload in the three modes and both cache types; the f32 batch
@@ -281,11 +356,19 @@ static void check_model(const char *dir, const char *name, const dsr1_token *tok
     char path[1024], ref_path[1024];
     snprintf(path, sizeof path, "%s/models/%s.gguf", dir, name);
     snprintf(ref_path, sizeof ref_path, "%s/models/%s.strict.f32", dir, name);
-    if (refused_cleanly(path, name))
-        return;
     float *ref = read_f32_file(ref_path, (size_t)n * (size_t)n_vocab);
     float *full = malloc((size_t)n * n_vocab * sizeof *full), *all = malloc((size_t)n * n_vocab * sizeof *all);
-    dsr1_model *model = load(path, -1);
+    if (ref && all && strncmp(name, "deepseek2-", 10) == 0) {
+        check_cpu_moe(path, name, -1, tok, n, n_vocab, ref, all);
+        check_cpu_moe(path, name, 1, tok, n, n_vocab, ref, all);
+    }
+    dsr1_model *model = refused_cleanly(path, name) ? NULL : load(path, -1);
+    if (!model && ref && all && full) { /* refused as it should be */
+        free(ref);
+        free(full);
+        free(all);
+        return;
+    }
     if (!ref || !full || !all || !model || dsr1_model_n_vocab(model) != n_vocab) {
         printf("FAIL %s: model, reference logits or memory missing\n", name);
         failures++;

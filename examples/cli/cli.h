@@ -45,6 +45,7 @@ typedef struct dsr1_cli_opts {
     const char *backend;
     int32_t n_gpu_layers; /* -ngl: layers offloaded to a device (-1: all) */
     const char *device;   /* --device */
+    int32_t cpu_moe;      /* --cpu-moe */
     int32_t kv_type; /* choice: 1 f16, 2 f32 (dsr1_cli_kv_type) */
     int32_t verbose;
     /* sampling, thinking, structured output */

@@ -50,6 +50,9 @@ static const option options[] = {
     {"-ngl|--n-gpu-layers|--gpu-layers", "N", K_INT, F(n_gpu_layers), -1, 1 << 20, NULL, DSR1_CMD_CONTEXT,
      "offload the last N layers and the output head to a GPU\n"
      "(the Vulkan backend; -1: every layer; `dsr1 devices` lists them)"},
+    {"-cmoe|--cpu-moe", NULL, K_FLAG, F(cpu_moe), ANY_INT, DSR1_CMD_CONTEXT,
+     "with -ngl: keep a mixture of experts' routed experts (R1's\n"
+     "ffn_*_exps, most of its bytes) on the CPU, the rest on the device"},
     {"--device", "NAME", K_STRING, F(device), ANY_INT, DSR1_CMD_CONTEXT,
      "the device for -ngl: an index from `dsr1 devices` or part of\n"
      "its name (default: $DSR1_DEVICE, else the first GPU)"},

@@ -82,6 +82,7 @@ dsr1_model *dsr1_cli_load(const char *cmd, const dsr1_cli_opts *o, int vocab_onl
     mp.vocab_only = vocab_only;
     mp.n_gpu_layers = vocab_only ? 0 : o->n_gpu_layers;
     mp.device = o->device;
+    mp.cpu_moe = o->cpu_moe;
     if (!vocab_only && names_device_backend(o->backend)) {
         if (!mp.n_gpu_layers)
             mp.n_gpu_layers = -1;

@@ -142,6 +142,13 @@ static inline const dsri_run *dsri_ctx_run(const dsr1_context *ctx, int l)
     return &ctx->runs[ctx->layer_run[l]];
 }
 
+/* The run that computes the routed experts of layer l: the layer's, or the
+ * host's when the model keeps its experts in host memory (cpu_moe). */
+static inline const dsri_run *dsri_ctx_expert_run(const dsr1_context *ctx, int l)
+{
+    return ctx->model->device.experts_on_host ? &ctx->runs[0] : dsri_ctx_run(ctx, l);
+}
+
 /* The first scratch_floats of a run's scratch as an f32 tensor of n floats
  * at float offset off (the architectures lay their buffers out with it). */
 static inline dsri_tensor dsri_scratch(const dsri_run *r, int64_t off, int64_t cols, int64_t rows)

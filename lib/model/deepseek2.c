@@ -597,9 +597,31 @@ static void swiglu(const dsri_run *run, const dsri_tensor *gate, const dsri_tens
     op->matmul(run->be, down, &g, out);
 }
 
+/* The routed experts of layer l on another run than the layer's (experts in
+ * host memory, dsr1_model_params.cpu_moe): the normed input and the router's
+ * choice go there, the experts' sum comes back into s->moe. Two transfers
+ * each way per layer; the layer's run waits for them. */
+static dsr1_status routed_elsewhere(dsr1_context *ctx, const dsri_run *run, const dsri_run *er, int l,
+                                    const ds2_scratch *s)
+{
+    const dsri_hparams *hp = &ctx->model->hp;
+    const dsri_layer *E = &er->w->layers[l];
+    ds2_scratch t;
+    layout(ctx->model, er, s->h.rows, ctx->n_batch, &t);
+    dsr1_status st;
+    if ((st = dsri_ctx_move(ctx, run, &s->h, er, &t.h)) || (st = dsri_ctx_move(ctx, run, &s->rid, er, &t.rid)) ||
+        (st = dsri_ctx_move(ctx, run, &s->rw, er, &t.rw)))
+        return st;
+    er->ops->moe_ffn(er->be, &E->ffn_gate_exps, &E->ffn_up_exps, &E->ffn_down_exps, hp->n_ff_expert, &t.h, &t.rid,
+                     &t.rw, &t.moe, &t.moe_work);
+    if ((st = er->ops->sync(er->be)))
+        return st;
+    return dsri_ctx_move(ctx, er, &t.moe, run, &s->moe);
+}
+
 /* Routed and shared experts of layer l for the normed input s->h; leaves the
  * sum in s->h. */
-static void moe_ffn(dsr1_context *ctx, const dsri_run *run, int l, const ds2_scratch *s)
+static dsr1_status moe_ffn(dsr1_context *ctx, const dsri_run *run, int l, const ds2_scratch *s)
 {
     const dsri_hparams *hp = &ctx->model->hp;
     const dsri_layer *L = &run->w->layers[l];
@@ -611,18 +633,27 @@ static void moe_ffn(dsr1_context *ctx, const dsri_run *run, int l, const ds2_scr
     /* router: f32 logits from the f32 activations, then the choice */
     op->matmul(be, &L->ffn_gate_inp, &s->h, &s->rlog);
     op->moe_route(be, &rc, &s->rlog, &L->exp_probs_b, &s->rid, &s->rw);
-    op->moe_ffn(be, &L->ffn_gate_exps, &L->ffn_up_exps, &L->ffn_down_exps, hp->n_ff_expert, &s->h, &s->rid, &s->rw,
-                &s->moe, &s->moe_work);
+    const dsri_run *er = dsri_ctx_expert_run(ctx, l);
+    if (er == run) {
+        op->moe_ffn(be, &L->ffn_gate_exps, &L->ffn_up_exps, &L->ffn_down_exps, hp->n_ff_expert, &s->h, &s->rid,
+                    &s->rw, &s->moe, &s->moe_work);
+    } else {
+        dsr1_status st = routed_elsewhere(ctx, run, er, l, s);
+        if (st)
+            return st;
+    }
     if (L->ffn_gate_shexp.buf) {
         swiglu(run, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp, &s->h, &s->h, s);
         op->add(be, &s->h, &s->moe); /* shared + routed (IEEE addition commutes) */
     } else {
         op->copy(be, &s->moe, &s->h);
     }
+    return DSR1_OK;
 }
 
 /* One transformer block on the residual stream s->x. */
-static void block(dsr1_context *ctx, const dsri_run *run, int l, const int32_t *pos, int n, const ds2_scratch *s)
+static dsr1_status block(dsr1_context *ctx, const dsri_run *run, int l, const int32_t *pos, int n,
+                         const ds2_scratch *s)
 {
     const dsri_hparams *hp = &ctx->model->hp;
     const dsri_layer *L = &run->w->layers[l];
@@ -633,11 +664,15 @@ static void block(dsr1_context *ctx, const dsri_run *run, int l, const int32_t *
     op->add(run->be, &s->x, &s->h);
 
     op->rmsnorm(run->be, &s->x, &L->ffn_norm, &s->h, hp->rms_eps);
-    if (l < hp->n_leading_dense)
+    if (l < hp->n_leading_dense) {
         swiglu(run, &L->ffn_gate, &L->ffn_up, &L->ffn_down, &s->h, &s->h, s);
-    else
-        moe_ffn(ctx, run, l, s);
+    } else {
+        dsr1_status st = moe_ffn(ctx, run, l, s);
+        if (st)
+            return st;
+    }
     op->add(run->be, &s->x, &s->h);
+    return DSR1_OK;
 }
 
 /* Normed final states x (rows [first, n)) through the output head `head`
@@ -673,7 +708,8 @@ static dsr1_status ds2_forward(dsr1_context *ctx, const dsr1_token *tokens, cons
             r = next;
             s = t;
         }
-        block(ctx, r, l, pos, n, &s);
+        if ((st = block(ctx, r, l, pos, n, &s)))
+            return st;
     }
     /* the last layer runs where the output head does (placement.c) */
     if (ctx->hidden.buf) { /* the final hidden states, for the MTP head */
@@ -722,10 +758,12 @@ static dsr1_status mtp_forward(dsr1_context *ctx, const dsri_tensor *hidden, con
     op->rmsnorm(be, &e, &L->nextn_enorm, &e, hp->rms_eps);
     op->rmsnorm(be, hidden, &L->nextn_hnorm, &hn, hp->rms_eps);
     op->matmul(be, &L->nextn_eh_proj, &s.eh, &s.x);
-    block(ctx, run, l, pos, n, &s);
+    dsr1_status st = block(ctx, run, l, pos, n, &s);
+    if (st)
+        return st;
     if (!logits)
         return dsri_ctx_sync(ctx);
-    dsr1_status st = output(ctx, run, &L->nextn_shared_head_norm, &L->nextn_shared_head_head, &s,
+    st = output(ctx, run, &L->nextn_shared_head_norm, &L->nextn_shared_head_head, &s,
                             logits_all ? 0 : n - 1, n, logits);
     return st ? st : dsri_ctx_sync(ctx);
 }

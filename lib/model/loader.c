@@ -39,7 +39,7 @@ void dsr1_model_params_default(dsr1_model_params *params, size_t struct_size)
 static dsr1_status read_params(const dsr1_model_params *in, dsr1_model_params *p)
 {
     dsr1_model_params_default(p, sizeof *p);
-    dsr1_status st = dsri_params_read(in, p, sizeof *p, DSRI_KNOWN_SIZE(dsr1_model_params, device),
+    dsr1_status st = dsri_params_read(in, p, sizeof *p, DSRI_KNOWN_SIZE(dsr1_model_params, cpu_moe),
                                       "dsr1_model_params");
     if (!st && (p->preload < 0 || p->preload > 1))
         st = dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_model_params.preload is %d (0 or 1)", p->preload);
@@ -245,7 +245,7 @@ static dsr1_status finish_load(dsr1_model *m, const dsr1_model_params *p, dsr1_m
     if (!st && !m->vocab_only && m->arch) {
         dsri_weights hw = {m->tok_embd, m->output_norm, m->output, m->rope_freq_t, m->layers};
         m->host_w = hw;
-        st = dsri_model_place_from_params(m, p->n_gpu_layers, p->device);
+        st = dsri_model_place_from_params(m, p->n_gpu_layers, p->device, p->cpu_moe);
     }
     if (st) {
         dsri_log(&m->log, DSR1_LOG_ERROR, "%s", dsr1_last_error());

@@ -93,6 +93,9 @@ typedef struct dsri_placement {
     dsri_device *dev;
     int device_index;
     int first_layer;
+    int experts_on_host; /* the routed experts stay in the host's weights
+                            (dsr1_model_params.cpu_moe): w's ffn_*_exps are
+                            host views, run by the context's host backend */
     dsri_weights w;
     dsri_buf **bufs; /* what placing allocated (freed with the model) */
     int n_bufs;
@@ -201,12 +204,14 @@ static inline const float *dsri_vec(const dsri_tensor *t)
 }
 
 /* Place layers [first_layer, n_layer) and the output head of a loaded model
- * on device `index` of `ops` (lib/model/placement.c). */
-dsr1_status dsri_model_place(dsr1_model *m, const dsri_backend_ops *ops, int index, int first_layer);
+ * on device `index` of `ops` (lib/model/placement.c); experts_on_host: all
+ * but the routed experts' weights. */
+dsr1_status dsri_model_place(dsr1_model *m, const dsri_backend_ops *ops, int index, int first_layer,
+                             int experts_on_host);
 void dsri_model_unplace(dsr1_model *m);
 /* The placement dsr1_model_params asks for (n_gpu_layers 0: none; < 0 or
- * more than the model has: all; device as dsr1_model_params.device). */
-dsr1_status dsri_model_place_from_params(dsr1_model *m, int32_t n_gpu_layers, const char *device);
+ * more than the model has: all; device and cpu_moe as dsr1_model_params'). */
+dsr1_status dsri_model_place_from_params(dsr1_model *m, int32_t n_gpu_layers, const char *device, int32_t cpu_moe);
 
 /* DSR1_ERR_FORMAT naming the tensor (name/layer as above) and the element
  * unless every v[0..n) is finite and within [lo, hi]; v NULL: DSR1_OK.

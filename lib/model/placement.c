@@ -6,7 +6,10 @@
  * MTP block with them) and the output head are copied once into a device's
  * memory (m->device.w); every context of the model then runs those layers
  * there and shares the copies. The rest stays on the host backend each
- * context picks.
+ * context picks. With experts_on_host (dsr1_model_params.cpu_moe) the
+ * routed experts of the placed layers are not copied: the device layer's
+ * ffn_*_exps stay views of the file, and the forward pass hands that part
+ * of the layer to the host backend (dsri_ctx_expert_run).
  */
 #include <string.h>
 
@@ -50,7 +53,14 @@ static void layer_tensors(const dsri_layer *L, const dsri_tensor **out)
         out[i] = &t[i];
 }
 
-dsr1_status dsri_model_place(dsr1_model *m, const dsri_backend_ops *ops, int index, int first_layer)
+/* Whether t, one of layer L's tensors, holds routed experts. */
+static int is_routed_expert(const dsri_layer *L, const dsri_tensor *t)
+{
+    return t == &L->ffn_gate_exps || t == &L->ffn_up_exps || t == &L->ffn_down_exps;
+}
+
+dsr1_status dsri_model_place(dsr1_model *m, const dsri_backend_ops *ops, int index, int first_layer,
+                             int experts_on_host)
 {
     const int n_all = m->hp.n_layer + m->hp.n_nextn_layers;
     dsri_placement *p = &m->device;
@@ -60,6 +70,7 @@ dsr1_status dsri_model_place(dsr1_model *m, const dsri_backend_ops *ops, int ind
     p->ops = ops;
     p->device_index = index;
     p->first_layer = first_layer;
+    p->experts_on_host = experts_on_host && m->hp.n_expert > 0;
 
     /* what the device must hold, against what it has, before copying */
     const int shared_head = first_layer == 0 && output_is_embedding(m);
@@ -72,7 +83,8 @@ dsr1_status dsri_model_place(dsr1_model *m, const dsri_backend_ops *ops, int ind
         const dsri_tensor *t[LAYER_TENSORS];
         layer_tensors(&m->layers[l], t);
         for (int i = 0; i < LAYER_TENSORS; i++)
-            need += tensor_bytes(t[i]);
+            if (!(p->experts_on_host && is_routed_expert(&m->layers[l], t[i])))
+                need += tensor_bytes(t[i]);
     }
     dsri_device_desc desc;
     uint64_t have = ops->device_free_memory(p->dev);
@@ -94,12 +106,16 @@ dsr1_status dsri_model_place(dsr1_model *m, const dsri_backend_ops *ops, int ind
         const dsri_tensor *src[LAYER_TENSORS], *dst[LAYER_TENSORS];
         layer_tensors(&m->layers[l], src);
         layer_tensors(&p->w.layers[l], dst);
-        for (int i = 0; i < LAYER_TENSORS; i++)
-            if ((st = place_one(m, src[i], (dsri_tensor *)dst[i])))
+        for (int i = 0; i < LAYER_TENSORS; i++) {
+            if (p->experts_on_host && is_routed_expert(&m->layers[l], src[i]))
+                *(dsri_tensor *)dst[i] = *src[i];
+            else if ((st = place_one(m, src[i], (dsri_tensor *)dst[i])))
                 return st;
+        }
     }
-    dsri_log(&m->log, DSR1_LOG_INFO, "model: layers %d..%d and the output head on %s device %d (%.1f MiB)",
-             first_layer, n_all - 1, ops->name, index, (double)need / 1048576.0);
+    dsri_log(&m->log, DSR1_LOG_INFO, "model: layers %d..%d%s and the output head on %s device %d (%.1f MiB)",
+             first_layer, n_all - 1, p->experts_on_host ? " but their routed experts" : "", ops->name, index,
+             (double)need / 1048576.0);
     return DSR1_OK;
 }
 
@@ -112,7 +128,7 @@ void dsri_model_unplace(dsr1_model *m)
     memset(p, 0, sizeof *p);
 }
 
-dsr1_status dsri_model_place_from_params(dsr1_model *m, int32_t n_gpu_layers, const char *device)
+dsr1_status dsri_model_place_from_params(dsr1_model *m, int32_t n_gpu_layers, const char *device, int32_t cpu_moe)
 {
     if (n_gpu_layers == 0 || m->vocab_only)
         return DSR1_OK;
@@ -124,5 +140,5 @@ dsr1_status dsri_model_place_from_params(dsr1_model *m, int32_t n_gpu_layers, co
     if (!ops)
         return dsri_error(DSR1_ERR_INTERNAL, "model: device %d has no backend", device_index);
     int n = n_gpu_layers < 0 || n_gpu_layers > m->hp.n_layer ? m->hp.n_layer : n_gpu_layers;
-    return dsri_model_place(m, ops, index, m->hp.n_layer - n);
+    return dsri_model_place(m, ops, index, m->hp.n_layer - n, cpu_moe != 0);
 }

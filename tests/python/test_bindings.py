@@ -993,6 +993,19 @@ def test_offload_matches_reference():
         assert worst < TOLERANCE
 
 
+@pytest.mark.skipif(not dsr1.devices(), reason="no Vulkan device (loader, driver or device missing)")
+def test_offload_experts_on_cpu():
+    """DeepSeek-R1's layout with its routed experts kept on the CPU
+    (cpu_moe) and the rest on the device: the reference logits."""
+    toks, ref = reference("deepseek2-q8_0")
+    with dsr1.Model.load(DATA / "models" / "deepseek2-q8_0.gguf", n_gpu_layers=-1, cpu_moe=True) as m, \
+            dsr1.Context(m, n_ctx=64, backend="scalar", kv_type="f32") as c:
+        assert c.backend == "vulkan"
+        c.eval(toks, logits_all=True)
+        worst = max(max_diff(c.logits(i, as_numpy=False), ref[i]) for i in range(len(toks)))
+        assert worst < TOLERANCE
+
+
 def test_offload_errors():
     with pytest.raises(dsr1.DSR1Error):
         dsr1.Model.load(MODEL, n_gpu_layers=-1, device="no-such-device")

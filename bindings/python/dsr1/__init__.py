@@ -740,7 +740,8 @@ class Model(_Handle):
     ``log`` receives the library's log lines as ``log(level, message)`` for
     levels up to ``log_level``; exceptions it raises are printed and ignored.
     ``n_gpu_layers`` and ``device`` offload layers to a device (see
-    dsr1_model_params; -1: every layer). ``progress`` is called with a
+    dsr1_model_params; -1: every layer); ``cpu_moe`` keeps a mixture of
+    experts' routed experts on the CPU meanwhile (llama.cpp's --cpu-moe). ``progress`` is called with a
     :class:`Progress` during the load (at the start, at the end, and about
     every 1/256 of the model): a truthy return cancels the load
     (:class:`CancelledError`), and an exception it raises cancels it and
@@ -754,7 +755,7 @@ class Model(_Handle):
                  log: Optional[Callable[[LogLevel, str], None]] = None,
                  log_level: Optional[int] = None, n_gpu_layers: int = 0,
                  device: Optional[str] = None, progress: Optional[Callable[[Progress], object]] = None,
-                 preload: bool = False, _data: Optional[bytes] = None):
+                 preload: bool = False, cpu_moe: bool = False, _data: Optional[bytes] = None):
         super().__init__()
         lib = self._capi
         params, self._log_fn = self._params(vocab_only, log, log_level)
@@ -762,6 +763,7 @@ class Model(_Handle):
         self._device = None if device is None else str(device).encode()
         params.device = self._device
         params.preload = 1 if preload else 0
+        params.cpu_moe = 1 if cpu_moe else 0
         sink = _Failure()
         hook = _ProgressHook(progress, sink)  # only called during the load
         params.progress_callback = hook.c_fn

@@ -153,6 +153,7 @@ class dsr1_model_params(Structure):
         ("preload", c_int32),
         ("n_gpu_layers", c_int32),
         ("device", c_char_p),
+        ("cpu_moe", c_int32),
     ]
 
 
