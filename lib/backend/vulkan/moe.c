@@ -42,7 +42,8 @@ static int bind_all(dsri_backend *be, const dsri_tensor *t, vk_view *v)
     if (vk_view_rows(be, t, 0, t->rows, v) == t->rows)
         return 1;
     vk_fail(be, DSR1_ERR_UNSUPPORTED,
-            "Vulkan moe_ffn: the experts' weights (%lld rows) exceed one binding; keep the routed experts on the CPU",
+            "Vulkan moe_ffn: the experts' weights (%lld rows) exceed one binding; keep the routed experts on "
+            "the CPU (dsr1_model_params.cpu_moe, dsr1 --cpu-moe)",
             (long long)t->rows);
     return 0;
 }
