@@ -78,7 +78,8 @@ dsr1_status dsri_device_choose(const char *spec, int *index)
         spec = getenv("DSR1_DEVICE");
     int n = dsr1_device_count();
     if (n == 0)
-        return dsri_error(DSR1_ERR_UNSUPPORTED, "no device to offload to (%s)",
+        return dsri_error(DSR1_ERR_UNSUPPORTED, "no device%s%s%s to offload to (%s)", spec && *spec ? " '" : "",
+                          spec && *spec ? spec : "", spec && *spec ? "'" : "",
 #ifdef DSRI_HAVE_VULKAN
                           "no Vulkan device found: `dsr1 devices` lists them"
 #else
