@@ -356,6 +356,10 @@ INLINE void dot_iq4_xs_n(int64_t n, const uint8_t *w, const uint8_t *x, size_t x
 }
 NR_DISPATCH(iq4_xs)
 
+/* ---- IQ lattice types, Q8_K activations ---- */
+
+#include "backend/neon/iq_dot.inc.c"
+
 /* ---- kernel table ---- */
 
 static const dsri_simd_kernel K(k_q4_0) = {DSRI_ACT_Q8_0, K(dot_q4_0), NULL, NULL};
@@ -377,6 +381,9 @@ static const dsri_simd_kernel k_f16, k_bf16;
 
 const dsri_simd_kernel *KERNEL_FOR(uint32_t type)
 {
+    const dsri_simd_kernel *iq = K(iq_kernel_for)(type);
+    if (iq)
+        return iq;
     switch (type) {
     case DSRI_TYPE_Q4_0: return &K(k_q4_0);
     case DSRI_TYPE_Q4_1: return &K(k_q4_1);

@@ -3,8 +3,8 @@
  *
  * The scheme, the kernel interface and the activation blocks are the SIMD
  * backends' shared ones (lib/backend/simd_kernel.h); only dot kernels here
- * (no dot2 / gemm entries). Types without a kernel are dequantized to f32
- * and use the f32 kernel.
+ * (no dot2 / gemm entries); the IQ lattice types' in iq_dot.inc.c. Types
+ * without a kernel are dequantized to f32 and use the f32 kernel.
  *
  * kernels.c is compiled twice: once for plain ARMv8 NEON (the integer dots
  * use smull + sadalp) and once with -march=armv8.2-a+dotprod and
