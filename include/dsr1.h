@@ -136,6 +136,10 @@ DSR1_API int dsr1_abi_version(void);
  *   allowed (it goes on alone).
  * - dsr1_step_fn (on_step): the same rules as dsr1_event_fn; the logits it
  *   is given may be changed, never the generation's handles.
+ * A callback's own calls report to it as usual, but a failure among them
+ * never replaces the outcome of the call that ran the callback: once that
+ * call returns, its handle's message and dsr1_last_error() describe it
+ * (a failed load that logs its error, a cancelled step that sends DONE).
  */
 
 /* ------------------------------------------------------------------------ */

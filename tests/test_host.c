@@ -712,6 +712,128 @@ static void test_reentrancy(const dsr1_model *m)
     dsr1_context_free(ctx);
 }
 
+/* ---- callbacks that call back into the library ---- */
+
+/* The log callback may call functions on the model (dsr1.h); a failure of
+ * its own must not replace the message of the call that logged. */
+typedef struct log_reentry {
+    const dsr1_model *model; /* NULL during a load: there is none yet */
+    int lines, tokenize_ok, context_ok, failing_calls;
+    int depth; /* the context made inside the callback logs too */
+} log_reentry;
+
+static void on_log_reenter(dsr1_log_level level, const char *message, void *ud)
+{
+    (void)level;
+    (void)message;
+    log_reentry *r = ud;
+    if (r->depth)
+        return;
+    r->lines++;
+    dsr1_model *none = NULL;
+    if (dsr1_model_load("/nonexistent/from-the-log-callback.gguf", NULL, &none) == DSR1_ERR_IO &&
+        strstr(dsr1_last_error(), "from-the-log-callback"))
+        r->failing_calls++; /* the callback sees its own failure */
+    if (!r->model)
+        return;
+    dsr1_token buf[16];
+    int32_t n = 0;
+    r->tokenize_ok += dsr1_tokenize(r->model, "hi", 2, buf, 16, &n, 0) == DSR1_OK && n > 0;
+    dsr1_context_params cp;
+    dsr1_context_params_default(&cp, sizeof cp);
+    cp.n_ctx = 16;
+    cp.n_threads = 1;
+    dsr1_context *other = NULL; /* a context of the model: made, used, freed inside the callback */
+    const dsr1_token t = 1;
+    r->depth++;
+    r->context_ok += dsr1_context_new(r->model, &cp, &other) == DSR1_OK && dsr1_eval(other, &t, 1, 0, 0) == DSR1_OK;
+    dsr1_context_free(other);
+    r->depth--;
+}
+
+typedef struct done_reentry {
+    dsr1_context *ctx;
+    dsr1_generation *gen;
+    int cancels, done_eval_st;
+} done_reentry;
+
+static int abort_cancels_generation(void *ud) /* dsr1_generation_cancel is allowed here */
+{
+    done_reentry *r = ud;
+    if (r->gen && !r->cancels++)
+        dsr1_generation_cancel(r->gen);
+    return 0;
+}
+
+static int on_done_eval(const dsr1_event *ev, void *ud)
+{
+    done_reentry *r = ud;
+    const dsr1_token t = 1;
+    if (ev->type == DSR1_EVENT_DONE)
+        r->done_eval_st = dsr1_eval(r->ctx, &t, 1, 0, 0); /* refused: the context is the generation's */
+    return 0;
+}
+
+static void test_callback_errors(const dsr1_model *m)
+{
+    /* a load that fails and logs its error, whose log callback fails a call of its own */
+    log_reentry lr;
+    memset(&lr, 0, sizeof lr);
+    dsr1_model_params mp;
+    dsr1_model_params_default(&mp, sizeof mp);
+    mp.log_callback = on_log_reenter;
+    mp.log_user_data = &lr;
+    mp.log_level = DSR1_LOG_DEBUG;
+    static const char not_gguf[] = "this is not a GGUF file, and long enough to have a header......";
+    dsr1_model *bad = NULL;
+    dsr1_status st = dsr1_model_load_from_memory(not_gguf, sizeof not_gguf, &mp, &bad);
+    CHECK(st == DSR1_ERR_FORMAT && bad == NULL, "a text file loaded: %d", st);
+    CHECK(lr.lines >= 1 && lr.failing_calls == lr.lines, "log lines %d, failing calls seen %d", lr.lines,
+          lr.failing_calls);
+    CHECK(strstr(dsr1_last_error(), "from-the-log-callback") == NULL && strstr(dsr1_last_error(), "GGUF") != NULL,
+          "the failed load's message was replaced by the log callback's: '%s'", dsr1_last_error());
+
+    /* the model's own log, from dsr1_context_new: calls on the model work inside it */
+    memset(&lr, 0, sizeof lr);
+    dsr1_model *logged = NULL;
+    CHECK(dsr1_model_load(qwen_path, &mp, &logged) == DSR1_OK, "load with a re-entering log: %s", dsr1_last_error());
+    if (logged) {
+        lr.model = logged;
+        lr.lines = lr.failing_calls = 0;
+        dsr1_context *ctx = new_ctx(logged, 32, 0, NULL, NULL);
+        CHECK(ctx && lr.lines >= 1 && lr.tokenize_ok == lr.lines && lr.context_ok == lr.lines,
+              "calls on the model from its log callback: %d lines, tokenize %d, contexts %d", lr.lines,
+              lr.tokenize_ok, lr.context_ok);
+        dsr1_context_free(ctx);
+        dsr1_model_free(logged);
+    }
+
+    /* a step cancelled mid-evaluation sends DONE; a refused call in on_event
+     * must leave the step's message saying it was cancelled */
+    done_reentry r;
+    memset(&r, 0, sizeof r);
+    r.ctx = new_ctx(m, 128, 0, abort_cancels_generation, &r);
+    dsr1_sampler *smp = greedy(m);
+    dsr1_generate_params gp;
+    dsr1_generate_params_default(&gp, sizeof gp);
+    gp.on_event = on_done_eval;
+    gp.user_data = &r;
+    dsr1_token prompt[20];
+    make_prompt(m, prompt, 20, 5);
+    CHECK(r.ctx && dsr1_generation_new(r.ctx, smp, prompt, 20, &gp, &r.gen) == DSR1_OK, "generation");
+    dsr1_stop_reason why = DSR1_STOP_NONE;
+    st = r.gen ? dsr1_generation_step(r.gen, NULL, &why) : DSR1_ERR_INTERNAL;
+    CHECK(st == DSR1_ERR_CANCELLED && why == DSR1_STOP_CANCELLED, "cancelled step: %d, %d", st, why);
+    CHECK(r.done_eval_st == DSR1_ERR_STATE, "dsr1_eval from DONE: %d", r.done_eval_st);
+    CHECK(strstr(dsr1_generation_errmsg(r.gen), "cancelled") && !strstr(dsr1_generation_errmsg(r.gen), "dsr1_eval"),
+          "the step's message is the callback's: '%s'", dsr1_generation_errmsg(r.gen));
+    CHECK(strstr(dsr1_last_error(), "cancelled") && !strstr(dsr1_last_error(), "dsr1_eval"),
+          "the thread's message is the callback's: '%s'", dsr1_last_error());
+    dsr1_generation_free(r.gen);
+    dsr1_sampler_free(smp);
+    dsr1_context_free(r.ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -732,6 +854,7 @@ int main(int argc, char **argv)
     test_step_cap(m);
     test_reentrancy(m);
     test_step_reentrancy(m);
+    test_callback_errors(m);
     test_cancel_long_prompt(m);
     dsr1_model_free(m);
     return check_summary("test_host");

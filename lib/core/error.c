@@ -3,8 +3,9 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
-static _Thread_local char last_error[1024];
+static _Thread_local char last_error[DSRI_ERROR_CAP];
 static _Thread_local uint32_t n_recorded;
 
 dsr1_status dsri_error(dsr1_status status, const char *fmt, ...)
@@ -27,6 +28,20 @@ void dsri_error_clear(void)
 uint32_t dsri_error_mark(void)
 {
     return n_recorded;
+}
+
+void dsri_error_save(dsri_error_saved *saved)
+{
+    saved->mark = n_recorded;
+    memcpy(saved->text, last_error, strlen(last_error) + 1);
+}
+
+void dsri_error_restore(const dsri_error_saved *saved)
+{
+    if (n_recorded == saved->mark)
+        return; /* the callback recorded nothing */
+    memcpy(last_error, saved->text, strlen(saved->text) + 1);
+    n_recorded = saved->mark;
 }
 
 const char *dsr1_last_error(void)

@@ -33,4 +33,25 @@ void dsri_error_clear(void);
  * it before and after knows whether its failure recorded a message. */
 uint32_t dsri_error_mark(void);
 
+/* This thread's message and counter, kept around a call into the host (a
+ * log, progress, abort, event or step callback): the callback may call the
+ * library, and its own failures must not replace the message of the call
+ * that ran it (a failed load logging its error, a cancelled step sending
+ * DONE), so that the handle's message and dsr1_last_error() describe the
+ * call the host made.
+ *
+ *     dsri_error_saved saved;
+ *     dsri_error_save(&saved);
+ *     host_callback(...);
+ *     dsri_error_restore(&saved);
+ */
+#define DSRI_ERROR_CAP 1024
+typedef struct dsri_error_saved {
+    uint32_t mark;
+    char text[DSRI_ERROR_CAP];
+} dsri_error_saved;
+
+void dsri_error_save(dsri_error_saved *saved);
+void dsri_error_restore(const dsri_error_saved *saved);
+
 #endif

@@ -706,7 +706,11 @@ static dsr1_status choose_token(dsr1_generation *gen, const float *logits, dsr1_
         step.in_reasoning = dsri_split_in_reasoning(gen->split);
         step.n_generated = gen->n_generated;
         step.token = -1;
-        if (gen->on_step(&step, gen->step_user)) {
+        dsri_error_saved saved;
+        dsri_error_save(&saved);
+        int stop = gen->on_step(&step, gen->step_user);
+        dsri_error_restore(&saved);
+        if (stop) {
             *cancel = 1;
             return DSR1_OK;
         }

@@ -157,8 +157,13 @@ static void deliver(dsri_split *s, dsr1_event_type type, const char *text, size_
     ev.stop_reason = reason;
     if (s->tap)
         s->tap(&ev, s->tap_data);
-    if (s->on_event && s->on_event(&ev, s->user_data) != 0)
-        s->cancel = 1;
+    if (s->on_event) {
+        dsri_error_saved saved;
+        dsri_error_save(&saved);
+        if (s->on_event(&ev, s->user_data) != 0)
+            s->cancel = 1;
+        dsri_error_restore(&saved);
+    }
 }
 
 static void deliver_begin_if_pending(dsri_split *s)

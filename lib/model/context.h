@@ -99,8 +99,14 @@ struct dsr1_context {
  * beyond n_past. */
 static inline dsr1_status dsri_ctx_check_abort(dsr1_context *ctx)
 {
-    if ((ctx->cancel_flag && atomic_load_explicit(ctx->cancel_flag, memory_order_relaxed)) ||
-        (ctx->abort_fn && ctx->abort_fn(ctx->abort_user_data)))
+    int stop = ctx->cancel_flag && atomic_load_explicit(ctx->cancel_flag, memory_order_relaxed);
+    if (!stop && ctx->abort_fn) {
+        dsri_error_saved saved; /* the callback's own failed calls stay its own */
+        dsri_error_save(&saved);
+        stop = ctx->abort_fn(ctx->abort_user_data);
+        dsri_error_restore(&saved);
+    }
+    if (stop)
         return dsri_error(DSR1_ERR_CANCELLED, "evaluation cancelled (%s) with %d tokens in the cache",
                           ctx->cancel_flag && atomic_load_explicit(ctx->cancel_flag, memory_order_relaxed)
                               ? "dsr1_generation_cancel" : "the context's abort callback",

@@ -63,7 +63,11 @@ static dsr1_status report(progress *pr, int force)
     if (!force && pr->now.bytes_done - pr->told_bytes < pr->now.bytes_total / 256 + 1)
         return DSR1_OK;
     pr->told_bytes = pr->now.bytes_done;
-    if (pr->fn(&pr->now, pr->user_data))
+    dsri_error_saved saved;
+    dsri_error_save(&saved);
+    int stop = pr->fn(&pr->now, pr->user_data);
+    dsri_error_restore(&saved);
+    if (stop)
         return dsri_error(DSR1_ERR_CANCELLED, "model load cancelled by the progress callback (%llu of %llu bytes)",
                           (unsigned long long)pr->now.bytes_done, (unsigned long long)pr->now.bytes_total);
     return DSR1_OK;
