@@ -87,7 +87,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define DSR1_VERSION_MAJOR 0
-#define DSR1_VERSION_MINOR 2
+#define DSR1_VERSION_MINOR 3
 #define DSR1_VERSION_PATCH 0
 /* Bumped only when the ABI changes incompatibly (see doc/abi.md). */
 #define DSR1_ABI_VERSION 0

@@ -3,7 +3,8 @@
 # real suppression files: a new function in a new version node and a field
 # appended to a size-prefixed struct pass both checks; a removed function, a
 # field inserted in the middle, a function missing from the version script
-# and a listed function the library lacks each fail one of them.
+# a listed function the library lacks, and a new node without the version
+# bump that goes with it each fail one of them.
 # Usage: check_abi_selftest.sh CC SOURCE_ROOT
 set -u
 cc="$1"; root="$2"
@@ -12,12 +13,16 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 
-# variant NAME FIELDS FUNCS MAP: header, source and version script of one library.
+# variant NAME FIELDS FUNCS MAP [MINOR]: header, source and version script of
+# one library; the header's version is 0.MINOR.0 (default: the newest node's).
 variant() {
+  minor="${5:-}"
+  if [ -z "$minor" ]; then case "$4" in *DSR1_0.2*) minor=2 ;; *) minor=1 ;; esac; fi
   d="$tmp/$1"; mkdir -p "$d/include"
   {
     echo '#include <stddef.h>'; echo '#include <stdint.h>'
     echo '#define DSR1_API __attribute__((visibility("default")))'
+    echo '#define DSR1_VERSION_MAJOR 0'; echo "#define DSR1_VERSION_MINOR $minor"; echo '#define DSR1_VERSION_PATCH 0'
     echo "typedef struct dsr1_context_params { size_t size; $2 } dsr1_context_params;"
     for f in $3; do echo "DSR1_API int $f(const dsr1_context_params *p);"; done
   } > "$d/include/dsr1.h"
@@ -53,8 +58,10 @@ variant removed 'int32_t n_ctx; int32_t n_batch;' 'dsr1_a' "DSR1_0 {${nl}  globa
 variant inserted 'int32_t n_ctx; int32_t inserted; int32_t n_batch;' 'dsr1_a dsr1_b' "$v0"
 variant unlisted 'int32_t n_ctx; int32_t n_batch;' 'dsr1_a dsr1_b dsr1_c' "$v0"
 variant vanished 'int32_t n_ctx; int32_t n_batch;' 'dsr1_a' "$v0"
+variant unbumped 'int32_t n_ctx; int32_t n_batch;' 'dsr1_a dsr1_b dsr1_c' \
+  "$v0${nl}DSR1_0.2 {${nl}  global:${nl}    dsr1_c;${nl}} DSR1_0;" 1
 
-for v in base added removed inserted unlisted vanished; do
+for v in base added removed inserted unlisted vanished unbumped; do
   case $v in base|added|removed|inserted) want=pass ;; *) want=fail ;; esac
   expect $want "exports, $v" sh "$root/tests/check_exports.sh" "$tmp/$v/libdsr1.so" "$tmp/$v/dsr1.map" "$tmp/$v/include/dsr1.h"
 done
