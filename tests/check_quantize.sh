@@ -6,7 +6,8 @@
 #  - llama-f16 / deepseek2-f16 -> q8_0, q4_k_m: the fixtures were quantized from F32
 #    weights that are not shipped, so only the metadata, the per-tensor type mix and the
 #    sizes (everything `dsr1 info` prints) must match; the file must load and evaluate;
-#  - bad command lines exit 2, failures 1, with a message, and leave no output behind.
+#  - bad command lines exit 2, failures 1, with a message, and leave no output behind;
+#  - a progress bar on a terminal (script(1) gives one), none in a pipe.
 set -u
 dsr1="$1"; models="$2/models"; work="$3/quantize-tmp"
 rm -rf "$work"; mkdir -p "$work"
@@ -70,6 +71,23 @@ expect_fail "too few arguments" 2 "$models/qwen2-f32.gguf" "$work/x.gguf"
 expect_fail "bad --threads" 2 "$models/qwen2-f32.gguf" "$work/x.gguf" q8_0 --threads -1
 expect_fail "unwritable output" 1 "$models/qwen2-f32.gguf" "$work/no/such/dir/x.gguf" q8_0
 [ ! -e "$work/x.gguf" ] && [ ! -e "$work/x.gguf.part" ] && ok "nothing left behind" || bad "output left behind"
+
+# The progress bar: on a terminal once the work takes a moment (here from the
+# start), never in a pipe; the bytes written are the same either way.
+"$dsr1" quantize "$models/qwen2-f32.gguf" "$work/pipe.gguf" q4_k_m >"$work/log" 2>&1
+grep -q "quantizing \[" "$work/log" && bad "a progress bar in a pipe" || ok "no progress bar in a pipe"
+if command -v script >/dev/null 2>&1; then
+  DSR1_PROGRESS_AFTER_MS=0 script -qec "'$dsr1' quantize '$models/qwen2-f32.gguf' '$work/tty.gguf' q4_k_m" /dev/null \
+    >"$work/tty.log" 2>&1
+  od -An -c "$work/tty.log" | tr -d ' \n' | grep -q 'quantizing\[#*\]100%' &&
+    ok "progress bar on a terminal" || { bad "no progress bar on a terminal"; cat "$work/tty.log"; }
+  # the bar is blanked before each tensor's line: every line starts at the line's start
+  grep -a '\[ *[0-9]*/ *[0-9]*\] ' "$work/tty.log" | tr '\r' '\n' | grep -q 'quantizing.*\[ *[0-9]*/' &&
+    bad "a tensor's line printed after a bar" || ok "bar and tensor lines apart"
+  cmp -s "$work/tty.gguf" "$models/qwen2-q4_k_m.gguf" && ok "the same bytes with a bar" || bad "bytes differ with a bar"
+else
+  bad "script(1) (util-linux) is not installed: the progress bar is not checked"
+fi
 
 rm -rf "$work"
 exit $fail

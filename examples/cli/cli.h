@@ -124,6 +124,25 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o);
 int dsr1_cli_devices(const dsr1_cli_command *cmd, dsr1_cli_opts *o);
 
 /* Shared helpers (cli_util.c). */
+/* A progress bar on stderr, drawn only when stderr is a terminal and only
+ * once the work has taken a moment ($DSR1_PROGRESS_AFTER_MS, default 200):
+ * "LABEL [####......]  40%  12.0/30.0 MiB". It ends its line when done
+ * reaches total. */
+typedef struct dsr1_cli_progress {
+    const char *label;
+    double start, after; /* seconds */
+    int enabled, drawn;  /* drawn: a bar is on the line now */
+    int width;           /* of the bar last drawn, in characters */
+} dsr1_cli_progress;
+void dsr1_cli_progress_init(dsr1_cli_progress *bar, const char *label);
+/* bytes: the counts are bytes (shown in MiB), else items. */
+void dsr1_cli_progress_draw(dsr1_cli_progress *bar, uint64_t done, uint64_t total, int bytes);
+/* Blank the bar's line, before other output goes to the same terminal (the
+ * next draw puts it back). */
+void dsr1_cli_progress_clear(dsr1_cli_progress *bar);
+/* End the bar's line when a bar is drawn and unfinished (a failure). */
+void dsr1_cli_progress_end(dsr1_cli_progress *bar);
+
 /* Load o->model_path (a progress bar on a terminal, the log with -v);
  * prints the library's message and returns NULL on failure. */
 dsr1_model *dsr1_cli_load(const char *cmd, const dsr1_cli_opts *o, int vocab_only);

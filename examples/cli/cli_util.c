@@ -24,35 +24,70 @@ static double seconds_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* The load progress bar: on a terminal only, and only once the load has
- * taken DSR1_PROGRESS_AFTER_MS milliseconds (200 by default), so quick
- * loads print nothing. */
-typedef struct progress_bar {
-    double start, after;
-    int drawn;
-} progress_bar;
+/* Progress bars (loads, quantize): on a terminal only, and only once the
+ * work has taken DSR1_PROGRESS_AFTER_MS milliseconds (200 by default), so
+ * quick work prints nothing. */
+void dsr1_cli_progress_init(dsr1_cli_progress *bar, const char *label)
+{
+    bar->label = label;
+    bar->start = seconds_now();
+    bar->after = 0.2;
+    bar->drawn = 0;
+    bar->width = 0;
+    bar->enabled = isatty(fileno(stderr));
+    const char *after = getenv("DSR1_PROGRESS_AFTER_MS");
+    if (after && *after)
+        bar->after = atof(after) / 1000.0;
+}
 
 #define BAR_WIDTH 30
 
-static int draw_progress(const dsr1_progress *p, void *user_data)
+void dsr1_cli_progress_draw(dsr1_cli_progress *bar, uint64_t done, uint64_t total, int bytes)
 {
-    progress_bar *bar = user_data;
-    int done = p->bytes_done >= p->bytes_total && p->tensors_done >= p->tensors_total;
-    if (!bar->drawn && (done || seconds_now() - bar->start < bar->after))
-        return 0;
-    double frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total
-                                 : p->tensors_total ? (double)p->tensors_done / (double)p->tensors_total : 1.0;
+    int finished = done >= total;
+    if (!bar->enabled || (!bar->drawn && (finished || seconds_now() - bar->start < bar->after)))
+        return;
+    double frac = total ? (double)done / (double)total : 1.0;
     char cells[BAR_WIDTH + 1];
     int full = (int)(frac * BAR_WIDTH + 0.5);
     for (int i = 0; i < BAR_WIDTH; i++)
         cells[i] = i < full ? '#' : '.';
     cells[BAR_WIDTH] = '\0';
-    fprintf(stderr, "\rloading [%s] %3.0f%%  %.1f/%.1f MiB  ", cells, 100.0 * frac,
-            (double)p->bytes_done / 1048576.0, (double)p->bytes_total / 1048576.0);
-    if (done)
+    int n;
+    if (bytes)
+        n = fprintf(stderr, "\r%s [%s] %3.0f%%  %.1f/%.1f MiB  ", bar->label, cells, 100.0 * frac,
+                    (double)done / 1048576.0, (double)total / 1048576.0);
+    else
+        n = fprintf(stderr, "\r%s [%s] %3.0f%%  %llu/%llu  ", bar->label, cells, 100.0 * frac,
+                    (unsigned long long)done, (unsigned long long)total);
+    if (finished)
         fputc('\n', stderr);
     fflush(stderr);
-    bar->drawn = 1;
+    bar->drawn = !finished;
+    bar->width = n > 1 ? n - 1 : 0; /* without the \r */
+}
+
+void dsr1_cli_progress_clear(dsr1_cli_progress *bar)
+{
+    if (!bar->drawn)
+        return;
+    fprintf(stderr, "\r%*s\r", bar->width, ""); /* no escape sequences (TERM=dumb) */
+    fflush(stderr);
+}
+
+void dsr1_cli_progress_end(dsr1_cli_progress *bar)
+{
+    if (bar->drawn)
+        fputc('\n', stderr);
+    bar->drawn = 0;
+}
+
+static int draw_load_progress(const dsr1_progress *p, void *user_data)
+{
+    if (p->bytes_total)
+        dsr1_cli_progress_draw(user_data, p->bytes_done, p->bytes_total, 1);
+    else
+        dsr1_cli_progress_draw(user_data, (uint64_t)p->tensors_done, (uint64_t)p->tensors_total, 0);
     return 0;
 }
 
@@ -93,19 +128,16 @@ dsr1_model *dsr1_cli_load(const char *cmd, const dsr1_cli_opts *o, int vocab_onl
         mp.log_callback = log_to_stderr;
         mp.log_level = DSR1_LOG_DEBUG;
     }
-    progress_bar bar = {seconds_now(), 0.2, 0};
-    const char *after = getenv("DSR1_PROGRESS_AFTER_MS");
-    if (after && *after)
-        bar.after = atof(after) / 1000.0;
-    if (isatty(fileno(stderr))) {
-        mp.progress_callback = draw_progress;
+    dsr1_cli_progress bar;
+    dsr1_cli_progress_init(&bar, "loading");
+    if (bar.enabled) {
+        mp.progress_callback = draw_load_progress;
         mp.progress_user_data = &bar;
     }
     dsr1_model *model = NULL;
     dsr1_status st = dsr1_model_load(o->model_path, &mp, &model);
     if (st != DSR1_OK) {
-        if (bar.drawn)
-            fputc('\n', stderr);
+        dsr1_cli_progress_end(&bar);
         fprintf(stderr, "dsr1 %s: cannot load '%s': %s\n", cmd, o->model_path, dsr1_last_error());
         return NULL;
     }

@@ -330,6 +330,10 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
     char *part = NULL;
     int part_created = 0;
     uint64_t n_t = 0;
+    /* a bar of the input bytes done, moved after each chunk of rows: one
+     * large tensor takes a while, and its line says only that it started */
+    dsr1_cli_progress bar;
+    dsr1_cli_progress_init(&bar, "quantizing");
 
     dsr1_status st = dsri_gguf_parse(map, map_size, &g);
     if (st) {
@@ -484,16 +488,18 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
                 goto oom;
     }
     const size_t chunk_cap = (size_t)64 << 20;
-    uint64_t orig_bytes = 0, new_bytes = 0;
+    uint64_t orig_bytes = 0, new_bytes = 0, total_bytes = 0;
+    for (uint64_t i = 0; i < n_t; i++)
+        total_bytes += plan[i].t->n_bytes;
     for (uint64_t i = 0; i < n_t; i++) {
         const tplan *p = &plan[i];
         const dsri_gguf_tensor *t = p->t;
-        orig_bytes += t->n_bytes;
-        new_bytes += p->new_size;
+        dsr1_cli_progress_clear(&bar);
         printf("[%4llu/%4llu] %-40s %-6s -> %-6s %10.3f MiB -> %10.3f MiB\n", (unsigned long long)i + 1,
                (unsigned long long)n_t, p->name, tname(t->type), tname(p->new_type),
                (double)t->n_bytes / 1048576.0, (double)p->new_size / 1048576.0);
         fflush(stdout);
+        dsr1_cli_progress_draw(&bar, orig_bytes, total_bytes, 1);
         if (p->new_type == t->type) {
             st = dsri_gguf_write_bytes(f, t->data, (size_t)t->n_bytes);
         } else {
@@ -528,13 +534,18 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
                 j.n_tasks = (int)(j.n_rows < n_threads * 4 ? j.n_rows : n_threads * 4);
                 dsri_pool_run(pool, quant_task, &j, j.n_tasks);
                 if (j.failed) {
+                    dsr1_cli_progress_end(&bar);
                     fprintf(stderr, "dsr1 " CMD ": tensor '%s': conversion %s -> %s failed\n", p->name,
                             tname(t->type), tname(p->new_type));
                     goto done;
                 }
                 st = dsri_gguf_write_bytes(f, chunk, (size_t)j.n_rows * j.dst_row);
+                dsr1_cli_progress_draw(&bar, orig_bytes + (uint64_t)(r + j.n_rows) * j.src_row, total_bytes, 1);
             }
         }
+        orig_bytes += t->n_bytes;
+        new_bytes += p->new_size;
+        dsr1_cli_progress_draw(&bar, orig_bytes, total_bytes, 1);
         if (!st)
             st = dsri_gguf_write_pad(f, p->new_size, align);
         if (st)
@@ -554,18 +565,22 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
         fprintf(stderr, "dsr1 " CMD ": cannot rename '%s' to '%s': %s\n", part, out_path, strerror(errno));
         goto done;
     }
+    dsr1_cli_progress_end(&bar);
     printf("%s: %.2f MiB -> %.2f MiB (%s, file_type %d)\n", out_path, (double)orig_bytes / 1048576.0,
            (double)new_bytes / 1048576.0, qt->name, qt->ftype);
     rc = 0;
     goto done;
 
 io_fail:
+    dsr1_cli_progress_end(&bar);
     fprintf(stderr, "dsr1 " CMD ": cannot write '%s': %s\n", part, dsr1_last_error());
     goto done;
 lib_fail:
+    dsr1_cli_progress_end(&bar);
     rc = dsr1_cli_fail(CMD, st);
     goto done;
 oom:
+    dsr1_cli_progress_end(&bar);
     fprintf(stderr, "dsr1 " CMD ": out of memory\n");
 done:
     if (f) {
