@@ -8,8 +8,8 @@ static const char run_details[] =
     "The prompt is formatted as one DeepSeek-R1 chat turn (with -sys first). On a terminal the\n"
     "reasoning is dimmed (not with NO_COLOR or TERM=dumb); otherwise it is printed between\n"
     "\"<think>\" and \"</think>\" exactly as the model wrote it, then the answer. Timing and\n"
-    "messages go to stderr; loads that take a moment draw a progress bar there on a terminal\n"
-    "(after DSR1_PROGRESS_AFTER_MS milliseconds, 200 by default).\n";
+    "messages go to stderr; loads and quantize runs that take a moment draw a progress bar\n"
+    "there on a terminal (after DSR1_PROGRESS_AFTER_MS milliseconds, 200 by default).\n";
 
 static const char chat_details[] =
     "Each line of stdin is a user message; the reply streams as in `dsr1 run`. Commands:\n"
