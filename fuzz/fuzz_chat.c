@@ -227,7 +227,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     n_groups_closed += in_tool;
     int gen = (flags & DSR1_CHAT_ADD_GENERATION_PROMPT) && !in_tool;
-    int think = gen && dsri_chat_family_of_model(model) == DSRI_CHAT_R1;
+    int think = gen && !(dsri_chat_family_of_model(model) & DSRI_CHAT_R1_ORIGINAL);
     const struct {
         dsr1_token id;
         int32_t want;

@@ -600,7 +600,9 @@ DSR1_API int dsr1_token_is_eog(const dsr1_model *model, dsr1_token token);
  * first template (no "</think>" in it: DeepSeek-V3's) keeps assistant
  * contents as they are and its generation prompt is "<｜Assistant｜>"; the
  * updated one, any other template, or none, drops the thoughts and opens
- * "<think>\n". Assistant tool calls need dsr1_message (below). */
+ * "<think>\n". System messages are all written, joined with "\n\n", except
+ * under the distills' templates, which keep the last one alone. Assistant
+ * tool calls need dsr1_message (below). */
 typedef struct dsr1_chat_message {
     const char *role;
     const char *content;

@@ -461,6 +461,47 @@ static void check_family_from_template(const char *dir)
     free(chatml);
 }
 
+/* System prompts follow the template too: R1's templates join them all with
+ * "\n\n" (ns.system_prompt + ...); the distills' keep the last one alone
+ * (ns.system_prompt = message['content']). Without a template: joined. */
+static void check_system_from_template(const char *dir)
+{
+    static const char *const templates[2] = {
+        "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system_prompt = ns.system_prompt + '\n\n' + "
+        "m['content'] %}{% endif %}{% endfor %}{{'" USER "'}}{{'" ASSISTANT "'}}</think>",
+        "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system_prompt = m['content'] %}{% endif %}"
+        "{% endfor %}{{'" USER "'}}{{'" ASSISTANT "'}}</think>",
+    };
+    static const char *const expect[2] = {
+        BOS "First.\n\nSecond." USER "q" ASSISTANT "<think>\n",
+        BOS "Second." USER "q" ASSISTANT "<think>\n",
+    };
+    char path[4096];
+    size_t size = 0;
+    snprintf(path, sizeof path, "%s/vocab/ggml-vocab-qwen2.gguf", dir); /* text form: the markers as text */
+    unsigned char *vocab = read_file(path, &size);
+    CHECK(vocab != NULL);
+    for (int f = 0; vocab && f < 2; f++) {
+        size_t n = 0;
+        unsigned char *file = replace_template(vocab, size, templates[f], &n);
+        dsr1_model_params mp;
+        dsr1_model_params_default(&mp, sizeof mp);
+        mp.vocab_only = 1;
+        dsr1_model *m = NULL;
+        CHECK(file && dsr1_model_load_from_memory(file, n, &mp, &m) == DSR1_OK);
+        dsr1_chat_message msgs[3] = {{"system", "First."}, {"user", "q"}, {"system", "Second."}};
+        char buf[512];
+        if (m && (dsr1_chat_format(m, msgs, 3, DSR1_CHAT_ADD_GENERATION_PROMPT, buf, sizeof buf, &n) != DSR1_OK ||
+                  strcmp(buf, expect[f]) != 0)) {
+            fprintf(stderr, "system prompts, template %d:\n  expected '%s'\n  got      '%s'\n", f, expect[f], buf);
+            failures++;
+        }
+        dsr1_model_free(m);
+        free(file);
+    }
+    free(vocab);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -490,6 +531,7 @@ int main(int argc, char **argv)
     }
     check_template_fallback(argv[1]);
     check_family_from_template(argv[1]);
+    check_system_from_template(argv[1]);
     if (failures) {
         printf("test_chat: %d failures\n", failures);
         return 1;

@@ -90,10 +90,11 @@ static dsr1_status put_content(sink *s, const char *p, size_t n)
     return dsri_vocab_tokenize_sink(s->v, p, n, 0, &s->toks);
 }
 
-/* The contents of all system messages joined with "\n\n". Tokens are made
- * from the joined text (a dsri_malloc'ed copy when there are several), as
- * tokenizing the parts separately could split differently at the joins. */
-static dsr1_status put_system(sink *s, const dsri_chat_msgs *ms)
+/* The contents of all system messages joined with "\n\n" (only the last
+ * one's with DSRI_CHAT_LAST_SYSTEM). Tokens are made from the joined text (a
+ * dsri_malloc'ed copy when there are several), as tokenizing the parts
+ * separately could split differently at the joins. */
+static dsr1_status put_system(sink *s, const dsri_chat_msgs *ms, int last_only)
 {
     int32_t count = 0, last = -1;
     size_t total = 0;
@@ -105,8 +106,8 @@ static dsr1_status put_system(sink *s, const dsri_chat_msgs *ms)
         }
     if (count == 0)
         return DSR1_OK;
-    if (count == 1)
-        return put_content(s, dsri_chat_msg_at(ms, last).content, total);
+    if (count == 1 || last_only)
+        return put_content(s, dsri_chat_msg_at(ms, last).content, strlen(dsri_chat_msg_at(ms, last).content));
     char *buf = s->v ? dsri_malloc(total + 1) : NULL;
     if (s->v && !buf)
         return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory for the system prompt");
@@ -197,7 +198,7 @@ static dsr1_status put_calls(sink *s, const dsri_chat_msg *m, int *first_call)
 static dsr1_status build(sink *s, dsri_chat_family family, const dsri_chat_msgs *ms, uint32_t flags)
 {
     put_marker(s, M_BOS);
-    dsr1_status st = put_system(s, ms);
+    dsr1_status st = put_system(s, ms, (family & DSRI_CHAT_LAST_SYSTEM) != 0);
     /* first_output is set once per conversation, never reset, as R1's
      * template does (ns.is_output_first): a later group of tool outputs
      * opens with "\n<｜tool▁output▁begin｜>", not <｜tool▁outputs▁begin｜>.
@@ -223,7 +224,7 @@ static dsr1_status build(sink *s, dsri_chat_family family, const dsri_chat_msgs 
             st = put_content(s, c, cl);
             put_marker(s, M_EOS);
         } else if (r == DSRI_ROLE_ASSISTANT) {
-            if (family == DSRI_CHAT_R1)
+            if (!(family & DSRI_CHAT_R1_ORIGINAL))
                 answer_of(c, &c, &cl);
             put_marker(s, M_ASSISTANT);
             st = put_content(s, c, cl);
@@ -245,7 +246,7 @@ static dsr1_status build(sink *s, dsri_chat_family family, const dsri_chat_msgs 
         put_marker(s, M_OUTPUTS_END);
     if (st == DSR1_OK && (flags & DSR1_CHAT_ADD_GENERATION_PROMPT) && !in_tool_outputs) {
         put_marker(s, M_ASSISTANT);
-        if (family == DSRI_CHAT_R1) {
+        if (!(family & DSRI_CHAT_R1_ORIGINAL)) {
             put_marker(s, M_THINK);
             st = put_content(s, "\n", 1);
         }
@@ -386,7 +387,8 @@ dsri_chat_family dsri_chat_family_of(const char *text, size_t len)
 {
     if (!text || !dsri_chat_template_is_r1(text, len))
         return DSRI_CHAT_R1;
-    return contains(text, len, "</think>") ? DSRI_CHAT_R1 : DSRI_CHAT_R1_ORIGINAL;
+    return (contains(text, len, "</think>") ? DSRI_CHAT_R1 : DSRI_CHAT_R1_ORIGINAL) |
+           (contains(text, len, "ns.system_prompt +") ? 0u : DSRI_CHAT_LAST_SYSTEM);
 }
 
 dsri_chat_family dsri_chat_family_of_model(const dsr1_model *model)

@@ -17,7 +17,9 @@
  *   <｜Assistant｜> (DSRI_CHAT_R1_ORIGINAL).
  *
  * {system} is the contents of all system messages, wherever they appear,
- * joined with "\n\n". {answer}: DSRI_CHAT_R1 (the updated template of R1
+ * joined with "\n\n" as R1's templates do (ns.system_prompt +
+ * '\n\n' + ...), or with DSRI_CHAT_LAST_SYSTEM the last one alone, as the
+ * distills' templates (ns.system_prompt = message['content']). {answer}: DSRI_CHAT_R1 (the updated template of R1
  * and the distills, the default) drops the reasoning as
  * content.split('</think>')[-1] does: everything up to and including the
  * last "</think>", keeping what follows it (the "\n\n" too);
@@ -32,7 +34,8 @@
  *
  * The family follows the GGUF's tokenizer.chat_template: an R1 template
  * (R1's turn markers) without "</think>" is the original one; any other, or
- * none, formats as DSRI_CHAT_R1.
+ * none, formats as DSRI_CHAT_R1. An R1 template that does not concatenate
+ * system prompts ("ns.system_prompt +") has DSRI_CHAT_LAST_SYSTEM.
  *
  * The token form emits the markers as their ids (found by their exact
  * spelling in the vocabulary; a vocabulary without them is
@@ -49,10 +52,13 @@
 #include "dsr1.h"
 #include "tokenizer/vocab.h"
 
-typedef enum dsri_chat_family {
-    DSRI_CHAT_R1 = 0,         /* thoughts dropped, generation prompt opens <think> */
-    DSRI_CHAT_R1_ORIGINAL = 1 /* contents verbatim, generation prompt <｜Assistant｜> */
-} dsri_chat_family;
+/* The format of a template: DSRI_CHAT_R1 or DSRI_CHAT_R1_ORIGINAL, with
+ * DSRI_CHAT_LAST_SYSTEM or'ed in for the templates that keep only the
+ * last system message. */
+typedef unsigned dsri_chat_family;
+#define DSRI_CHAT_R1 0u          /* thoughts dropped, generation prompt opens <think> */
+#define DSRI_CHAT_R1_ORIGINAL 1u /* contents verbatim, generation prompt <｜Assistant｜> */
+#define DSRI_CHAT_LAST_SYSTEM 2u /* {system}: the last system message alone (the distills' templates) */
 
 /* The family of a tokenizer.chat_template text (NULL: none), and of a model's. */
 dsri_chat_family dsri_chat_family_of(const char *text, size_t len);

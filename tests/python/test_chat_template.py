@@ -7,7 +7,10 @@ R1's template with two edits: an assistant message keeps only what follows its
 last "</think>" (content.split('</think>')[-1]), and the generation prompt
 opens the reasoning ("<｜Assistant｜><think>\\n"). The fixtures do not ship
 that version; it is made here from the official one by exactly those two
-edits (each must apply once).
+edits (each must apply once). The distills' templates are the updated one
+with R1's older system prompt handling: the last system message alone
+(ns.system_prompt = message['content']) instead of all of them joined with
+"\\n\\n"; made here by that third edit.
 
 Each template is put into a vocabulary GGUF as tokenizer.chat_template, the
 file is loaded, and dsr1_chat_format must equal the template rendered by
@@ -120,6 +123,14 @@ def updated(template):
     return template
 
 
+def distill(template):
+    """The distills' template: the updated one whose system prompt is the last system message."""
+    start = template.index("{%- if ns.is_first_sp %}")
+    end = template.index("{%- endif %}", start) + len("{%- endif %}")
+    assert template.count("{%- if ns.is_first_sp %}") == 1
+    return updated(template[:start] + "{% set ns.system_prompt = message['content'] %}" + template[end:])
+
+
 def render(template, messages, add_generation_prompt):
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     return env.from_string(template).render(messages=messages, bos_token=BOS,
@@ -168,6 +179,13 @@ def test_updated_templates(need_jinja):
                 f"updated template (from {where})")
 
 
+def test_distill_templates(need_jinja):
+    qwen2 = (DATA / "vocab" / "ggml-vocab-qwen2.gguf").read_bytes()
+    for template, where in official_templates().items():
+        compare(dsr1.Model.from_bytes(with_template(qwen2, distill(template)), vocab_only=True), distill(template),
+                f"the distills' template (from {where})")
+
+
 def test_no_template_formats_as_the_updated_one(need_jinja):
     model = dsr1.Model(DATA / "vocab" / "ggml-vocab-deepseek-r1.gguf", vocab_only=True)
     for template, where in official_templates().items():
@@ -179,3 +197,5 @@ def test_the_two_families_differ(need_jinja):
     template = next(iter(official_templates()))
     msgs = CONVERSATIONS["multi-turn with thoughts"]
     assert render(template, msgs, True) != render(updated(template), msgs, True)
+    msgs = CONVERSATIONS["two system prompts, one late"]
+    assert render(updated(template), msgs, True) != render(distill(template), msgs, True)
