@@ -774,8 +774,54 @@ static int on_done_eval(const dsr1_event *ev, void *ud)
     return 0;
 }
 
+/* The progress callback may call any function (there is no model yet):
+ * here a whole load of another model, a call on the caller's model, and a
+ * failing call; then it cancels, and the load reports its own cancel. */
+typedef struct progress_reentry {
+    const dsr1_model *other;
+    int calls, nested_ok, tokenize_ok, cancel_at;
+} progress_reentry;
+
+static int on_progress_reenter(const dsr1_progress *p, void *ud)
+{
+    (void)p;
+    progress_reentry *r = ud;
+    r->calls++;
+    dsr1_model *nested = NULL;
+    dsr1_model_params mp;
+    dsr1_model_params_default(&mp, sizeof mp);
+    mp.vocab_only = 1;
+    r->nested_ok += dsr1_model_load(qwen_path, &mp, &nested) == DSR1_OK && dsr1_model_n_vocab(nested) > 0;
+    dsr1_model_free(nested);
+    dsr1_token buf[8];
+    int32_t n = 0;
+    r->tokenize_ok += dsr1_tokenize(r->other, "hi", 2, buf, 8, &n, 0) == DSR1_OK;
+    dsr1_model *none = NULL;
+    dsr1_model_load("/nonexistent/from-the-progress-callback.gguf", NULL, &none);
+    return r->cancel_at > 0 && r->calls >= r->cancel_at;
+}
+
 static void test_callback_errors(const dsr1_model *m)
 {
+    for (int cancel = 0; cancel <= 1; cancel++) {
+        progress_reentry pr = {m, 0, 0, 0, cancel ? 2 : 0};
+        dsr1_model_params pp;
+        dsr1_model_params_default(&pp, sizeof pp);
+        pp.progress_callback = on_progress_reenter;
+        pp.progress_user_data = &pr;
+        dsr1_model *loaded = NULL;
+        dsr1_status pst = dsr1_model_load(ds2_path, &pp, &loaded);
+        CHECK(pst == (cancel ? DSR1_ERR_CANCELLED : DSR1_OK) && (loaded != NULL) == !cancel,
+              "load with a re-entering progress callback: %d %s", pst, dsr1_last_error());
+        CHECK(pr.calls >= 2 && pr.nested_ok == pr.calls && pr.tokenize_ok == pr.calls,
+              "calls from the progress callback: %d calls, nested loads %d, tokenize %d", pr.calls, pr.nested_ok,
+              pr.tokenize_ok);
+        if (cancel)
+            CHECK(strstr(dsr1_last_error(), "progress callback") && !strstr(dsr1_last_error(), "from-the-progress"),
+                  "the cancelled load's message: '%s'", dsr1_last_error());
+        dsr1_model_free(loaded);
+    }
+
     /* a load that fails and logs its error, whose log callback fails a call of its own */
     log_reentry lr;
     memset(&lr, 0, sizeof lr);
