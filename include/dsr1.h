@@ -472,6 +472,24 @@ DSR1_API const float *dsr1_logits(dsr1_context *ctx, int32_t i);
 
 /* Drop cache entries at positions >= pos (edit, regenerate). */
 DSR1_API dsr1_status dsr1_context_truncate(dsr1_context *ctx, int32_t pos);
+/* Context shift: make room without evaluating again. Drops the cached
+ * tokens at positions [n_keep, n_keep + n_discard) and moves the ones
+ * after them down by n_discard, re-rotating their keys for the new
+ * positions (RoPE with its llama3 factors or YaRN; for deepseek2 the rope
+ * part of the latent cache), so n_past becomes n_past - n_discard and the
+ * next dsr1_eval continues at that position. The first n_keep tokens (a
+ * system prompt) stay as they are. The moved entries keep what they
+ * attended to when they were evaluated, the dropped tokens included (as
+ * with any context shift): the continuation is close to, not equal to,
+ * evaluating the kept tokens again. Rotating an f16 cache rounds the keys
+ * once more (doc/api.md gives the measured effect). The logits of the
+ * last evaluation are dropped (dsr1_logits has none until the next
+ * dsr1_eval).
+ * DSR1_ERR_INVALID_ARGUMENT unless 0 <= n_keep <= n_past and
+ * 1 <= n_discard <= n_past - n_keep; DSR1_ERR_STATE while a generation is
+ * unfinished on the context. A device failure while moving leaves the
+ * first n_keep tokens (n_past = n_keep) and returns its status. */
+DSR1_API dsr1_status dsr1_context_shift(dsr1_context *ctx, int32_t n_keep, int32_t n_discard);
 /* Empty the cache. While a step-API generation is unfinished on the
  * context it does nothing (the generation continues from the cache) and
  * records DSR1_ERR_STATE's message in dsr1_context_errmsg() and

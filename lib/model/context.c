@@ -378,10 +378,10 @@ dsr1_status dsri_ctx_output(dsr1_context *ctx, const dsri_run *r, const dsri_ten
     return DSR1_OK;
 }
 
-dsr1_status dsri_ctx_k_f32(dsr1_context *ctx, int layer, int32_t pos, float *out)
+static dsr1_status cache_row_f32(dsr1_context *ctx, const dsri_tensor *t, int layer, int32_t pos, float *out)
 {
     const dsri_run *r = dsri_ctx_run(ctx, layer);
-    dsri_tensor row = dsri_rows(&ctx->k[layer], pos, 1);
+    dsri_tensor row = dsri_rows(t, pos, 1);
     dsr1_status st = r->ops->download(r->be, &row, out);
     if (st || ctx->kv_type != DSR1_KV_F16)
         return st;
@@ -390,6 +390,16 @@ dsr1_status dsri_ctx_k_f32(dsr1_context *ctx, int layer, int32_t pos, float *out
     for (int64_t i = row.cols - 1; i >= 0; i--)
         out[i] = dsri_fp16_to_fp32(h[i]);
     return DSR1_OK;
+}
+
+dsr1_status dsri_ctx_k_f32(dsr1_context *ctx, int layer, int32_t pos, float *out)
+{
+    return cache_row_f32(ctx, &ctx->k[layer], layer, pos, out);
+}
+
+dsr1_status dsri_ctx_v_f32(dsr1_context *ctx, int layer, int32_t pos, float *out)
+{
+    return ctx->v[layer].cols > 0 ? cache_row_f32(ctx, &ctx->v[layer], layer, pos, out) : DSR1_OK;
 }
 
 dsr1_status dsri_ctx_hidden_f32(dsr1_context *ctx, float *out)
@@ -476,10 +486,8 @@ static dsr1_status reserve_logits(dsr1_context *ctx, int32_t rows)
     return DSR1_OK;
 }
 
-/* The main cache is cut back to [0, pos) and, when first_new is given, the
- * token *first_new goes at pos: drop the MTP entries that no longer match
- * (entry i depends on the tokens up to i+1; see context.h). */
-static void mtp_rewind(dsr1_context *ctx, int32_t pos, const dsr1_token *first_new)
+/* (see context.h; the MTP cache's invariant is described there too) */
+void dsri_ctx_mtp_rewind(dsr1_context *ctx, int32_t pos, const dsr1_token *first_new)
 {
     if (ctx->mtp_n_past >= pos && pos < ctx->n_past) {
         ctx->mtp_n_past = pos; /* entry pos-1 was made with the token now at pos */
@@ -499,7 +507,7 @@ static dsr1_status check_logits(dsr1_context *ctx, const float *rows, int n_rows
     for (int r = 0; r < n_rows; r++)
         for (int32_t i = 0; i < n_vocab; i++)
             if (!isfinite(rows[(size_t)r * (size_t)n_vocab + (size_t)i])) {
-                mtp_rewind(ctx, pos, NULL);
+                dsri_ctx_mtp_rewind(ctx, pos, NULL);
                 ctx->n_past = pos;
                 return dsri_error(DSR1_ERR_NUMERIC,
                                   "dsr1_eval: the logit of token %d for batch token %d is %g: the model computes "
@@ -554,7 +562,7 @@ dsr1_status dsri_ctx_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n
     if (st)
         return st;
 
-    mtp_rewind(ctx, pos, tokens);
+    dsri_ctx_mtp_rewind(ctx, pos, tokens);
     ctx->n_past = pos; /* drop what follows pos */
     ctx->n_logits_rows = 0;
     ctx->last_n_tokens = n_tokens;
@@ -617,7 +625,7 @@ const float *dsr1_logits(dsr1_context *ctx, int32_t i)
 void dsri_ctx_truncate(dsr1_context *ctx, int32_t pos)
 {
     if (pos < ctx->n_past) {
-        mtp_rewind(ctx, pos, NULL);
+        dsri_ctx_mtp_rewind(ctx, pos, NULL);
         ctx->n_past = pos;
     }
 }

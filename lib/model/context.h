@@ -12,13 +12,13 @@
 
 /* One backend a context runs layers on: the host backend it chose, and the
  * model's device when layers are offloaded. */
-typedef struct dsri_run {
+struct dsri_run {
     const dsri_backend_ops *ops;
     dsri_backend *be;
     const dsri_weights *w; /* the model's weights as placed for this backend */
     dsri_buf *scratch;     /* the architecture's scratch (+ a logits chunk on devices) */
     dsri_buf *kv;          /* the key/value cache of the layers it runs */
-} dsri_run;
+};
 
 /* Rows of logits a device computes at a time before reading them back. */
 #define DSRI_LOGITS_CHUNK 64
@@ -121,6 +121,19 @@ dsr1_status dsri_ctx_eval(dsr1_context *ctx, const dsr1_token *tokens, int32_t n
 dsr1_status dsri_ctx_logits(dsr1_context *ctx, int32_t i, const float **out);
 void dsri_ctx_truncate(dsr1_context *ctx, int32_t pos);
 
+/* The body of dsr1_context_shift (model/shift.c) for a caller that holds
+ * the context and checked the arguments with dsri_ctx_check_shift (fn
+ * names the caller in the message). A failure while moving (a device
+ * lost) leaves the first n_keep tokens. The logits of the last
+ * evaluation are dropped. */
+dsr1_status dsri_ctx_shift(dsr1_context *ctx, int32_t n_keep, int32_t n_discard);
+dsr1_status dsri_ctx_check_shift(const dsr1_context *ctx, int32_t n_keep, int32_t n_discard, const char *fn);
+
+/* The cache is cut back to [0, pos) and, when first_new is given, the
+ * token *first_new goes at pos: drop the MTP entries that no longer
+ * match (entry i depends on the tokens up to i+1). */
+void dsri_ctx_mtp_rewind(dsr1_context *ctx, int32_t pos, const dsr1_token *first_new);
+
 /* The sizes a context of these (resolved) parameters allocates; one
  * computation for dsr1_context_new and dsr1_model_estimate_memory. Every
  * product and sum is checked: sizes that do not fit in 64 bits (a hostile
@@ -193,9 +206,11 @@ static inline dsr1_status dsri_ctx_draft(dsr1_context *ctx, dsr1_token next, dsr
 }
 static inline int32_t dsri_ctx_draft_valid(const dsr1_context *ctx) { return ctx->mtp_n_past; }
 
-/* Row pos of the key cache of layer `layer` as f32 (width kv_k_width), for
- * tests and tools. */
+/* Row pos of the key / value cache of layer `layer` as f32 (width
+ * kv_k_width / kv_v_width; no values when kv_v_width is 0), for tests and
+ * tools. */
 dsr1_status dsri_ctx_k_f32(dsr1_context *ctx, int layer, int32_t pos, float *out);
+dsr1_status dsri_ctx_v_f32(dsr1_context *ctx, int layer, int32_t pos, float *out);
 
 /* The final hidden states of the last forward pass into host memory
  * (n_hidden x n_embd floats), for tests and tools. */

@@ -853,6 +853,15 @@ static int ds2_can_draft(const dsr1_context *ctx)
     return dsri_deepseek2_has_mtp(ctx->model) && ctx->hidden.buf && ctx->n_batch >= 2;
 }
 
+/* A cached row is [c_KV | k_R]: only the shared rope key k_R rotates (the
+ * latent c_KV carries no position), as in mla_attention. */
+static void ds2_rotate_keys(const dsr1_context *ctx, const dsri_run *r, const dsri_tensor *k, const int32_t *delta)
+{
+    const dsri_hparams *hp = &ctx->model->hp;
+    dsri_tensor k_rope = dsri_cols(k, hp->kv_lora_rank, hp->rope_dim);
+    r->ops->rope(r->be, &k_rope, 1, hp->rope_dim, hp->rope_dim, delta, &r->w->rope_freq, 1.0f, 0);
+}
+
 const dsri_arch_ops dsri_arch_deepseek2 = {
     .name = "deepseek2",
     .load = ds2_load,
@@ -860,4 +869,5 @@ const dsri_arch_ops dsri_arch_deepseek2 = {
     .forward = ds2_forward,
     .can_draft = ds2_can_draft,
     .draft = dsri_deepseek2_mtp_draft,
+    .rotate_keys = ds2_rotate_keys,
 };

@@ -259,11 +259,21 @@ static dsr1_status dense_forward(dsr1_context *ctx, const dsr1_token *tokens, co
     return dsri_ctx_sync(ctx);
 }
 
+/* Cached keys are the n_head_kv heads of hd, rotated as in forward. */
+static void dense_rotate_keys(const dsr1_context *ctx, const dsri_run *r, const dsri_tensor *k, const int32_t *delta)
+{
+    const dsr1_model *m = ctx->model;
+    const dsri_hparams *hp = &m->hp;
+    r->ops->rope(r->be, k, hp->n_head_kv, hp->head_dim_k, hp->rope_dim, delta, &r->w->rope_freq, 1.0f,
+                 is_qwen2(m) || is_qwen3(m));
+}
+
 const dsri_arch_ops dsri_arch_llama = {
     .name = "llama",
     .load = dense_load,
     .scratch_floats = dense_scratch_floats,
     .forward = dense_forward,
+    .rotate_keys = dense_rotate_keys,
 };
 
 const dsri_arch_ops dsri_arch_qwen2 = {
@@ -271,6 +281,7 @@ const dsri_arch_ops dsri_arch_qwen2 = {
     .load = dense_load,
     .scratch_floats = dense_scratch_floats,
     .forward = dense_forward,
+    .rotate_keys = dense_rotate_keys,
 };
 
 const dsri_arch_ops dsri_arch_qwen3 = {
@@ -278,4 +289,5 @@ const dsri_arch_ops dsri_arch_qwen3 = {
     .load = dense_load,
     .scratch_floats = dense_scratch_floats,
     .forward = dense_forward,
+    .rotate_keys = dense_rotate_keys,
 };

@@ -20,6 +20,7 @@
 
 struct dsri_vocab;
 typedef struct dsri_arch_ops dsri_arch_ops;
+typedef struct dsri_run dsri_run;
 
 typedef struct dsri_hparams {
     int32_t n_vocab;
@@ -164,6 +165,12 @@ struct dsri_arch_ops {
      * dsri_ctx_draft (model/context.h). */
     int (*can_draft)(const dsr1_context *ctx);
     dsr1_status (*draft)(dsr1_context *ctx, dsr1_token next, dsr1_token *draft, float *draft_p);
+    /* Record on run r the rotation of cached keys by their position change
+     * delta[t] (a context shift, model/shift.c): k is rows of the cache's
+     * kv_k_width as f32 (a scratch copy), rotated the way forward rotates
+     * the keys it caches, with unit magnitude (a YaRN magnitude scale is
+     * in the cached keys already). */
+    void (*rotate_keys)(const dsr1_context *ctx, const dsri_run *r, const dsri_tensor *k, const int32_t *delta);
 };
 
 extern const dsri_arch_ops dsri_arch_llama;
