@@ -484,7 +484,8 @@ DSR1_API dsr1_status dsr1_context_truncate(dsr1_context *ctx, int32_t pos);
  * evaluating the kept tokens again. Rotating an f16 cache rounds the keys
  * once more (doc/api.md gives the measured effect). The logits of the
  * last evaluation are dropped (dsr1_logits has none until the next
- * dsr1_eval).
+ * dsr1_eval). Generations and chats do this by themselves with
+ * dsr1_generate_params.ctx_policy DSR1_CTX_SHIFT.
  * DSR1_ERR_INVALID_ARGUMENT unless 0 <= n_keep <= n_past and
  * 1 <= n_discard <= n_past - n_keep; DSR1_ERR_STATE while a generation is
  * unfinished on the context. A device failure while moving leaves the
@@ -916,6 +917,12 @@ typedef struct dsr1_step {
 } dsr1_step;
 typedef int (*dsr1_step_fn)(dsr1_step *step, void *user_data);
 
+/* What a generation does when the context is full (ctx_policy). */
+typedef enum dsr1_ctx_policy {
+    DSR1_CTX_STOP = 0, /* stop with DSR1_STOP_CONTEXT_FULL */
+    DSR1_CTX_SHIFT = 1 /* make room with context shifts (dsr1_context_shift) and go on */
+} dsr1_ctx_policy;
+
 /* What to do when the thinking budget runs out. */
 typedef enum dsr1_budget_action {
     DSR1_BUDGET_CLOSE = 0, /* inject "\n</think>\n\n" and let the model answer */
@@ -966,6 +973,20 @@ typedef struct dsr1_generate_params {
                                     steps that evaluate part of the prompt produce no token
                                     (*token -1, DSR1_STOP_NONE). 0 (default): the whole
                                     prompt in the first step. Tokens never depend on it. */
+    int32_t ctx_policy;          /* dsr1_ctx_policy: DSR1_CTX_STOP (0, default) stops when the
+                                    next token does not fit; DSR1_CTX_SHIFT makes room and goes
+                                    on: the first n_keep tokens stay; a chat drops its oldest
+                                    whole turns first (the fewest that free half of what
+                                    follows them, else all before the question), then the
+                                    oldest half of its reply, keeping the question; a plain
+                                    generation drops half of what follows n_keep. The kept
+                                    keys are re-rotated, not evaluated again (see
+                                    dsr1_context_shift). When the kept tokens leave no room:
+                                    DSR1_STOP_CONTEXT_FULL. A prompt longer than n_ctx is still
+                                    DSR1_ERR_CONTEXT_FULL (a chat drops old turns first) */
+    int32_t n_keep;              /* with DSR1_CTX_SHIFT: tokens at the start never dropped (at
+                                    most the prompt's length); -1 (default): in a chat its
+                                    system prompt, else the prompt's first token (its BOS) */
 } dsr1_generate_params;
 
 DSR1_API void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_size);
@@ -1024,6 +1045,8 @@ typedef struct dsr1_generation_stats {
     int32_t n_drafted;      /* speculative_mtp: drafts verified by the main model */
     int32_t n_accepted;     /* of which the main model confirmed */
     int32_t n_declined;     /* drafts below speculative_min_p, not verified */
+    int32_t n_ctx_shifts;   /* context shifts made (ctx_policy DSR1_CTX_SHIFT) */
+    int32_t n_ctx_dropped;  /* tokens they dropped from the context */
 } dsr1_generation_stats;
 DSR1_API dsr1_status dsr1_generation_get_stats(const dsr1_generation *gen, dsr1_generation_stats *stats);
 
@@ -1043,7 +1066,12 @@ DSR1_API dsr1_status dsr1_generate(dsr1_context *ctx, dsr1_sampler *smp, const d
  * as "<think>\n{reasoning}</think>{answer}" (the block closed even when the
  * model did not close it; hide_reasoning hides events only), or as the
  * answer when there was no reasoning. A turn that generated no token (an
- * error, or freed before its first step) is dropped with its question. */
+ * error, or freed before its first step) is dropped with its question.
+ * With dsr1_generate_params.ctx_policy DSR1_CTX_SHIFT a conversation never
+ * fills its context: the chat forgets its oldest whole turns (the system
+ * prompt stays), before formatting a prompt that would not fit and while a
+ * reply fills the context, shifting the cache the same way so the turns it
+ * keeps are not evaluated again. */
 typedef struct dsr1_chat dsr1_chat;
 
 DSR1_API dsr1_status dsr1_chat_new(dsr1_context *ctx, dsr1_sampler *smp, const char *system_prompt,

@@ -120,7 +120,7 @@ static void test_params(const dsr1_model *m)
     /* a field of a newer header placed in this struct's tail padding */
     dsr1_generate_params gp;
     dsr1_generate_params_default(&gp, sizeof gp);
-    size_t known = offsetof(dsr1_generate_params, max_prompt_per_step) + sizeof gp.max_prompt_per_step;
+    size_t known = offsetof(dsr1_generate_params, n_keep) + sizeof gp.n_keep;
     dsr1_sampler *smp = greedy(m);
     ctx = new_ctx(m, 64, 0, NULL, NULL);
     dsr1_token prompt[4] = {1, 2, 3, 4};

@@ -25,8 +25,8 @@
  *
  * Bad arguments give their status and message and change nothing; a shift
  * during a generation is DSR1_ERR_STATE. With a Vulkan device the logits
- * test runs with the layer on the device for qwen2 and llama (skipped,
- * saying so, without one).
+ * test runs with the layer on the device (skipped, saying so, without
+ * one).
  */
 #include <math.h>
 #include <stdio.h>
@@ -283,6 +283,304 @@ static void one_layer_stream(const char *name, dsr1_kv_type kv, int on_device)
     dsr1_model_free(m);
 }
 
+/* A greedy sampler that never ends the generation (end-of-generation
+ * tokens banned), so it runs as long as asked. */
+static dsr1_sampler *endless_sampler(const dsr1_model *m, float temperature, uint64_t seed)
+{
+    const int32_t n_vocab = dsr1_model_n_vocab(m);
+    dsr1_logit_bias *ban = malloc((size_t)n_vocab * sizeof *ban);
+    int32_t n_ban = 0;
+    for (int32_t t = 0; t < n_vocab; t++)
+        if (dsr1_token_is_eog(m, t))
+            ban[n_ban++] = (dsr1_logit_bias){t, -INFINITY};
+    dsr1_sampler_params sp;
+    dsr1_sampler_params_default(&sp, sizeof sp);
+    sp.temperature = temperature;
+    sp.seed = seed;
+    sp.logit_bias = ban;
+    sp.n_logit_bias = n_ban;
+    dsr1_sampler *s = NULL;
+    CHECK(dsr1_sampler_new(n_vocab, &sp, &s) == DSR1_OK, "sampler: %s", dsr1_last_error());
+    free(ban);
+    return s;
+}
+
+/* The step hook of a generation on a one-layer model: the logits it is
+ * about to sample from against a fresh evaluation of what the context
+ * holds (read from the context: the test is on the generation's thread). */
+typedef struct step_check {
+    dsr1_context *ctx, *ref;
+    float worst;
+    int n_checked;
+} step_check;
+
+static int check_step(dsr1_step *step, void *user_data)
+{
+    step_check *c = user_data;
+    float d = against_fresh(c->ref, c->ctx->tokens, c->ctx->n_past, step->logits);
+    c->worst = d > c->worst ? d : c->worst;
+    c->n_checked++;
+    return 0;
+}
+
+/* A generation of four n_ctx of tokens on a one-layer model with
+ * ctx_policy DSR1_CTX_SHIFT: it never stops for the context, and every
+ * step's logits are a fresh evaluation's of the tokens kept. */
+static void one_layer_generation(const char *name, dsr1_kv_type kv)
+{
+    dsr1_model *m = load(name, 1, 0);
+    if (!m)
+        return;
+    const int32_t n_vocab = dsr1_model_n_vocab(m);
+    dsr1_context *a = new_ctx(m, N_CTX, N_BATCH, kv), *ref = new_ctx(m, N_CTX, N_BATCH, kv);
+    dsr1_sampler *s = endless_sampler(m, 0.0f, 1);
+    dsr1_token prompt[12];
+    for (int i = 0; i < 12; i++)
+        prompt[i] = token_at(i + 500, n_vocab);
+    step_check c = {a, ref, 0.0f, 0};
+    dsr1_generate_params gp;
+    dsr1_generate_params_default(&gp, sizeof gp);
+    gp.max_new_tokens = 4 * N_CTX;
+    gp.ctx_policy = DSR1_CTX_SHIFT;
+    gp.n_keep = N_KEEP;
+    gp.on_step = check_step;
+    gp.step_user_data = &c;
+    dsr1_generation *g = NULL;
+    dsr1_stop_reason why = DSR1_STOP_NONE;
+    CHECK(dsr1_generation_new(a, s, prompt, 12, &gp, &g) == DSR1_OK, "%s: generation: %s", name, dsr1_last_error());
+    CHECK(dsr1_generation_run(g, &why) == DSR1_OK && why == DSR1_STOP_LENGTH, "%s: generation: %s, stop %d", name,
+          dsr1_generation_errmsg(g), (int)why);
+    dsr1_generation_stats st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    dsr1_generation_get_stats(g, &st);
+    const float tol = kv == DSR1_KV_F16 ? TOL_F16 : TOL_F32;
+    CHECK(st.n_generated == 4 * N_CTX && st.n_ctx_shifts >= 6 && c.n_checked == 4 * N_CTX,
+          "%s: %d generated, %d shifts, %d steps checked", name, st.n_generated, st.n_ctx_shifts, c.n_checked);
+    CHECK(c.worst <= tol, "%s %s one-layer generation: logits after shifts differ from a fresh evaluation by %g", name,
+          kv_name(kv), (double)c.worst);
+    printf("%s %s one-layer generation: %d tokens through n_ctx %d, %d shifts dropping %d tokens; every step's "
+           "logits within %.3g of a fresh evaluation\n", name, kv_name(kv), st.n_generated, N_CTX, st.n_ctx_shifts,
+           st.n_ctx_dropped, (double)c.worst);
+    dsr1_generation_free(g);
+    dsr1_sampler_free(s);
+    dsr1_context_free(a);
+    dsr1_context_free(ref);
+    dsr1_model_free(m);
+}
+
+/* n tokens of a generation with ctx_policy DSR1_CTX_SHIFT (and MTP
+ * drafting when mtp) into out; the stats into st. */
+static void shifted_tokens(dsr1_model *m, int mtp, dsr1_token *out, int n, dsr1_generation_stats *st)
+{
+    const int32_t n_vocab = dsr1_model_n_vocab(m);
+    dsr1_context *a = new_ctx(m, 32, 8, DSR1_KV_F16);
+    dsr1_sampler *s = endless_sampler(m, 0.8f, 7);
+    dsr1_token prompt[6];
+    for (int i = 0; i < 6; i++)
+        prompt[i] = token_at(i + 70, n_vocab);
+    dsr1_generate_params gp;
+    dsr1_generate_params_default(&gp, sizeof gp);
+    gp.max_new_tokens = n;
+    gp.ctx_policy = DSR1_CTX_SHIFT;
+    gp.speculative_mtp = mtp;
+    gp.speculative_min_p = 0.0f;
+    dsr1_generation *g = NULL;
+    CHECK(dsr1_generation_new(a, s, prompt, 6, &gp, &g) == DSR1_OK, "generation: %s", dsr1_last_error());
+    for (int i = 0; i < n; i++) {
+        dsr1_stop_reason why = DSR1_STOP_NONE;
+        out[i] = -1;
+        if (dsr1_generation_step(g, &out[i], &why) != DSR1_OK || (why != DSR1_STOP_NONE && i + 1 < n)) {
+            CHECK(0, "step %d: %s (stop %d)", i, dsr1_generation_errmsg(g), (int)why);
+            break;
+        }
+    }
+    st->size = sizeof *st;
+    dsr1_generation_get_stats(g, st);
+    dsr1_generation_free(g);
+    dsr1_sampler_free(s);
+    dsr1_context_free(a);
+}
+
+/* deepseek2 with its MTP head: speculative decoding through context
+ * shifts gives the tokens of plain decoding (the head's cache is rewound
+ * at each shift). */
+static void mtp_through_shifts(const char *name)
+{
+    dsr1_model *m = load(name, 0, 0);
+    if (!m)
+        return;
+    enum { N = 120 };
+    dsr1_token plain[N], spec[N];
+    dsr1_generation_stats sp, ss;
+    shifted_tokens(m, 0, plain, N, &sp);
+    shifted_tokens(m, 1, spec, N, &ss);
+    CHECK(memcmp(plain, spec, sizeof plain) == 0, "%s: speculative decoding through shifts changed the tokens", name);
+    CHECK(sp.n_ctx_shifts >= 3 && ss.n_ctx_shifts == sp.n_ctx_shifts && ss.n_drafted > 0,
+          "%s: %d / %d shifts, %d drafts", name, sp.n_ctx_shifts, ss.n_ctx_shifts, ss.n_drafted);
+    printf("%s: %d tokens through n_ctx 32 with %d shifts, with MTP drafting (%d drafts, %d accepted) the same tokens\n",
+           name, N, ss.n_ctx_shifts, ss.n_drafted, ss.n_accepted);
+    dsr1_model_free(m);
+}
+
+/* Whether the context holds the conversation the chat records, up to the
+ * last reply's marker: the prompt of the next turn (question q) shares at
+ * least that prefix with the cache. */
+static int history_matches_cache(dsr1_chat *chat, dsr1_context *ctx, const char *question)
+{
+    const dsr1_model *m = dsr1_context_model(ctx);
+    const int32_t n_msgs = dsr1_chat_n_messages(chat);
+    dsr1_chat_message *msgs = malloc((size_t)(n_msgs + 1) * sizeof *msgs);
+    for (int32_t i = 0; i < n_msgs; i++)
+        dsr1_chat_message_at(chat, i, &msgs[i]);
+    msgs[n_msgs].role = "user";
+    msgs[n_msgs].content = question;
+    int32_t n = 0;
+    dsr1_chat_tokenize(m, msgs, n_msgs + 1, DSR1_CHAT_ADD_GENERATION_PROMPT, NULL, 0, &n);
+    dsr1_token *t = malloc((size_t)n * sizeof *t);
+    CHECK(dsr1_chat_tokenize(m, msgs, n_msgs + 1, DSR1_CHAT_ADD_GENERATION_PROMPT, t, n, &n) == DSR1_OK,
+          "tokenize the history");
+    const dsr1_token assistant = dsr1_token_special(m, DSR1_SPECIAL_ASSISTANT);
+    int32_t last = -1, prev = -1;
+    for (int32_t i = 0; i < n; i++)
+        if (t[i] == assistant) {
+            prev = last;
+            last = i;
+        }
+    int32_t common = 0;
+    while (common < ctx->n_past && common < n && ctx->tokens[common] == t[common])
+        common++;
+    free(t);
+    free(msgs);
+    return prev >= 0 && common > prev;
+}
+
+/* A chat on a small context with DSR1_CTX_SHIFT: every turn answers (no
+ * CONTEXT_FULL), the oldest turns are forgotten whole, the system prompt
+ * stays, and turns after a shift reuse the cache (the history the chat
+ * keeps matches what the context holds). On the one-layer model every
+ * step's logits are also checked against a fresh evaluation. */
+static void chat_past_the_context(const char *name, int one_layer)
+{
+    dsr1_model *m = load(name, one_layer, 0);
+    if (!m)
+        return;
+    dsr1_context *a = new_ctx(m, 96, 16, DSR1_KV_F32), *ref = new_ctx(m, 96, 16, DSR1_KV_F32);
+    dsr1_sampler *s = endless_sampler(m, 0.7f, 3);
+    dsr1_chat *chat = NULL;
+    CHECK(dsr1_chat_new(a, s, "You are terse.", &chat) == DSR1_OK, "chat: %s", dsr1_last_error());
+    step_check c = {a, ref, 0.0f, 0};
+    dsr1_generate_params gp;
+    dsr1_generate_params_default(&gp, sizeof gp);
+    gp.max_new_tokens = 40;
+    gp.ctx_policy = DSR1_CTX_SHIFT;
+    if (one_layer) {
+        gp.on_step = check_step;
+        gp.step_user_data = &c;
+    }
+    static const char *const questions[] = {"What is the capital of France?", "And of Spain?",
+                                            "Tell me a long story about a cat.", "Why?", "Say more.", "Thanks!",
+                                            "One more question about the weather today.", "Bye."};
+    int shifts = 0, reused_after_shift = 0, turns_after_shift = 0, dropped = 0, prev_shifted = 0;
+    for (int q = 0; q < 8; q++) {
+        dsr1_stop_reason why = DSR1_STOP_NONE;
+        dsr1_generation *g = NULL;
+        if (prev_shifted) { /* the history after the drop matches the cache: the prompt is reused */
+            turns_after_shift++;
+            reused_after_shift += history_matches_cache(chat, a, questions[q]);
+        }
+        dsr1_status st = dsr1_chat_begin(chat, questions[q], &gp, &g);
+        if (st == DSR1_OK)
+            st = dsr1_generation_run(g, &why);
+        CHECK(st == DSR1_OK && why == DSR1_STOP_LENGTH, "%s: turn %d: %s (%s), stop %d", name, q,
+              dsr1_status_string(st), g ? dsr1_generation_errmsg(g) : dsr1_chat_errmsg(chat), (int)why);
+        dsr1_generation_stats gs;
+        memset(&gs, 0, sizeof gs);
+        gs.size = sizeof gs;
+        if (g)
+            dsr1_generation_get_stats(g, &gs);
+        dsr1_generation_free(g);
+        shifts += gs.n_ctx_shifts;
+        prev_shifted = gs.n_ctx_shifts > 0;
+        dsr1_chat_message first;
+        CHECK(dsr1_chat_message_at(chat, 0, &first) == DSR1_OK && strcmp(first.role, "system") == 0,
+              "%s: the system prompt went", name);
+        const int32_t n_msgs = dsr1_chat_n_messages(chat);
+        dropped = 1 + 2 * (q + 1) - n_msgs;
+        CHECK(n_msgs % 2 == 1 && n_msgs >= 3, "%s: turn %d: %d messages (whole turns are dropped)", name, q, n_msgs);
+    }
+    CHECK(shifts > 0 && dropped > 0, "%s: %d shifts, %d messages dropped", name, shifts, dropped);
+    CHECK(turns_after_shift > 0 && reused_after_shift == turns_after_shift,
+          "%s: only %d of %d turns after a shift found their history in the cache", name, reused_after_shift,
+          turns_after_shift);
+    if (one_layer)
+        CHECK(c.worst <= TOL_F32, "%s one-layer chat: logits after shifts differ from a fresh evaluation by %g", name,
+              (double)c.worst);
+    printf("%s%s chat, n_ctx 96: 8 turns of 40 tokens, %d shifts, %d old messages dropped, %d of %d turns after a "
+           "shift found their history in the cache%s", name, one_layer ? " one-layer" : "", shifts, dropped, reused_after_shift,
+           turns_after_shift, one_layer ? "" : "\n");
+    if (one_layer)
+        printf("; %d steps' logits within %.3g of a fresh evaluation\n", c.n_checked, (double)c.worst);
+    dsr1_chat_free(chat);
+    dsr1_sampler_free(s);
+    dsr1_context_free(a);
+    dsr1_context_free(ref);
+    dsr1_model_free(m);
+}
+
+/* A chat whose questions are long: the history outgrows the context
+ * between turns, so the chat forgets its oldest turns before formatting
+ * the prompt, shifting the cache the same way: the kept turns are not
+ * evaluated again. */
+static void chat_long_questions(const char *name)
+{
+    dsr1_model *m = load(name, 0, 0);
+    if (!m)
+        return;
+    dsr1_context *a = new_ctx(m, 128, 16, DSR1_KV_F16);
+    dsr1_sampler *s = endless_sampler(m, 0.7f, 5);
+    dsr1_chat *chat = NULL;
+    CHECK(dsr1_chat_new(a, s, "Be brief.", &chat) == DSR1_OK, "chat: %s", dsr1_last_error());
+    dsr1_generate_params gp;
+    dsr1_generate_params_default(&gp, sizeof gp);
+    gp.max_new_tokens = 6;
+    gp.ctx_policy = DSR1_CTX_SHIFT;
+    int fitted = 0, reused = 0;
+    for (int q = 0; q < 8; q++) {
+        char question[256];
+        snprintf(question, sizeof question, "Question %d: the weather in the north "
+                 "this week?", q);
+        const int32_t before = dsr1_chat_n_messages(chat);
+        dsr1_generation *g = NULL;
+        dsr1_stop_reason why = DSR1_STOP_NONE;
+        dsr1_status st = dsr1_chat_begin(chat, question, &gp, &g);
+        if (st == DSR1_OK)
+            st = dsr1_generation_run(g, &why);
+        CHECK(st == DSR1_OK && why == DSR1_STOP_LENGTH, "%s: long turn %d: %s (%s)", name, q, dsr1_status_string(st),
+              g ? dsr1_generation_errmsg(g) : dsr1_chat_errmsg(chat));
+        dsr1_generation_stats gs;
+        memset(&gs, 0, sizeof gs);
+        gs.size = sizeof gs;
+        if (g)
+            dsr1_generation_get_stats(g, &gs);
+        dsr1_generation_free(g);
+        if (dsr1_chat_n_messages(chat) < before + 2 && gs.n_ctx_shifts == 0) { /* turns forgotten before the prompt */
+            fitted++;
+            /* evaluated: the last answer and the new question, not the turn
+             * kept before them (a question is over 20 tokens) */
+            reused += gs.n_prompt_eval < dsr1_context_n_past(a) - gs.n_generated - 30;
+        }
+    }
+    CHECK(fitted > 0 && reused == fitted, "%s: %d turns forgot old turns before the prompt, %d reused the cache", name,
+          fitted, reused);
+    printf("%s chat with long questions, n_ctx 128: %d turns dropped old turns before their prompt, %d of them "
+           "reusing the shifted cache\n", name, fitted, reused);
+    dsr1_chat_free(chat);
+    dsr1_sampler_free(s);
+    dsr1_context_free(a);
+    dsr1_model_free(m);
+}
+
 /* Refused arguments: a status, a message, and nothing changed. */
 static void bad_arguments(const char *name)
 {
@@ -337,11 +635,16 @@ int main(int argc, char **argv)
             cache_rows(models[i], kv);
             one_layer_stream(models[i], kv, 0);
         }
+    for (int i = 0; i < 3; i++)
+        one_layer_generation(models[i], DSR1_KV_F32);
+    one_layer_generation("deepseek2-f16", DSR1_KV_F16);
+    mtp_through_shifts("deepseek2-f16");
+    chat_past_the_context("deepseek2-f16", 1);
+    chat_past_the_context("deepseek2-f16", 0);
+    chat_long_questions("deepseek2-f16");
     bad_arguments("qwen2-f32");
-    /* (deepseek2 does not run on the Vulkan backend yet: its rope op refuses
-     * the per-head query view of MLA) */
     if (dsr1_device_count() > 0)
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 3; i++)
             one_layer_stream(models[i], DSR1_KV_F16, 1);
     else
         printf("SKIP the shift with the layer on a device: no Vulkan device (%s)\n", dsr1_last_error());

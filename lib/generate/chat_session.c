@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/handle.h"
+#include "core/params.h"
 #include "generate/generation.h"
 #include "model/context.h"
 #include "model/state.h"
@@ -40,6 +41,9 @@ struct dsr1_chat {
 
     dsr1_token *tokens; /* the formatted prompt */
     int32_t cap_tokens;
+    int32_t *starts;    /* where each user message starts in it (its <｜User｜> marker) */
+    int32_t n_starts;
+    int32_t turn_base;  /* the user message of the generation's first turn (the first after n_keep) */
 
     /* the turn in progress */
     dsr1_generation *active;
@@ -136,6 +140,7 @@ void dsr1_chat_free(dsr1_chat *chat)
         dsri_free(chat->msgs[i].content);
     dsri_free(chat->msgs);
     dsri_free(chat->tokens);
+    dsri_free(chat->starts);
     dsri_free(chat->reasoning.p);
     dsri_free(chat->answer.p);
     dsri_free(chat);
@@ -198,6 +203,28 @@ static int record_event(const dsr1_event *ev, void *user_data)
     return 0;
 }
 
+/* The index in msgs of user message number k (n_msgs when there is none). */
+static int32_t user_msg_index(const dsr1_chat *chat, int32_t k)
+{
+    for (int32_t i = 0; i < chat->n_msgs; i++)
+        if (strcmp(chat->msgs[i].role, "user") == 0 && k-- == 0)
+            return i;
+    return chat->n_msgs;
+}
+
+/* Forget n whole turns from user message number first on (their messages
+ * up to the next user message): a context shift dropped them. */
+static void drop_turns(dsr1_chat *chat, int32_t first, int32_t n)
+{
+    const int32_t a = user_msg_index(chat, first), b = user_msg_index(chat, first + n);
+    if (n <= 0 || b <= a || b >= chat->n_msgs)
+        return; /* (the question is never part of a dropped turn) */
+    for (int32_t i = a; i < b; i++)
+        dsri_free(chat->msgs[i].content);
+    memmove(chat->msgs + a, chat->msgs + b, (size_t)(chat->n_msgs - b) * sizeof *chat->msgs);
+    chat->n_msgs -= b - a;
+}
+
 /* Record the reply (once), and forget the generation when it is freed. */
 static void on_generation_end(void *owner, dsr1_generation *gen, int freeing)
 {
@@ -208,6 +235,7 @@ static void on_generation_end(void *owner, dsr1_generation *gen, int freeing)
         return;
     if (!chat->recorded) {
         chat->recorded = 1;
+        drop_turns(chat, chat->turn_base, dsri_generation_turns_dropped(gen));
         dsr1_generation_stats stats;
         stats.size = sizeof stats;
         dsr1_generation_get_stats(gen, &stats);
@@ -234,6 +262,80 @@ static void on_generation_end(void *owner, dsr1_generation *gen, int freeing)
         chat->active = NULL;
 }
 
+/* Format the conversation (with the generation prompt) into chat->tokens
+ * (*n of them), and find where its user messages start. */
+static dsr1_status format_prompt(dsr1_chat *chat, int32_t *n)
+{
+    dsr1_chat_message *view = dsri_malloc((size_t)chat->n_msgs * sizeof *view);
+    if (!view)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory");
+    for (int32_t i = 0; i < chat->n_msgs; i++) {
+        view[i].role = chat->msgs[i].role;
+        view[i].content = chat->msgs[i].content;
+    }
+    dsr1_status st;
+    for (;;) {
+        st = dsr1_chat_tokenize(chat->model, view, chat->n_msgs, DSR1_CHAT_ADD_GENERATION_PROMPT, chat->tokens,
+                                chat->cap_tokens, n);
+        if (st != DSR1_ERR_BUFFER_TOO_SMALL)
+            break;
+        dsr1_token *t = dsri_realloc(chat->tokens, (size_t)*n * sizeof *t);
+        int32_t *w = dsri_realloc(chat->starts, (size_t)*n * sizeof *w);
+        if (t)
+            chat->tokens = t;
+        if (w)
+            chat->starts = w;
+        if (!t || !w) {
+            st = dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: cannot hold a prompt of %d tokens", *n);
+            break;
+        }
+        chat->cap_tokens = *n;
+    }
+    dsri_free(view);
+    if (st)
+        return st;
+    /* user contents are tokenized as plain text: the marker appears only
+     * where a user message starts */
+    const dsr1_token user = dsr1_token_special(chat->model, DSR1_SPECIAL_USER);
+    chat->n_starts = 0;
+    for (int32_t i = 0; i < *n; i++)
+        if (chat->tokens[i] == user)
+            chat->starts[chat->n_starts++] = i;
+    return DSR1_OK;
+}
+
+/* ctx_policy DSR1_CTX_SHIFT and a prompt longer than the context: forget
+ * the oldest whole turns (after n_keep), the fewest that leave a quarter of
+ * the context for the reply, else all before the question. When the cache
+ * holds them, it is shifted the same way (dsr1_context_shift), so what
+ * follows is not evaluated again. */
+static dsr1_status fit_turns(dsr1_chat *chat, int32_t n_keep, int32_t *n)
+{
+    const int32_t n_ctx = dsr1_context_n_ctx(chat->ctx);
+    if (*n <= n_ctx || chat->n_starts < 2)
+        return DSR1_OK;
+    const int32_t keep = n_keep >= 0 ? n_keep : chat->starts[0];
+    int32_t f = 0;
+    while (f < chat->n_starts - 1 && chat->starts[f] < keep)
+        f++;
+    int32_t j = f + 1;
+    while (j < chat->n_starts - 1 && *n - (chat->starts[j] - chat->starts[f]) > n_ctx - n_ctx / 4)
+        j++;
+    if (j >= chat->n_starts)
+        return DSR1_OK; /* nothing whole to drop: the generation says the prompt does not fit */
+    const int32_t at = chat->starts[f], drop = chat->starts[j] - at;
+    const dsr1_context *ctx = chat->ctx;
+    int32_t common = 0;
+    while (common < ctx->n_past && common < *n && ctx->tokens[common] == chat->tokens[common])
+        common++;
+    /* the cache keeps what it holds of the rest (a failure only costs its
+     * evaluation: the generation compares the tokens) */
+    if (common > at + drop && dsr1_context_truncate(chat->ctx, common) == DSR1_OK)
+        dsr1_context_shift(chat->ctx, at, drop);
+    drop_turns(chat, f, j - f);
+    return format_prompt(chat, n);
+}
+
 /* dsr1_chat_begin with the chat held; params are checked by
  * dsr1_generation_new. */
 static dsr1_status begin(dsr1_chat *chat, const char *user_message, const dsr1_generate_params *params,
@@ -247,32 +349,12 @@ static dsr1_status begin(dsr1_chat *chat, const char *user_message, const dsr1_g
     if (st)
         return st;
 
-    /* format the conversation */
-    dsr1_chat_message *view = dsri_malloc((size_t)chat->n_msgs * sizeof *view);
-    if (!view) {
-        pop_msg(chat);
-        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: out of memory");
-    }
-    for (int32_t i = 0; i < chat->n_msgs; i++) {
-        view[i].role = chat->msgs[i].role;
-        view[i].content = chat->msgs[i].content;
-    }
+    dsr1_generate_params p;
+    dsr1_generate_params_default(&p, sizeof p);
     int32_t n = 0;
-    for (;;) {
-        st = dsr1_chat_tokenize(chat->model, view, chat->n_msgs, DSR1_CHAT_ADD_GENERATION_PROMPT, chat->tokens,
-                                chat->cap_tokens, &n);
-        if (st != DSR1_ERR_BUFFER_TOO_SMALL)
-            break;
-        dsr1_token *t = dsri_realloc(chat->tokens, (size_t)n * sizeof *t);
-        if (!t) {
-            st = dsri_error(DSR1_ERR_OUT_OF_MEMORY, "chat: cannot hold a prompt of %d tokens", n);
-            break;
-        }
-        chat->tokens = t;
-        chat->cap_tokens = n;
-    }
-    dsri_free(view);
-    if (st) {
+    if ((st = dsri_params_read(params, &p, sizeof p, DSRI_KNOWN_SIZE(dsr1_generate_params, n_keep),
+                               "dsr1_generate_params")) ||
+        (st = format_prompt(chat, &n)) || (p.ctx_policy == DSR1_CTX_SHIFT && (st = fit_turns(chat, p.n_keep, &n)))) {
         pop_msg(chat);
         return st;
     }
@@ -287,6 +369,15 @@ static dsr1_status begin(dsr1_chat *chat, const char *user_message, const dsr1_g
         pop_msg(chat);
         return st;
     }
+    const int32_t system_end = chat->n_starts > 0 ? chat->starts[0] : n;
+    if ((st = dsri_generation_set_turns(gen, system_end, chat->starts, chat->n_starts, n))) {
+        dsr1_generation_free(gen);
+        pop_msg(chat);
+        return st;
+    }
+    chat->turn_base = 0;
+    while (chat->turn_base < chat->n_starts && chat->starts[chat->turn_base] < dsri_generation_n_keep(gen))
+        chat->turn_base++;
     dsri_generation_set_owner(gen, chat, on_generation_end);
     dsri_generation_set_tap(gen, record_event, chat);
     chat->active = gen;

@@ -118,6 +118,17 @@ struct dsr1_generation {
     dsr1_step_fn on_step;
     void *step_user;
     float *step_logits;   /* n_vocab */
+
+    /* context shift (ctx_policy DSR1_CTX_SHIFT; make_room) */
+    int ctx_policy;
+    int32_t n_keep;       /* never dropped (the params' n_keep resolved) */
+    int n_keep_auto;      /* the params' n_keep was -1: a chat sets its system prompt's end */
+    int32_t protect;      /* the end of the question a chat keeps in view (n_keep: none) */
+    int32_t *turns;       /* a chat's turns at or after n_keep: the positions where they start, the
+                             last being the current question's */
+    int32_t n_turns;
+    int32_t turns_dropped;
+    int32_t n_shifts, n_shift_dropped;
 };
 
 static double now_seconds(void)
@@ -137,6 +148,7 @@ void dsr1_generate_params_default(dsr1_generate_params *params, size_t struct_si
     d.think_budget_action = DSR1_BUDGET_CLOSE;
     d.starts_in_reasoning = -1;
     d.speculative_min_p = 0.5f;
+    d.n_keep = -1;
     dsri_params_default(params, struct_size, &d, sizeof d);
 }
 
@@ -326,13 +338,17 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_new: the prompt needs at least one token");
     dsr1_generate_params p;
     dsr1_generate_params_default(&p, sizeof p);
-    dsr1_status st = dsri_params_read(params, &p, sizeof p, DSRI_KNOWN_SIZE(dsr1_generate_params, max_prompt_per_step),
+    dsr1_status st = dsri_params_read(params, &p, sizeof p, DSRI_KNOWN_SIZE(dsr1_generate_params, n_keep),
                                       "dsr1_generate_params");
     if (st)
         return st;
     if (p.max_prompt_per_step < 0)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "dsr1_generation_new: max_prompt_per_step is %d (0: no cap)",
                           p.max_prompt_per_step);
+    if ((p.ctx_policy != DSR1_CTX_STOP && p.ctx_policy != DSR1_CTX_SHIFT) || p.n_keep < -1)
+        return dsri_error(DSR1_ERR_INVALID_ARGUMENT,
+                          "dsr1_generation_new: ctx_policy %d is not a dsr1_ctx_policy (DSR1_CTX_STOP 0, "
+                          "DSR1_CTX_SHIFT 1), or n_keep %d is below -1", p.ctx_policy, p.n_keep);
     if (p.max_new_tokens < 0 || p.think_budget < -1 ||
         (p.think_budget_action != DSR1_BUDGET_CLOSE && p.think_budget_action != DSR1_BUDGET_STOP) ||
         p.starts_in_reasoning < -1 || p.starts_in_reasoning > 1 || p.n_stop_strings < 0 ||
@@ -374,6 +390,10 @@ dsr1_status dsr1_generation_new(dsr1_context *ctx, dsr1_sampler *smp, const dsr1
     gen->smp = smp;
     gen->model = model;
     gen->max_new_tokens = p.max_new_tokens;
+    gen->ctx_policy = p.ctx_policy;
+    gen->n_keep = p.n_keep < 0 ? 1 : p.n_keep < n_prompt ? p.n_keep : n_prompt;
+    gen->n_keep_auto = p.n_keep < 0;
+    gen->protect = gen->n_keep;
     gen->think_budget = p.think_budget;
     gen->budget_action = p.think_budget_action;
     /* (with n_batch 1 a token and its draft could not share a batch) */
@@ -461,6 +481,7 @@ void dsr1_generation_free(dsr1_generation *gen)
     dsri_free(gen->lp.top);
     dsri_free(gen->cur_top);
     dsri_free(gen->step_logits);
+    dsri_free(gen->turns);
     dsri_free(gen);
 }
 
@@ -723,6 +744,98 @@ static dsr1_status choose_token(dsr1_generation *gen, const float *logits, dsr1_
     return dsri_sampler_sample_ex(gen->smp, logits, n_vocab, &o, t);
 }
 
+/* ---- context shift ---- */
+
+/* Drop positions [at, at + n) (make_room). Turns that lay wholly in them
+ * are counted (they are the oldest a chat still records); a turn whose
+ * start went but not its end leaves the chat's history out of step with
+ * the cache: no more whole-turn drops after it. */
+static dsr1_status shift_out(dsr1_generation *gen, int32_t at, int32_t n)
+{
+    dsr1_status st = dsri_ctx_shift(gen->ctx, at, n);
+    if (st)
+        return st;
+    gen->n_shifts++;
+    gen->n_shift_dropped += n;
+    int32_t kept = 0, lost = 0;
+    for (int32_t i = 0; i < gen->n_turns; i++) {
+        const int32_t start = gen->turns[i];
+        if (start >= at + n)
+            gen->turns[kept++] = start - n;
+        else if (start < at)
+            gen->turns[kept++] = start;
+        else if (i + 1 < gen->n_turns && gen->turns[i + 1] <= at + n)
+            gen->turns_dropped++;
+        else
+            lost = 1;
+    }
+    gen->n_turns = lost ? 0 : kept;
+    if (gen->protect >= at + n)
+        gen->protect -= n;
+    else if (gen->protect > at)
+        gen->protect = at; /* the end of the question went */
+    return DSR1_OK;
+}
+
+/* Free at least `need` positions (ctx_policy DSR1_CTX_SHIFT): a chat's
+ * oldest whole turns before the current one (the fewest that free half of
+ * what follows n_keep, else all of them), then the oldest half of what
+ * follows the question, else half of what follows n_keep. *room: 0 when
+ * the kept tokens leave no room. */
+static dsr1_status make_room(dsr1_generation *gen, int32_t need, int *room)
+{
+    dsr1_context *ctx = gen->ctx;
+    const int32_t keep = gen->n_keep < ctx->n_past ? gen->n_keep : ctx->n_past;
+    int32_t target = (ctx->n_past - keep) / 2, freed = 0;
+    target = target > need ? target : need;
+    dsr1_status st;
+    if (gen->n_turns > 1) {
+        int32_t k = 0;
+        while (k < gen->n_turns - 1 && gen->turns[k] - keep < target)
+            k++;
+        const int32_t d = gen->turns[k] - keep;
+        if (d > 0 && (st = shift_out(gen, keep, d)))
+            return st;
+        freed = d > 0 ? d : 0;
+    }
+    if (freed < need) {
+        int32_t at = gen->protect > keep && gen->protect <= ctx->n_past ? gen->protect : keep;
+        int32_t half = (ctx->n_past - at) / 2, d = half > need - freed ? half : need - freed;
+        if (d > ctx->n_past - at && at > keep) { /* the question leaves no room: it goes too */
+            at = keep;
+            half = (ctx->n_past - at) / 2;
+            d = half > need - freed ? half : need - freed;
+        }
+        if (d > ctx->n_past - at) {
+            *room = 0;
+            return DSR1_OK;
+        }
+        if ((st = shift_out(gen, at, d)))
+            return st;
+    }
+    *room = 1;
+    return DSR1_OK;
+}
+
+dsr1_status dsri_generation_set_turns(dsr1_generation *gen, int32_t system_end, const int32_t *starts, int32_t n,
+                                      int32_t question_end)
+{
+    if (gen->n_keep_auto)
+        gen->n_keep = system_end < gen->n_prompt ? system_end : gen->n_prompt;
+    gen->protect = question_end > gen->n_keep ? question_end : gen->n_keep;
+    dsri_free(gen->turns);
+    gen->n_turns = 0;
+    if (!(gen->turns = dsri_malloc((size_t)(n > 0 ? n : 1) * sizeof *gen->turns)))
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "generation: out of memory");
+    for (int32_t i = 0; i < n; i++)
+        if (starts[i] >= gen->n_keep)
+            gen->turns[gen->n_turns++] = starts[i];
+    return DSR1_OK;
+}
+
+int32_t dsri_generation_turns_dropped(const dsr1_generation *gen) { return gen->turns_dropped; }
+int32_t dsri_generation_n_keep(const dsr1_generation *gen) { return gen->n_keep; }
+
 /* The body of one step after the prompt is evaluated. */
 static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_stop_reason *stop_reason)
 {
@@ -761,8 +874,13 @@ static dsr1_status step_tokens(dsr1_generation *gen, dsr1_token *token, dsr1_sto
         st = dsri_ctx_logits(ctx, 1, &logits);
     } else {
         if (nb > 0) {
-            if (nb > ctx->n_ctx - ctx->n_past)
-                return finish(gen, DSR1_STOP_CONTEXT_FULL, NULL, 0, stop_reason);
+            if (nb > ctx->n_ctx - ctx->n_past) {
+                int room = 0;
+                if (gen->ctx_policy == DSR1_CTX_SHIFT && (st = make_room(gen, nb - (ctx->n_ctx - ctx->n_past), &room)))
+                    return fail(gen, st);
+                if (!room)
+                    return finish(gen, DSR1_STOP_CONTEXT_FULL, NULL, 0, stop_reason);
+            }
             /* interrupted, the state is as before this step (pending kept,
              * draft and injection not done): the next step redoes it */
             if ((st = dsri_ctx_eval(ctx, gen->batch, nb, ctx->n_past, verify ? DSR1_EVAL_LOGITS_ALL : 0)))
@@ -929,6 +1047,8 @@ static dsr1_status get_stats(const dsr1_generation *gen, dsr1_generation_stats *
     s.n_drafted = gen->n_drafted;
     s.n_accepted = gen->n_accepted;
     s.n_declined = gen->n_declined;
+    s.n_ctx_shifts = gen->n_shifts;
+    s.n_ctx_dropped = gen->n_shift_dropped;
     return dsri_struct_write(stats, &s, sizeof s, "dsr1_generation_stats");
 }
 

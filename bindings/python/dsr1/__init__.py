@@ -59,7 +59,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = [
     "ABI_VERSION", "BudgetAction", "BufferTooSmallError", "CancelledError", "Chat", "ChatMessage",
-    "Completion", "Context", "ContextFullError", "DSR1Error", "DSR1FileNotFoundError",
+    "Completion", "Context", "ContextFullError", "CtxPolicy", "DSR1Error", "DSR1FileNotFoundError",
     "DSR1IsADirectoryError", "DSR1OSError", "DSR1PermissionError", "FormatError", "InternalError",
     "InvalidArgumentError", "NumericError", "OutOfMemoryError", "StateError", "UnsupportedError",
     "Decoder", "Event", "EventType", "Generation", "GenerationStats", "KVType", "LibraryError", "LogLevel",
@@ -157,6 +157,11 @@ class StopReason(IntEnum):
 class BudgetAction(IntEnum):
     CLOSE = 0
     STOP = 1
+
+
+class CtxPolicy(IntEnum):
+    STOP = 0   # stop with StopReason.CONTEXT_FULL
+    SHIFT = 1  # make room with context shifts and go on
 
 
 class KVType(IntEnum):
@@ -1185,6 +1190,14 @@ class Context(_Handle):
         """Drop cache entries at positions >= pos."""
         _check_on(self, self._capi.context_truncate(self._p, int(pos)))
 
+    def shift(self, n_keep: int, n_discard: int) -> None:
+        """Context shift (dsr1_context_shift): drop the cached tokens at
+        positions [n_keep, n_keep + n_discard) and move the later ones down,
+        re-rotating their keys, so n_past shrinks by n_discard without
+        evaluating anything again. The last logits are dropped.
+        InvalidArgumentError for bad counts, StateError during a Generation."""
+        _check_on(self, self._capi.context_shift(self._p, int(n_keep), int(n_discard)))
+
     def reset(self) -> None:
         """Empty the cache. StateError while a Generation on the context is
         unfinished (it continues from the cache)."""
@@ -1452,6 +1465,8 @@ class GenerationStats:
     n_drafted: int = 0   # speculative_mtp: drafts the main model checked
     n_accepted: int = 0  # of which it confirmed
     n_declined: int = 0  # drafts below speculative_min_p, not checked
+    n_ctx_shifts: int = 0   # context shifts made (ctx_policy CtxPolicy.SHIFT)
+    n_ctx_dropped: int = 0  # tokens they dropped
 
 
 def _event_from_c(ev) -> Event:
@@ -1552,7 +1567,8 @@ class _InterruptGuard:
 def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
                      think_budget_action=None, hide_reasoning=None, stop_strings=None,
                      starts_in_reasoning=None, speculative_mtp=None, speculative_min_p=None,
-                     grammar=None, n_logprobs=None, on_step=None, max_prompt_per_step=None):
+                     grammar=None, n_logprobs=None, on_step=None, max_prompt_per_step=None,
+                     ctx_policy=None, n_keep=None):
     """(dsr1_generate_params, keepalive). None keeps the library's default."""
     lib = _lib()
     p = _capi.dsr1_generate_params()
@@ -1588,6 +1604,10 @@ def _generate_params(sink: _EventSink, max_new_tokens=None, think_budget=None,
         p.n_logprobs = int(n_logprobs)
     if max_prompt_per_step is not None:
         p.max_prompt_per_step = int(max_prompt_per_step)
+    if ctx_policy is not None:
+        p.ctx_policy = int(CtxPolicy[ctx_policy.upper()] if isinstance(ctx_policy, str) else ctx_policy)
+    if n_keep is not None:
+        p.n_keep = int(n_keep)
     if on_step is not None:
         hook = _StepHook(on_step, sink)
         p.on_step = hook.c_fn
@@ -1604,20 +1624,24 @@ def generate(ctx: Context, sampler: Sampler, prompt, *, on_event: Optional[Calla
              speculative_mtp: Optional[bool] = None,
              speculative_min_p: Optional[float] = None,
              grammar: Optional[Grammar] = None, n_logprobs: Optional[int] = None,
-             on_step: Optional[Callable[[Step], Optional[int]]] = None) -> Completion:
+             on_step: Optional[Callable[[Step], Optional[int]]] = None,
+             ctx_policy=None, n_keep: Optional[int] = None) -> Completion:
     """Prompt tokens -> completion in one call (dsr1_generate).
 
     on_event(Event) is called for every event; a truthy return cancels. An
     exception it raises cancels generation and propagates from here. Options
     left as None keep the library defaults (max_new_tokens 0: until EOS or the
-    context is full; think_budget -1: unlimited). ctx.cancel() from another
+    context is full; think_budget -1: unlimited). ctx_policy
+    CtxPolicy.SHIFT (or "shift") goes on past a full context by dropping old
+    tokens after the first n_keep (dsr1_generate_params). ctx.cancel() from another
     thread, or Ctrl-C, stops it within a layer (CancelledError,
     KeyboardInterrupt).
     """
     sink = _EventSink(on_event)
     params, _keep = _generate_params(sink, max_new_tokens, think_budget, think_budget_action,
                                      hide_reasoning, stop_strings, starts_in_reasoning,
-                                     speculative_mtp, speculative_min_p, grammar, n_logprobs, on_step)
+                                     speculative_mtp, speculative_min_p, grammar, n_logprobs, on_step,
+                                     ctx_policy=ctx_policy, n_keep=n_keep)
     ptr, count, _keep_prompt = _tokens_in(prompt)
     stop = ctypes.c_int(0)
     with _Running(ctx, sink):
@@ -1744,7 +1768,8 @@ class Generation(_Handle):
         s.size = sizeof(s)
         _check_on(self, self._capi.generation_get_stats(self._p, byref(s)))
         return GenerationStats(s.n_prompt_eval, s.n_generated, s.n_reasoning, s.prompt_seconds,
-                               s.generate_seconds, s.n_drafted, s.n_accepted, s.n_declined)
+                               s.generate_seconds, s.n_drafted, s.n_accepted, s.n_declined,
+                               s.n_ctx_shifts, s.n_ctx_dropped)
 
     def completion(self) -> Completion:
         return self._sink.completion(self.stop_reason)

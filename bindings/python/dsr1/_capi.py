@@ -318,6 +318,8 @@ class dsr1_generate_params(Structure):
         ("on_step", dsr1_step_fn),
         ("step_user_data", c_void_p),
         ("max_prompt_per_step", c_int32),
+        ("ctx_policy", c_int32),
+        ("n_keep", c_int32),
     ]
 
 
@@ -332,6 +334,8 @@ class dsr1_generation_stats(Structure):
         ("n_drafted", c_int32),
         ("n_accepted", c_int32),
         ("n_declined", c_int32),
+        ("n_ctx_shifts", c_int32),
+        ("n_ctx_dropped", c_int32),
     ]
 
 
@@ -390,6 +394,7 @@ PROTOTYPES = {
     "dsr1_eval": (_status, [context_p, _token_p, c_int32, c_int32, c_uint32]),
     "dsr1_logits": (_float_p, [context_p, c_int32]),
     "dsr1_context_truncate": (_status, [context_p, c_int32]),
+    "dsr1_context_shift": (_status, [context_p, c_int32, c_int32]),
     "dsr1_context_reset": (None, [context_p]),
     "dsr1_context_logits": (_status, [context_p, c_int32, POINTER(_float_p)]),
     "dsr1_context_errmsg": (c_char_p, [context_p]),
