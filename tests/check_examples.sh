@@ -35,6 +35,21 @@ printf '%s' "$out" | grep -qE "frame budget 0 ms: [1-9][0-9]* evaluations stoppe
   echo "ok   game_loop deadline stops evaluations" || { echo "FAIL game_loop: no evaluation stopped at the deadline"; fail=1; }
 out=$(printf 'What is 12 + 30?\n/reset\nWhat is 345 + 78?\n' | "$build/examples/dsr1" chat -m "$model" 2>&1)
 check "dsr1 chat" "The answer is 423." "$out"
+# --ctx-policy: on a context smaller than one exchange (-c 96; the tiny model reasons about 90 tokens after a
+# 15-token question) the chat shifts and answers every question (the first still right) and exits 0; with
+# stop the reply is cut off
+questions='What is 12 + 30?\nWhat is 345 + 78?\nWhat is 7 + 8?\nWhat is 100 + 23?\n'
+out=$(printf "$questions" | "$build/examples/dsr1" chat -m "$model" --temp 0 -c 96 --hide-thinking 2>&1); rc=$?
+check "dsr1 chat past -c (shift)" "The answer is 42." "$out"
+check "dsr1 chat shift statistics" "context shifts: " "$out"
+[ $rc -eq 0 ] && [ "$(printf '%s\n' "$out" | grep -c 'The answer is')" -eq 4 ] && echo "ok   dsr1 chat answers every question past -c" ||
+  { echo "FAIL dsr1 chat past -c: exit $rc, not 4 answers:"; printf '%s\n' "$out"; fail=1; }
+out=$(printf "$questions" | "$build/examples/dsr1" chat -m "$model" --temp 0 -c 96 --hide-thinking --ctx-policy stop 2>&1); rc=$?
+check "dsr1 chat --ctx-policy stop" "[the context is full: /reset to continue]" "$out"
+[ $rc -eq 3 ] && echo "ok   dsr1 chat --ctx-policy stop exits 3" || { echo "FAIL dsr1 chat --ctx-policy stop: exit $rc"; fail=1; }
+out=$("$build/examples/dsr1" run -m "$model" -p "What is 345 + 78?" --temp 0 -c 64 --ctx-policy shift -n 150 2>&1); rc=$?
+check "dsr1 run --ctx-policy shift" "context shifts: " "$out"
+[ $rc -eq 0 ] && echo "ok   dsr1 run --ctx-policy shift exits 0" || { echo "FAIL dsr1 run --ctx-policy shift: exit $rc"; fail=1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 printf 'root ::= "yes" | "no"\n' > "$tmp/yn.gbnf"

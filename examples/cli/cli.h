@@ -56,6 +56,7 @@ typedef struct dsr1_cli_opts {
     const char *grammar_path;
     const char *json_schema_path;
     int32_t n_logprobs;
+    int32_t ctx_policy; /* choice: 1 shift, 2 stop; 0: the command's default (chat shift, run stop) */
     const char *load_state_path; /* --load-state FILE */
     const char *save_state_path; /* --save-state FILE */
     /* the prompt and the generation */

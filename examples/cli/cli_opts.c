@@ -104,6 +104,10 @@ static const option options[] = {
      "reasoning stays free, the grammar applies from </think> on"},
     {"--json-schema", "FILE", K_STRING, F(json_schema_path), ANY_INT, DSR1_CMD_GENERATE,
      "the answer is JSON that follows this JSON schema"},
+    {"--ctx-policy", "shift|stop", K_CHOICE, F(ctx_policy), 0, 0, "shift|stop", DSR1_CMD_GENERATE,
+     "when the context is full: shift (drop the oldest exchanges, then\n"
+     "the oldest half of the reply; the default of `chat`) or stop (the\n"
+     "default of `run`)"},
     {"--logprobs", "N", K_INT, F(n_logprobs), 0, 100, NULL, DSR1_CMD_GENERATE,
      "print each token's log-probability and the N most likely (stderr)"},
     /* saved state */

@@ -76,6 +76,8 @@ static int answer(const char *cmd, const dsr1_cli_opts *o, int32_t budget, const
     dsr1_generate_params gp;
     dsr1_cli_generate_params(o, grammar, &gp);
     gp.think_budget = budget;
+    if (o->ctx_policy == 0) /* a conversation goes on past a full context */
+        gp.ctx_policy = DSR1_CTX_SHIFT;
     gp.on_event = dsr1_cli_display_event;
     gp.user_data = &disp;
     if (o->n_logprobs > 0)
@@ -88,7 +90,8 @@ static int answer(const char *cmd, const dsr1_cli_opts *o, int32_t budget, const
     int rc = dsr1_cli_generation_result(cmd, gen, ctx, st, why);
     dsr1_generation_free(gen);
     if (rc == DSR1_EXIT_CONTEXT_FULL)
-        fprintf(stderr, "[the context is full: /reset to continue]\n");
+        fprintf(stderr, gp.ctx_policy == DSR1_CTX_SHIFT ? "[the question does not fit in the context (raise -c)]\n"
+                                                        : "[the context is full: /reset to continue]\n");
     return rc;
 }
 

@@ -90,6 +90,7 @@ void dsr1_cli_generate_params(const dsr1_cli_opts *o, const dsr1_grammar *gramma
     gp->hide_reasoning = o->hide_thinking && !o->raw;
     gp->grammar = grammar;
     gp->n_logprobs = o->n_logprobs;
+    gp->ctx_policy = o->ctx_policy == 1 ? DSR1_CTX_SHIFT : DSR1_CTX_STOP; /* chat: shift unless told */
 }
 
 /* --verbose-prompt, as llama-cli's: the text the model sees, then id -> piece. */
@@ -252,16 +253,19 @@ static void print_stats(const dsr1_generation *gen, dsr1_stop_reason why)
     st.size = sizeof st;
     if (dsr1_generation_get_stats(gen, &st) != DSR1_OK)
         return;
-    char mtp[128] = "";
+    char mtp[128] = "", shifts[96] = "";
+    if (st.n_ctx_shifts > 0)
+        snprintf(shifts, sizeof shifts, " | context shifts: %d (%d tokens dropped)", st.n_ctx_shifts,
+                 st.n_ctx_dropped);
     if (st.n_drafted + st.n_declined > 0) /* speculative decoding: how often the MTP head's draft was right */
         snprintf(mtp, sizeof mtp, " | MTP drafts accepted %d/%d (%.1f%%), %d not verified (below --draft-p-min)",
                  st.n_accepted, st.n_drafted, st.n_drafted ? 100.0 * st.n_accepted / st.n_drafted : 0.0,
                  st.n_declined);
     fprintf(stderr, "[prompt: %d tokens in %.2f s, %.1f tokens/s | generation: %d tokens (%d reasoning) in %.2f s, "
-                    "%.1f tokens/s%s | %s]\n",
+                    "%.1f tokens/s%s%s | %s]\n",
             st.n_prompt_eval, st.prompt_seconds, st.prompt_seconds > 0 ? st.n_prompt_eval / st.prompt_seconds : 0.0,
             st.n_generated, st.n_reasoning, st.generate_seconds,
-            st.generate_seconds > 0 ? st.n_generated / st.generate_seconds : 0.0, mtp, reason_name(why));
+            st.generate_seconds > 0 ? st.n_generated / st.generate_seconds : 0.0, mtp, shifts, reason_name(why));
 }
 
 int dsr1_cli_generation_result(const char *cmd, const dsr1_generation *gen, const dsr1_context *ctx,
