@@ -66,7 +66,7 @@ static dsr1_model *load(const char *name, int one_layer, int on_device)
         m->hp.n_layer = 1;
         m->hp.n_nextn_layers = 0;
     }
-    if (on_device && dsri_model_place_from_params(m, 1, NULL) != DSR1_OK) {
+    if (on_device && dsri_model_place_from_params(m, 1, NULL, 0) != DSR1_OK) {
         CHECK(0, "%s with a layer on the device: %s", name, dsr1_last_error());
         dsr1_model_free(m);
         return NULL;
