@@ -57,4 +57,21 @@ static inline float *read_f32_file(const char *path, size_t n)
     return v;
 }
 
+/* One line of a models/MANIFEST ("NAME N_VOCAB TOKEN TOKEN ..."): the name
+ * (at most 255 bytes), the vocabulary size and up to max tokens (*n_tok).
+ * 0 for a line that is not an entry. */
+static inline int manifest_entry(const char *line, char name[256], int *n_vocab, int *tok, int max, int *n_tok)
+{
+    int off, used;
+    if (sscanf(line, "%255s %d%n", name, n_vocab, &off) != 2)
+        return 0;
+    const char *p = line + off;
+    *n_tok = 0;
+    while (*n_tok < max && sscanf(p, "%d%n", &tok[*n_tok], &used) == 1) {
+        p += used;
+        (*n_tok)++;
+    }
+    return 1;
+}
+
 #endif

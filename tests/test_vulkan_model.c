@@ -406,18 +406,12 @@ int main(int argc, char **argv)
     int n_models = 0;
     while (fgets(line, sizeof line, f)) {
         char name[256];
-        int n_vocab, off;
-        if (sscanf(line, "%255s %d%n", name, &n_vocab, &off) != 2)
+        dsr1_token tok[MAX_TOKENS];
+        int n_vocab, n;
+        if (!manifest_entry(line, name, &n_vocab, tok, MAX_TOKENS, &n))
             continue;
         if (!wanted(name))
             continue;
-        dsr1_token tok[MAX_TOKENS];
-        int n = 0, used;
-        const char *p = line + off;
-        while (n < MAX_TOKENS && sscanf(p, "%d%n", &tok[n], &used) == 1) {
-            p += used;
-            n++;
-        }
         check_model(dir, name, tok, n, n_vocab);
         n_models++;
     }
