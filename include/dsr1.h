@@ -665,7 +665,8 @@ typedef struct dsr1_message {
     const char *content;             /* NULL only for an assistant message that calls tools */
     const dsr1_tool_call *tool_calls;/* an assistant's calls, with content NULL (R1's template
                                         writes calls only then: calls with a content are
-                                        DSR1_ERR_UNSUPPORTED, calls on other roles
+                                        DSR1_ERR_UNSUPPORTED, except with R1-0528's template,
+                                        which writes both; calls on other roles
                                         DSR1_ERR_INVALID_ARGUMENT) */
     int32_t n_tool_calls;
 } dsr1_message;

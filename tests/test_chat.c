@@ -461,6 +461,119 @@ static void check_family_from_template(const char *dir)
     free(chatml);
 }
 
+/* A vocabulary file without a template given one: a string KV put first
+ * (the vocabulary files hold no tensors, so nothing refers to offsets). */
+static unsigned char *add_template(const unsigned char *in, size_t size, const char *text, size_t *out_size)
+{
+    static const char key[] = "tokenizer.chat_template";
+    const size_t kl = sizeof key - 1, tl = strlen(text), kv = 8 + kl + 4 + 8 + tl;
+    if (size < 24 || memcmp(in, "GGUF", 4) != 0)
+        return NULL;
+    unsigned char *out = malloc(size + kv);
+    if (!out)
+        return NULL;
+    memcpy(out, in, 24);
+    out[16]++; /* n_kv (little endian, far below 255 here) */
+    unsigned char *p = out + 24;
+    for (int b = 0; b < 8; b++)
+        *p++ = (unsigned char)(kl >> (8 * b));
+    memcpy(p, key, kl);
+    p += kl;
+    *p++ = 8; /* GGUF_TYPE_STRING */
+    *p++ = 0;
+    *p++ = 0;
+    *p++ = 0;
+    for (int b = 0; b < 8; b++)
+        *p++ = (unsigned char)(tl >> (8 * b));
+    memcpy(p, text, tl);
+    memcpy(p + tl, in + 24, size - 24);
+    *out_size = size + kv;
+    return out;
+}
+
+/* R1-0528's template (tests/data/chat_templates, compared with jinja2 over
+ * a conversation table by test_chat_template.py): the user turn opens the
+ * reply, every assistant content loses its thoughts (a tool-calling one's
+ * too), tool calls may come with a content (NULL is written as ""), "first
+ * output" starts again after each call group, and the generation prompt is
+ * <｜Assistant｜> only where no user turn opened one. The token form equals
+ * the text tokenized with special parsing. */
+static void check_opens_reply(const char *dir)
+{
+    char path[4096];
+    size_t vsize = 0, tsize = 0, size = 0;
+    snprintf(path, sizeof path, "%s/vocab/ggml-vocab-deepseek-r1.gguf", dir);
+    unsigned char *vocab = read_file(path, &vsize);
+    snprintf(path, sizeof path, "%s/chat_templates/deepseek-r1-0528.jinja", dir);
+    unsigned char *tmpl = read_file(path, &tsize);
+    char *text = tmpl ? malloc(tsize + 1) : NULL;
+    CHECK(vocab && text);
+    if (!vocab || !text) {
+        free(vocab);
+        free(tmpl);
+        return;
+    }
+    memcpy(text, tmpl, tsize);
+    text[tsize] = '\0';
+    unsigned char *file = add_template(vocab, vsize, text, &size);
+    dsr1_model_params mp;
+    dsr1_model_params_default(&mp, sizeof mp);
+    mp.vocab_only = 1;
+    dsr1_model *m = NULL;
+    CHECK(file && dsr1_model_load_from_memory(file, size, &mp, &m) == DSR1_OK);
+    if (m) {
+        dsr1_tool_call calls[2] = {{sizeof(dsr1_tool_call), NULL, "get_weather", "{\"city\": \"Paris\"}"},
+                                   {sizeof(dsr1_tool_call), "function", "get_weather", "{\"city\": \"Rome\"}"}};
+        dsr1_message conv[10];
+        message_of(&conv[0], "system", "S");
+        message_of(&conv[1], "user", "Weather?");
+        message_of(&conv[2], "assistant", "<think>two</think>\n\nChecking.");
+        conv[2].tool_calls = calls;
+        conv[2].n_tool_calls = 2;
+        message_of(&conv[3], "tool", "21");
+        message_of(&conv[4], "tool", "25");
+        message_of(&conv[5], "assistant", NULL);
+        conv[5].tool_calls = calls;
+        conv[5].n_tool_calls = 1;
+        message_of(&conv[6], "tool", "3");
+        message_of(&conv[7], "assistant", "<think>sum</think>Done.");
+        message_of(&conv[8], "user", "Thanks");
+        message_of(&conv[9], "assistant", "<think>\nok</think>\n\nWelcome.");
+        const char *paris = "get_weather\n```json\n{\"city\": \"Paris\"}\n```";
+        const char *rome = "get_weather\n```json\n{\"city\": \"Rome\"}\n```";
+        char expect[2048], a[2048];
+        snprintf(expect, sizeof expect,
+                 BOS "S" USER "Weather?" ASSISTANT "\n\nChecking." CALLS_BEGIN CALL_BEGIN "function" SEP "%s" CALL_END
+                     "\n" CALL_BEGIN "function" SEP "%s" CALL_END CALLS_END EOS OUTPUTS_BEGIN OUTPUT_BEGIN "21" OUTPUT_END
+                     "\n" OUTPUT_BEGIN "25" OUTPUT_END OUTPUTS_END CALLS_BEGIN CALL_BEGIN "function" SEP "%s" CALL_END
+                     CALLS_END EOS OUTPUTS_BEGIN OUTPUT_BEGIN "3" OUTPUT_END OUTPUTS_END "Done." EOS USER "Thanks"
+                     ASSISTANT,
+                 paris, rome, paris);
+        size_t na = 0, ne = strlen(expect);
+        for (uint32_t flags = 0; flags <= DSR1_CHAT_ADD_GENERATION_PROMPT; flags += DSR1_CHAT_ADD_GENERATION_PROMPT) {
+            CHECK(dsr1_chat_format_messages(m, conv, 9, flags, a, sizeof a, &na) == DSR1_OK); /* ends with the user */
+            if (strcmp(a, expect) != 0) {
+                fprintf(stderr, "R1-0528 (flags %u):\n  expected '%s'\n  got      '%s'\n", flags, expect, a);
+                failures++;
+            }
+            /* ending with an answer: the prompt opens the next reply itself */
+            CHECK(dsr1_chat_format_messages(m, conv, 10, flags, a, sizeof a, &na) == DSR1_OK &&
+                  na == ne + strlen("\n\nWelcome." EOS) + (flags ? strlen(ASSISTANT) : 0) &&
+                  memcmp(a, expect, ne) == 0 && strcmp(a + ne, flags ? "\n\nWelcome." EOS ASSISTANT : "\n\nWelcome." EOS) == 0);
+            dsr1_token want[512], got[512];
+            int32_t n_want = 0, n_got = 0;
+            CHECK(dsr1_tokenize(m, a, na, want, 512, &n_want, DSR1_TOKENIZE_PARSE_SPECIAL) == DSR1_OK);
+            CHECK(dsr1_chat_tokenize_messages(m, conv, 10, flags, got, 512, &n_got) == DSR1_OK && n_got == n_want &&
+                  memcmp(got, want, (size_t)n_got * sizeof *got) == 0);
+        }
+    }
+    dsr1_model_free(m);
+    free(file);
+    free(text);
+    free(tmpl);
+    free(vocab);
+}
+
 /* System prompts follow the template too: R1's templates join them all with
  * "\n\n" (ns.system_prompt + ...); the distills' keep the last one alone
  * (ns.system_prompt = message['content']). Without a template: joined. */
@@ -532,6 +645,7 @@ int main(int argc, char **argv)
     check_template_fallback(argv[1]);
     check_family_from_template(argv[1]);
     check_system_from_template(argv[1]);
+    check_opens_reply(argv[1]);
     if (failures) {
         printf("test_chat: %d failures\n", failures);
         return 1;

@@ -164,9 +164,42 @@ static dsr1_status put_call_body(sink *s, const dsr1_tool_call *c)
     return st;
 }
 
+/* One tool call as the templates write it: "\n" unless it is its message's
+ * first (its template's ns.is_first), then
+ * <｜tool▁call▁begin｜>{type}<｜tool▁sep｜>{body}<｜tool▁call▁end｜>. */
+static dsr1_status put_call(sink *s, const dsr1_tool_call *c, int after_another)
+{
+    dsr1_status st = after_another ? put_content(s, "\n", 1) : DSR1_OK;
+    put_marker(s, M_CALL_BEGIN);
+    if (st == DSR1_OK)
+        st = put_content(s, c->type, strlen(c->type));
+    put_marker(s, M_TOOL_SEP);
+    if (st == DSR1_OK)
+        st = put_call_body(s, c);
+    put_marker(s, M_CALL_END);
+    return st;
+}
+
+/* A tool output: the first of a group (*first_output, the template's
+ * ns.is_output_first) opens <｜tool▁outputs▁begin｜>, later ones "\n". */
+static dsr1_status put_tool_output(sink *s, const char *c, size_t cl, int *first_output)
+{
+    dsr1_status st = DSR1_OK;
+    if (*first_output)
+        put_marker(s, M_OUTPUTS_BEGIN);
+    else
+        st = put_content(s, "\n", 1);
+    *first_output = 0;
+    put_marker(s, M_OUTPUT_BEGIN);
+    if (st == DSR1_OK) /* the "\n" may have failed (out of memory) */
+        st = put_content(s, c, cl);
+    put_marker(s, M_OUTPUT_END);
+    return st;
+}
+
 /* An assistant message's tool calls as R1's template writes them (chat.h);
  * *first_call is the template's "not ns.is_first". */
-static dsr1_status put_calls(sink *s, const dsri_chat_msg *m, int *first_call)
+static dsr1_status put_calls_r1(sink *s, const dsri_chat_msg *m, int *first_call)
 {
     dsr1_status st = DSR1_OK;
     for (int32_t j = 0; j < m->n_calls && st == DSR1_OK; j++) {
@@ -174,16 +207,8 @@ static dsr1_status put_calls(sink *s, const dsri_chat_msg *m, int *first_call)
         if (*first_call) {
             put_marker(s, M_ASSISTANT);
             put_marker(s, M_CALLS_BEGIN);
-        } else {
-            st = put_content(s, "\n", 1);
         }
-        put_marker(s, M_CALL_BEGIN);
-        if (st == DSR1_OK)
-            st = put_content(s, c.type, strlen(c.type));
-        put_marker(s, M_TOOL_SEP);
-        if (st == DSR1_OK)
-            st = put_call_body(s, &c);
-        put_marker(s, M_CALL_END);
+        st = put_call(s, &c, !*first_call);
         if (!*first_call) {
             put_marker(s, M_CALLS_END);
             put_marker(s, M_EOS);
@@ -193,12 +218,10 @@ static dsr1_status put_calls(sink *s, const dsri_chat_msg *m, int *first_call)
     return st;
 }
 
-/* The conversation as R1's templates write it (see chat.h): both families
+/* The messages as R1's templates write them (see chat.h): both families
  * share everything but the assistant content and the generation prompt. */
-static dsr1_status build(sink *s, dsri_chat_family family, const dsri_chat_msgs *ms, uint32_t flags)
+static dsr1_status turns_r1(sink *s, dsri_chat_family family, const dsri_chat_msgs *ms, uint32_t flags)
 {
-    put_marker(s, M_BOS);
-    dsr1_status st = put_system(s, ms, (family & DSRI_CHAT_LAST_SYSTEM) != 0);
     /* first_output is set once per conversation, never reset, as R1's
      * template does (ns.is_output_first): a later group of tool outputs
      * opens with "\n<｜tool▁output▁begin｜>", not <｜tool▁outputs▁begin｜>.
@@ -206,6 +229,7 @@ static dsr1_status build(sink *s, dsri_chat_family family, const dsri_chat_msgs 
      * template (test_chat_template.py compares a two-group conversation
      * with jinja2), so it is kept; the same for first_call (ns.is_first). */
     int in_tool_outputs = 0, first_output = 1, first_call = 1;
+    dsr1_status st = DSR1_OK;
     for (int32_t i = 0; i < ms->n && st == DSR1_OK; i++) {
         const dsri_chat_msg m = dsri_chat_msg_at(ms, i);
         const dsri_chat_role r = m.role;
@@ -213,7 +237,7 @@ static dsr1_status build(sink *s, dsri_chat_family family, const dsri_chat_msgs 
         size_t cl = c ? strlen(c) : 0;
         if (r == DSRI_ROLE_ASSISTANT && !c) { /* tool calls only: the template's content None */
             in_tool_outputs = 0;
-            st = put_calls(s, &m, &first_call);
+            st = put_calls_r1(s, &m, &first_call);
         } else if (r == DSRI_ROLE_USER) {
             in_tool_outputs = 0;
             put_marker(s, M_USER);
@@ -231,15 +255,7 @@ static dsr1_status build(sink *s, dsri_chat_family family, const dsri_chat_msgs 
             put_marker(s, M_EOS);
         } else if (r == DSRI_ROLE_TOOL) {
             in_tool_outputs = 1;
-            if (first_output)
-                put_marker(s, M_OUTPUTS_BEGIN);
-            else
-                st = put_content(s, "\n", 1);
-            first_output = 0;
-            put_marker(s, M_OUTPUT_BEGIN);
-            if (st == DSR1_OK) /* the "\n" may have failed (out of memory) */
-                st = put_content(s, c, cl);
-            put_marker(s, M_OUTPUT_END);
+            st = put_tool_output(s, c, cl, &first_output);
         }
     }
     if (st == DSR1_OK && in_tool_outputs)
@@ -251,6 +267,68 @@ static dsr1_status build(sink *s, dsri_chat_family family, const dsri_chat_msgs 
             st = put_content(s, "\n", 1);
         }
     }
+    return st;
+}
+
+/* The messages as R1-0528's template writes them (DSRI_CHAT_OPENS_REPLY,
+ * see chat.h): a user turn ends with <｜Assistant｜>, so an assistant
+ * message is its answer alone, every one's thoughts dropped (the template
+ * splits content before choosing a branch); ns.is_first and
+ * ns.is_output_first start again with each message that calls tools. */
+static dsr1_status turns_opens_reply(sink *s, dsri_chat_family family, const dsri_chat_msgs *ms, uint32_t flags)
+{
+    int last_user = 0, in_tool_outputs = 0, first_output = 1;
+    dsr1_status st = DSR1_OK;
+    for (int32_t i = 0; i < ms->n && st == DSR1_OK; i++) {
+        const dsri_chat_msg m = dsri_chat_msg_at(ms, i);
+        const char *c = m.content ? m.content : ""; /* the template fails on None; "" is what works */
+        size_t cl = strlen(c);
+        if (m.role == DSRI_ROLE_ASSISTANT && !(family & DSRI_CHAT_R1_ORIGINAL))
+            answer_of(c, &c, &cl);
+        if (m.role == DSRI_ROLE_USER) {
+            in_tool_outputs = 0;
+            last_user = 1;
+            put_marker(s, M_USER);
+            st = put_content(s, c, cl);
+            put_marker(s, M_ASSISTANT);
+        } else if (m.role == DSRI_ROLE_ASSISTANT) {
+            last_user = 0;
+            if (in_tool_outputs)
+                put_marker(s, M_OUTPUTS_END);
+            in_tool_outputs = 0;
+            st = put_content(s, c, cl);
+            if (m.n_calls > 0)
+                put_marker(s, M_CALLS_BEGIN);
+            for (int32_t j = 0; j < m.n_calls && st == DSR1_OK; j++) {
+                const dsr1_tool_call call = dsri_chat_call_at(&m, j);
+                st = put_call(s, &call, j > 0);
+            }
+            if (m.n_calls > 0) {
+                put_marker(s, M_CALLS_END);
+                first_output = 1;
+            }
+            put_marker(s, M_EOS);
+        } else if (m.role == DSRI_ROLE_TOOL) {
+            last_user = 0;
+            in_tool_outputs = 1;
+            st = put_tool_output(s, c, cl, &first_output);
+        }
+    }
+    if (st == DSR1_OK && in_tool_outputs)
+        put_marker(s, M_OUTPUTS_END);
+    if (st == DSR1_OK && (flags & DSR1_CHAT_ADD_GENERATION_PROMPT) && !last_user && !in_tool_outputs)
+        put_marker(s, M_ASSISTANT);
+    return st;
+}
+
+/* The conversation as its family's template writes it (see chat.h). */
+static dsr1_status build(sink *s, dsri_chat_family family, const dsri_chat_msgs *ms, uint32_t flags)
+{
+    put_marker(s, M_BOS);
+    dsr1_status st = put_system(s, ms, (family & DSRI_CHAT_LAST_SYSTEM) != 0);
+    if (st == DSR1_OK)
+        st = (family & DSRI_CHAT_OPENS_REPLY) ? turns_opens_reply(s, family, ms, flags)
+                                              : turns_r1(s, family, ms, flags);
     return st != DSR1_OK ? st : s->st;
 }
 
@@ -309,10 +387,11 @@ static dsr1_status format_msgs(const dsr1_model *model, const dsri_chat_msgs *ms
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: n_bytes is NULL", fn);
     if (!buf && buf_size)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: buf is NULL but buf_size is %zu", fn, buf_size);
-    dsr1_status st = dsri_chat_validate(msgs, flags, fn);
+    const dsri_chat_family family = dsri_chat_family_of_model(model);
+    dsr1_status st = dsri_chat_validate(msgs, family, flags, fn);
     if (st != DSR1_OK)
         return st;
-    size_t n = dsri_chat_format_text(dsri_chat_family_of_model(model), msgs, flags, buf, buf_size);
+    size_t n = dsri_chat_format_text(family, msgs, flags, buf, buf_size);
     *n_bytes = n;
     if (n >= buf_size)
         return dsri_error(DSR1_ERR_BUFFER_TOO_SMALL, "%s: %zu bytes needed (with the NUL), buffer has %zu", fn,
@@ -335,10 +414,11 @@ static dsr1_status tokenize_msgs(const dsr1_model *model, const dsri_chat_msgs *
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: capacity %d is negative", fn, capacity);
     if (!tokens && capacity)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: tokens is NULL but capacity is %d", fn, capacity);
-    dsr1_status st = dsri_chat_validate(msgs, flags, fn);
+    const dsri_chat_family family = dsri_chat_family_of_model(model);
+    dsr1_status st = dsri_chat_validate(msgs, family, flags, fn);
     if (st != DSR1_OK)
         return st;
-    return dsri_chat_tokenize_vocab(v, dsri_chat_family_of_model(model), msgs, flags, tokens, capacity, n_tokens);
+    return dsri_chat_tokenize_vocab(v, family, msgs, flags, tokens, capacity, n_tokens);
 }
 
 dsr1_status dsr1_chat_format(const dsr1_model *model, const dsr1_chat_message *messages, int32_t n_messages,
@@ -387,8 +467,11 @@ dsri_chat_family dsri_chat_family_of(const char *text, size_t len)
 {
     if (!text || !dsri_chat_template_is_r1(text, len))
         return DSRI_CHAT_R1;
+    /* R1-0528's user turn: {{'<｜User｜>' + content + '<｜Assistant｜>'}} */
+    static const char opens_reply[] = "+ '<\357\275\234Assistant\357\275\234>'";
     return (contains(text, len, "</think>") ? DSRI_CHAT_R1 : DSRI_CHAT_R1_ORIGINAL) |
-           (contains(text, len, "ns.system_prompt +") ? 0u : DSRI_CHAT_LAST_SYSTEM);
+           (contains(text, len, "ns.system_prompt +") ? 0u : DSRI_CHAT_LAST_SYSTEM) |
+           (contains(text, len, opens_reply) ? DSRI_CHAT_OPENS_REPLY : 0u);
 }
 
 dsri_chat_family dsri_chat_family_of_model(const dsr1_model *model)

@@ -1,6 +1,7 @@
 /*
- * DeepSeek-R1 chat format (internal), built in, no template engine. Two
- * families, as R1's official Jinja templates write them, byte for byte:
+ * DeepSeek-R1 chat format (internal), built in, no template engine: the
+ * families of R1's official Jinja templates, byte for byte as they write
+ * them. R1's and the distills':
  *
  *   <｜begin▁of▁sentence｜>{system}
  *   then per message in order:
@@ -32,10 +33,31 @@
  *                 (the template's ns.is_first, like ns.is_output_first, is
  *                 never reset).
  *
+ * DSRI_CHAT_OPENS_REPLY: R1-0528's template (and DeepSeek-V3-0324's, with
+ * DSRI_CHAT_R1_ORIGINAL: contents verbatim), where a user turn opens the
+ * reply itself and assistant messages carry no marker of their own:
+ *     user:       <｜User｜>{content}<｜Assistant｜>
+ *     assistant:  {answer}<｜end▁of▁sentence｜>, right after tool messages
+ *                 <｜tool▁outputs▁end｜>{answer}<｜end▁of▁sentence｜>
+ *     assistant with tool calls (after tool messages <｜tool▁outputs▁end｜> first):
+ *                 {answer}<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>{type}<｜tool▁sep｜>{name}\n```json\n{arguments}\n```<｜tool▁call▁end｜>
+ *                 then per later call "\n<｜tool▁call▁begin｜>...<｜tool▁call▁end｜>",
+ *                 then <｜tool▁calls▁end｜><｜end▁of▁sentence｜> (content NULL
+ *                 is written as "", where the template fails on None)
+ *     tool:       as above, but "first output" starts again after every
+ *                 assistant message with tool calls (ns.is_output_first)
+ *   {answer} drops the thoughts of every assistant message, the replies to
+ *   tool outputs and the calls' content too (unless DSRI_CHAT_R1_ORIGINAL);
+ *   the generation prompt is <｜Assistant｜>, written only when the
+ *   conversation ends with neither a user message (which opened the reply)
+ *   nor tool messages.
+ *
  * The family follows the GGUF's tokenizer.chat_template: an R1 template
  * (R1's turn markers) without "</think>" is the original one; any other, or
  * none, formats as DSRI_CHAT_R1. An R1 template that does not concatenate
- * system prompts ("ns.system_prompt +") has DSRI_CHAT_LAST_SYSTEM.
+ * system prompts ("ns.system_prompt +") has DSRI_CHAT_LAST_SYSTEM; one that
+ * appends the Assistant marker to a turn ("+ '<｜Assistant｜>'")
+ * DSRI_CHAT_OPENS_REPLY.
  *
  * The token form emits the markers as their ids (found by their exact
  * spelling in the vocabulary; a vocabulary without them is
@@ -54,11 +76,12 @@
 
 /* The format of a template: DSRI_CHAT_R1 or DSRI_CHAT_R1_ORIGINAL, with
  * DSRI_CHAT_LAST_SYSTEM or'ed in for the templates that keep only the
- * last system message. */
+ * last system message, DSRI_CHAT_OPENS_REPLY for R1-0528's. */
 typedef unsigned dsri_chat_family;
 #define DSRI_CHAT_R1 0u          /* thoughts dropped, generation prompt opens <think> */
 #define DSRI_CHAT_R1_ORIGINAL 1u /* contents verbatim, generation prompt <｜Assistant｜> */
 #define DSRI_CHAT_LAST_SYSTEM 2u /* {system}: the last system message alone (the distills' templates) */
+#define DSRI_CHAT_OPENS_REPLY 4u /* R1-0528's: the user turn opens the reply, no <think> in the prompt */
 
 /* The family of a tokenizer.chat_template text (NULL: none), and of a model's. */
 dsri_chat_family dsri_chat_family_of(const char *text, size_t len);
@@ -87,8 +110,10 @@ typedef struct dsri_chat_msg {
     int32_t n_calls;
 } dsri_chat_msg;
 
-/* Check messages / flags; fn names the public function in messages. */
-dsr1_status dsri_chat_validate(const dsri_chat_msgs *msgs, uint32_t flags, const char *fn);
+/* Check messages / flags for a family's template (only
+ * DSRI_CHAT_OPENS_REPLY writes tool calls that have a content); fn names
+ * the public function in messages. */
+dsr1_status dsri_chat_validate(const dsri_chat_msgs *msgs, dsri_chat_family family, uint32_t flags, const char *fn);
 
 /* Message i and its call j of a validated conversation (they cannot fail
  * then). */

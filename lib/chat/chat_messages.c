@@ -97,7 +97,7 @@ dsr1_tool_call dsri_chat_call_at(const dsri_chat_msg *m, int32_t j)
     return c;
 }
 
-static dsr1_status validate_calls(const dsri_chat_msg *m, int32_t i, const char *fn)
+static dsr1_status validate_calls(const dsri_chat_msg *m, int32_t i, dsri_chat_family family, const char *fn)
 {
     if (m->n_calls < 0 || (m->n_calls > 0 && !m->calls))
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: messages[%d] has %d tool calls at %s", fn, i, m->n_calls,
@@ -107,10 +107,11 @@ static dsr1_status validate_calls(const dsri_chat_msg *m, int32_t i, const char 
     if (m->role != DSRI_ROLE_ASSISTANT)
         return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: messages[%d] has tool calls but is not an assistant message",
                           fn, i);
-    if (m->content)
+    if (m->content && !(family & DSRI_CHAT_OPENS_REPLY))
         return dsri_error(DSR1_ERR_UNSUPPORTED,
                           "%s: messages[%d] has tool calls and a content: R1's template writes the calls of an "
-                          "assistant message only when it has no content (content NULL)", fn, i);
+                          "assistant message only when it has no content (content NULL; R1-0528's writes both)",
+                          fn, i);
     for (int32_t j = 0; j < m->n_calls; j++) {
         dsr1_tool_call c;
         dsr1_status st = read_call(m, j, &c);
@@ -123,7 +124,7 @@ static dsr1_status validate_calls(const dsri_chat_msg *m, int32_t i, const char 
     return DSR1_OK;
 }
 
-dsr1_status dsri_chat_validate(const dsri_chat_msgs *msgs, uint32_t flags, const char *fn)
+dsr1_status dsri_chat_validate(const dsri_chat_msgs *msgs, dsri_chat_family family, uint32_t flags, const char *fn)
 {
     const int32_t n = msgs->n;
     if (n < 0)
@@ -149,7 +150,7 @@ dsr1_status dsri_chat_validate(const dsri_chat_msgs *msgs, uint32_t flags, const
         if (!m.content && (m.role != DSRI_ROLE_ASSISTANT || !msgs->stride))
             return dsri_error(DSR1_ERR_INVALID_ARGUMENT, "%s: messages[%d].content is NULL%s", fn, i,
                               msgs->stride ? " (only an assistant message that calls tools may have none)" : "");
-        if ((st = validate_calls(&m, i, fn)))
+        if ((st = validate_calls(&m, i, family, fn)))
             return st;
     }
     return DSR1_OK;
