@@ -86,6 +86,39 @@ int dsri_dequantize_row(uint32_t ggml_type, const void *src, float *dst, int64_t
  * Returns 0 on success, -1 for an unsupported type or a bad n. */
 int dsri_quantize_row(uint32_t ggml_type, const float *src, void *dst, int64_t n);
 
+/*
+ * Quantizers for the lattice types IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS,
+ * IQ1_M, IQ1_S (quant_iq_lattice.c): ggml's quantize_iq*, block for block
+ * (llama-quantize's output for the same input and importance matrix).
+ * imatrix: n_per_row importance weights, one per column (an importance
+ * matrix's entry for the tensor), or NULL. IQ2_XXS, IQ2_XS and IQ1_S need
+ * one (DSRI_IQ_ERR_NEEDS_IMATRIX without); the others then weight by the
+ * values themselves, as ggml does.
+ *
+ * The search needs per-type neighbour tables (up to about 1 MiB, some tens
+ * of milliseconds to build): a dsri_iq_lattice holds them, is read-only once
+ * made, and may be shared by threads. dsri_quantize_rows_iq_lattice builds
+ * one per call (nrows consecutive rows, dsri_row_size(type, n_per_row) bytes
+ * each, all with the same imatrix), dsri_quantize_row_iq_lattice one per
+ * row: for a tensor of many rows, make one and reuse it, or pass many rows.
+ *
+ * All return 0 on success, -1 for a type that is not a lattice type, an
+ * n_per_row that is not a positive multiple of 256, nrows < 0 or a NULL
+ * pointer, and the codes below.
+ */
+#define DSRI_IQ_ERR_NEEDS_IMATRIX (-2)
+#define DSRI_IQ_ERR_NO_MEMORY (-3)
+typedef struct dsri_iq_lattice dsri_iq_lattice;
+/* NULL when the type is not a lattice type or memory runs out. */
+dsri_iq_lattice *dsri_iq_lattice_new(uint32_t ggml_type);
+void dsri_iq_lattice_free(dsri_iq_lattice *lat);
+int dsri_iq_lattice_quantize_row(const dsri_iq_lattice *lat, const float *src, void *dst, int64_t n_per_row,
+                                 const float *imatrix);
+int dsri_quantize_rows_iq_lattice(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                                  const float *imatrix);
+int dsri_quantize_row_iq_lattice(uint32_t type, const float *src, void *dst, int64_t n_per_row,
+                                 const float *imatrix);
+
 /* IEEE binary16 <-> binary32.  fp16->fp32 is exact (subnormals, +-inf; NaN
  * stays NaN with its payload, quieted).  fp32->fp16 rounds to nearest even;
  * overflow gives +-inf; NaN gives a quiet NaN keeping the payload's top bits

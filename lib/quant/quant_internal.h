@@ -6,6 +6,7 @@
 #define DSRI_QUANT_INTERNAL_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "quant.h"
 
@@ -22,6 +23,18 @@
 #elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
 #endif
+
+/* ggml's GROUP_MAX_EPS: a block whose largest magnitude is below it is zero */
+#define DSRI_GROUP_MAX_EPS 1e-15f
+
+/* round half to even for |f| < 2^22 (ggml's nearest_int), no UB for any f */
+static inline int dsri_nearest_int(float f)
+{
+    const float v = f + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007FFFFF) - 0x00400000;
+}
 
 static inline uint16_t dsri_rd_u16(const uint8_t *p)
 {
