@@ -14,16 +14,8 @@
 
 #include "quant_internal.h"
 
-#define GROUP_MAX_EPS 1e-15f
-
-/* round half to even for |f| < 2^22 (ggml's nearest_int), no UB for any f */
-static int nearest_int(float f)
-{
-    const float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, sizeof i);
-    return (i & 0x007FFFFF) - 0x00400000;
-}
+#define GROUP_MAX_EPS DSRI_GROUP_MAX_EPS
+#define nearest_int dsri_nearest_int
 
 /* (int)f clamped to [lo, hi]; NaN gives lo */
 static int trunc_clamp(float f, int lo, int hi)
@@ -599,7 +591,8 @@ static void q_q6_k(const float *x, uint8_t *y, int64_t nb)
 
 /* ------------------------------------------------------------- dispatcher */
 
-int dsri_quantize_row(uint32_t ggml_type, const float *src, void *dst, int64_t n)
+/* one row of n values; imatrix: n importance weights or NULL */
+static int quantize_row_weighted(uint32_t ggml_type, const float *src, void *dst, int64_t n, const float *imatrix)
 {
     const dsri_type_traits *t = dsri_type_traits_get(ggml_type);
     if (!t || n < 0 || n % t->block_size != 0 || (n > 0 && (!src || !dst)))
@@ -627,7 +620,31 @@ int dsri_quantize_row(uint32_t ggml_type, const float *src, void *dst, int64_t n
     case DSRI_TYPE_Q4_K: q_q4_k(src, y, nb); break;
     case DSRI_TYPE_Q5_K: q_q5_k(src, y, nb); break;
     case DSRI_TYPE_Q6_K: q_q6_k(src, y, nb); break;
+    case DSRI_TYPE_IQ4_NL:
+    case DSRI_TYPE_IQ4_XS: return dsri_quantize_iq4(ggml_type, src, y, nb, imatrix);
     default: return -1;
     }
+    return 0;
+}
+
+int dsri_quantize_row(uint32_t ggml_type, const float *src, void *dst, int64_t n)
+{
+    return quantize_row_weighted(ggml_type, src, dst, n, NULL);
+}
+
+int dsri_quantize_rows(uint32_t ggml_type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                       const float *imatrix)
+{
+    const size_t row_size = dsri_row_size(ggml_type, n_per_row);
+    if (nrows < 0 || n_per_row < 0 || (n_per_row > 0 && row_size == 0))
+        return -1;
+    if (imatrix)
+        for (int64_t j = 0; j < n_per_row; j++)
+            if (!(imatrix[j] >= 0.0f && imatrix[j] <= FLT_MAX))
+                return -1;
+    uint8_t *y = (uint8_t *)dst;
+    for (int64_t r = 0; r < nrows; r++)
+        if (quantize_row_weighted(ggml_type, src + r * n_per_row, y + (size_t)r * row_size, n_per_row, imatrix) != 0)
+            return -1;
     return 0;
 }

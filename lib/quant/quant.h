@@ -79,10 +79,11 @@ size_t dsri_row_size(uint32_t ggml_type, int64_t n);
  * unsupported type or a bad n (dst is then untouched). */
 int dsri_dequantize_row(uint32_t ggml_type, const void *src, float *dst, int64_t n);
 
-/* Reference quantizers, bit-compatible with ggml's quantize_row_*_ref (which
- * is also what llama-quantize uses when no importance matrix is given).
+/* Quantizers, bit-compatible with what llama-quantize writes without an
+ * importance matrix (ggml_quantize_chunk with no weights: quantize_row_*_ref
+ * for the legacy and K types, ntry 7 for IQ4_NL / IQ4_XS).
  * Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
- * Q5_K, Q6_K.  dst must hold dsri_row_size(type, n) bytes.
+ * Q5_K, Q6_K, IQ4_NL, IQ4_XS.  dst must hold dsri_row_size(type, n) bytes.
  * Returns 0 on success, -1 for an unsupported type or a bad n. */
 int dsri_quantize_row(uint32_t ggml_type, const float *src, void *dst, int64_t n);
 
@@ -118,6 +119,18 @@ int dsri_quantize_rows_iq_lattice(uint32_t type, const float *src, void *dst, in
                                   const float *imatrix);
 int dsri_quantize_row_iq_lattice(uint32_t type, const float *src, void *dst, int64_t n_per_row,
                                  const float *imatrix);
+
+/* nrows rows of n_per_row values from src into consecutive rows of dst
+ * (dsri_row_size(type, n_per_row) bytes each), with an importance matrix:
+ * imatrix holds n_per_row weights, one per column (the mean squared
+ * activation that column of the weight meets, as llama-imatrix computes it;
+ * for a 3-D expert tensor the caller passes each expert's own), or is NULL,
+ * which gives dsri_quantize_row's bytes.  IQ4_NL and IQ4_XS use it as ggml
+ * does (the error each block's scale search minimises is weighted by it);
+ * the other types ignore it.  Returns 0, or -1 for an unsupported type, a bad
+ * count, or an imatrix weight that is negative or not finite. */
+int dsri_quantize_rows(uint32_t ggml_type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                       const float *imatrix);
 
 /* IEEE binary16 <-> binary32.  fp16->fp32 is exact (subnormals, +-inf; NaN
  * stays NaN with its payload, quieted).  fp32->fp16 rounds to nearest even;

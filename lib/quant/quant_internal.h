@@ -96,6 +96,10 @@ static inline int dsri_scale_q3_k(int j, const uint8_t *q)
  * IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S (dequant_iq.c); -1 for any other type. */
 int dsri_dequantize_iq(uint32_t ggml_type, const uint8_t *x, float *y, int64_t nb);
 
+/* IQ4_NL / IQ4_XS: nb blocks from x into y, imatrix (the blocks' columns'
+ * importance, or NULL) as quant_iq4.c says; -1 for any other type. */
+int dsri_quantize_iq4(uint32_t ggml_type, const float *x, uint8_t *y, int64_t nb, const float *imatrix);
+
 /* The 16 non-linear levels of IQ4_NL / IQ4_XS. */
 extern const int8_t dsri_kvalues_iq4nl[16];
 
