@@ -87,6 +87,37 @@ dsr1_status dsri_gguf_write_kv_u32(FILE *f, const char *key, uint32_t value)
     return st;
 }
 
+static dsr1_status put_str(FILE *f, const char *s)
+{
+    uint64_t len = strlen(s);
+    dsr1_status st = put_u64(f, len);
+    return st ? st : put(f, s, (size_t)len);
+}
+
+dsr1_status dsri_gguf_write_kv_str(FILE *f, const char *key, const char *value)
+{
+    dsr1_status st = put_str(f, key);
+    if (!st)
+        st = put_u32(f, DSRI_GGUF_STRING);
+    if (!st)
+        st = put_str(f, value);
+    return st;
+}
+
+dsr1_status dsri_gguf_write_kv_str_array(FILE *f, const char *key, const char *const *values, uint64_t n)
+{
+    dsr1_status st = put_str(f, key);
+    if (!st)
+        st = put_u32(f, DSRI_GGUF_ARRAY);
+    if (!st)
+        st = put_u32(f, DSRI_GGUF_STRING);
+    if (!st)
+        st = put_u64(f, n);
+    for (uint64_t i = 0; !st && i < n; i++)
+        st = put_str(f, values[i]);
+    return st;
+}
+
 dsr1_status dsri_gguf_write_tensor_info(FILE *f, const char *name, size_t name_len, uint32_t n_dims,
                                         const int64_t *ne, uint32_t type, uint64_t offset)
 {

@@ -1,5 +1,5 @@
 /*
- * Minimal GGUF v3 writer (internal), used by the quantize tool.
+ * Minimal GGUF v3 writer (internal), used by the quantize tool and imatrix files.
  *
  * Writes to a stdio stream in file order: header, key/value pairs, tensor
  * infos, padding, then each tensor's data followed by padding. Key/value
@@ -24,6 +24,10 @@ dsr1_status dsri_gguf_write_kv_copy(FILE *f, const dsri_gguf *g, const dsri_gguf
 
 /* A u32 scalar pair. */
 dsr1_status dsri_gguf_write_kv_u32(FILE *f, const char *key, uint32_t value);
+
+/* A string pair, and an array of n strings. */
+dsr1_status dsri_gguf_write_kv_str(FILE *f, const char *key, const char *value);
+dsr1_status dsri_gguf_write_kv_str_array(FILE *f, const char *key, const char *const *values, uint64_t n);
 
 /* One tensor info; offset is relative to the data section. */
 dsr1_status dsri_gguf_write_tensor_info(FILE *f, const char *name, size_t name_len, uint32_t n_dims,
