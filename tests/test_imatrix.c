@@ -10,6 +10,12 @@
  * both formats, and named faults: NaN and negative values, bad counts, sums
  * without counts, duplicate names, wrong types) are refused with a message
  * naming the file, or load with finite non-negative values, never crash.
+ * Collecting (lib/model/imatrix_collect.c) on the qwen2 and deepseek2
+ * fixtures: blk.0.attn_q's weights equal the mean square of RMS-normed
+ * embeddings computed here from the f32 file; weights that share an input
+ * (q/k/v, gate/up, q_a/kv_a_mqa, gate_exps/up_exps) get identical entries;
+ * counts are the tokens evaluated (per expert: the tokens routed to it,
+ * n_expert_used per token in all); the output head is not collected.
  */
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +26,8 @@
 #include "check.h"
 #include "core/alloc.h"
 #include "gguf/gguf.h"
+#include "model/imatrix_collect.h"
+#include "model/model.h"
 #include "quant/imatrix.h"
 
 static char g_dir[4096];
@@ -467,10 +475,194 @@ static void test_hostile(void)
     CHECK(dsri_imatrix_load(g_dir, &m) != DSR1_OK && !m, "a directory refused");
 }
 
+static const dsri_imatrix_entry *entry_of(const dsri_imatrix *m, int l, const char *what)
+{
+    char name[128];
+    snprintf(name, sizeof name, "blk.%d.%s.weight", l, what);
+    const dsri_imatrix_entry *e = dsri_imatrix_find(m, name);
+    CHECK(e != NULL, "collected entry %s", name);
+    return e;
+}
+
+static int same_entry(const dsri_imatrix_entry *a, const dsri_imatrix_entry *b)
+{
+    if (!a || !b || a->n_values != b->n_values || a->n_counts != b->n_counts)
+        return 0;
+    for (int64_t k = 0; k < a->n_counts; k++)
+        if (a->counts[k] != b->counts[k])
+            return 0;
+    return memcmp(a->sums, b->sums, (size_t)a->n_values * sizeof(float)) == 0;
+}
+
+static int64_t total_count(const dsri_imatrix_entry *e)
+{
+    int64_t n = 0;
+    for (int64_t k = 0; e && k < e->n_counts; k++) n += e->counts[k];
+    return n;
+}
+
+/* Evaluate n_chunks chunks of n_ctx pseudo-random tokens while collecting. */
+static dsri_imatrix *collect(const char *path, dsr1_model **model_out, int n_chunks, int n_ctx)
+{
+    dsr1_model *model = NULL;
+    dsr1_model_params mp;
+    dsr1_model_params_default(&mp, sizeof mp);
+    if (dsr1_model_load(path, &mp, &model) != DSR1_OK) {
+        CHECK(0, "load %s: %s", path, dsr1_last_error());
+        return NULL;
+    }
+    const int split = dsri_imatrix_split_mla(model);
+    dsr1_context_params cp;
+    dsr1_context_params_default(&cp, sizeof cp);
+    cp.n_ctx = n_ctx;
+    cp.n_batch = split ? n_ctx - 2 : n_ctx;
+    cp.n_threads = 2;
+    dsr1_context *ctx = NULL;
+    dsri_imatrix *m = dsri_imatrix_new();
+    dsri_imatrix_collector *col = NULL;
+    CHECK(dsr1_context_new(model, &cp, &ctx) == DSR1_OK && m, "context for %s", path);
+    CHECK(ctx && dsri_imatrix_collect_start(ctx, m, &col) == DSR1_OK, "collect start");
+    dsr1_token tok[256];
+    uint32_t r = 7;
+    const int32_t n_vocab = dsr1_model_n_vocab(model);
+    for (int k = 0; col && k < n_chunks; k++) {
+        for (int i = 0; i < n_ctx; i++) {
+            r = r * 1664525u + 1013904223u;
+            tok[i] = (dsr1_token)((r >> 8) % (uint32_t)n_vocab);
+        }
+        dsr1_context_reset(ctx);
+        const int first = split ? 1 : n_ctx;
+        CHECK(dsr1_eval(ctx, tok, first, 0, 0) == DSR1_OK &&
+                  (first == n_ctx || dsr1_eval(ctx, tok + first, n_ctx - first, first, 0) == DSR1_OK),
+              "eval chunk %d", k);
+    }
+    CHECK(!col || dsri_imatrix_collect_status(col) == DSR1_OK, "collector status");
+    dsri_imatrix_collect_stop(col);
+    /* no more observations once stopped */
+    const int64_t n0 = m ? m->n_entries : 0;
+    if (ctx) {
+        dsr1_context_reset(ctx);
+        dsr1_eval(ctx, tok, 4, 0, 0);
+    }
+    const dsri_imatrix_entry *e = m ? dsri_imatrix_find(m, "blk.0.ffn_down.weight") : NULL;
+    CHECK(!e || total_count(e) == (int64_t)n_chunks * n_ctx, "nothing collected after stop");
+    CHECK(!m || m->n_entries == n0, "no entries after stop");
+    dsr1_context_free(ctx);
+    *model_out = model;
+    return m;
+}
+
+static void test_collect_qwen2(const char *data)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/models/qwen2-f32.gguf", data);
+    dsr1_model *model = NULL;
+    const int n_chunks = 3, n_ctx = 32;
+    dsri_imatrix *m = collect(path, &model, n_chunks, n_ctx);
+    if (!m || !model) {
+        dsri_imatrix_free(m);
+        dsr1_model_free(model);
+        return;
+    }
+    const int n_layer = model->hp.n_layer;
+    CHECK(m->n_entries == 7 * n_layer, "qwen2: %lld entries, want 7 per layer", (long long)m->n_entries);
+    CHECK(dsri_imatrix_find(m, "output.weight") == NULL, "the output head is not collected");
+    for (int l = 0; l < n_layer; l++) {
+        const dsri_imatrix_entry *q = entry_of(m, l, "attn_q"), *k = entry_of(m, l, "attn_k"),
+                                 *v = entry_of(m, l, "attn_v"), *g = entry_of(m, l, "ffn_gate"),
+                                 *u = entry_of(m, l, "ffn_up"), *d = entry_of(m, l, "ffn_down"),
+                                 *o = entry_of(m, l, "attn_output");
+        CHECK(same_entry(q, k) && same_entry(q, v), "layer %d: q, k, v share their input", l);
+        CHECK(same_entry(g, u), "layer %d: gate and up share their input", l);
+        CHECK(total_count(q) == n_chunks * n_ctx && total_count(d) == n_chunks * n_ctx &&
+                  total_count(o) == n_chunks * n_ctx,
+              "layer %d: counts are the tokens", l);
+        CHECK(d && d->n_values == 512 && o && o->n_values == 256, "layer %d: entry sizes", l);
+    }
+    /* blk.0.attn_q's input: each token's embedding, RMS-normed, times attn_norm */
+    const dsri_gguf_tensor *emb = dsri_gguf_find_tensor(model->gguf, "token_embd.weight"),
+                           *nw = dsri_gguf_find_tensor(model->gguf, "blk.0.attn_norm.weight");
+    const dsri_imatrix_entry *q = dsri_imatrix_find(m, "blk.0.attn_q.weight");
+    CHECK(emb && nw && q && emb->type == 0 && nw->type == 0, "f32 embeddings and norm");
+    if (emb && nw && q) {
+        const int64_t d = emb->ne[0];
+        double *want = calloc((size_t)d, sizeof *want);
+        uint32_t r = 7;
+        const int32_t n_vocab = dsr1_model_n_vocab(model);
+        for (int k = 0; k < n_chunks * n_ctx; k++) {
+            r = r * 1664525u + 1013904223u;
+            const int64_t t = (int64_t)((r >> 8) % (uint32_t)n_vocab);
+            float x[1024], w;
+            memcpy(x, emb->data + (size_t)(t * d) * 4, (size_t)d * 4);
+            double ss = 0;
+            for (int64_t j = 0; j < d; j++) ss += (double)x[j] * x[j];
+            const double scale = 1.0 / sqrt(ss / (double)d + model->hp.rms_eps);
+            for (int64_t j = 0; j < d; j++) {
+                memcpy(&w, nw->data + 4 * j, 4);
+                const double h = x[j] * scale * w;
+                want[j] += h * h;
+            }
+        }
+        float got[1024];
+        CHECK(dsri_imatrix_weights(q, d, 1, got) == 0, "attn_q weights");
+        double worst = 0;
+        for (int64_t j = 0; j < d; j++) {
+            const double wj = want[j] / (n_chunks * n_ctx), e = fabs(got[j] - wj) / (wj > 1e-12 ? wj : 1e-12);
+            worst = e > worst ? e : worst;
+        }
+        printf("  qwen2 blk.0.attn_q: collected vs computed here, worst relative difference %.3g\n", worst);
+        CHECK(worst < 1e-4, "blk.0.attn_q weights differ by %g from the RMS-normed embeddings", worst);
+        free(want);
+    }
+    dsri_imatrix_free(m);
+    dsr1_model_free(model);
+}
+
+static void test_collect_deepseek2(const char *data)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/models/deepseek2-f16.gguf", data);
+    dsr1_model *model = NULL;
+    const int n_chunks = 2, n_ctx = 32;
+    dsri_imatrix *m = collect(path, &model, n_chunks, n_ctx);
+    if (!m || !model) {
+        dsri_imatrix_free(m);
+        dsr1_model_free(model);
+        return;
+    }
+    const int n_tok = n_chunks * n_ctx, n_exp = model->hp.n_expert, n_used = model->hp.n_expert_used;
+    int moe_layers = 0;
+    for (int l = 0; l < model->hp.n_layer; l++) {
+        const dsri_imatrix_entry *qa = entry_of(m, l, "attn_q_a"), *kva = entry_of(m, l, "attn_kv_a_mqa"),
+                                 *kb = entry_of(m, l, "attn_k_b"), *vb = entry_of(m, l, "attn_v_b");
+        CHECK(same_entry(qa, kva), "layer %d: q_a and kv_a_mqa share their input", l);
+        /* MLA's per-head matrices, absorbed as llama.cpp runs them: every head sees every token */
+        CHECK(kb && vb && kb->n_counts == vb->n_counts && kb->n_counts > 1, "layer %d: per-head k_b / v_b", l);
+        for (int64_t h = 0; kb && vb && h < kb->n_counts && h < vb->n_counts; h++)
+            CHECK(kb->counts[h] == n_tok && vb->counts[h] == n_tok, "layer %d head %lld: counts", l, (long long)h);
+        char name[128];
+        snprintf(name, sizeof name, "blk.%d.ffn_gate_exps.weight", l);
+        if (!dsri_imatrix_find(m, name))
+            continue;
+        moe_layers++;
+        const dsri_imatrix_entry *g = entry_of(m, l, "ffn_gate_exps"), *u = entry_of(m, l, "ffn_up_exps"),
+                                 *d = entry_of(m, l, "ffn_down_exps"), *sg = entry_of(m, l, "ffn_gate_shexp");
+        CHECK(same_entry(g, u), "layer %d: gate_exps and up_exps share their input", l);
+        CHECK(g && g->n_counts == n_exp && d && d->n_counts == n_exp, "layer %d: a count per expert", l);
+        for (int64_t k = 0; g && d && k < g->n_counts && k < d->n_counts; k++)
+            CHECK(g->counts[k] == d->counts[k], "layer %d expert %lld: down sees gate's rows", l, (long long)k);
+        CHECK(total_count(g) == (int64_t)n_tok * n_used, "layer %d: %lld expert rows, want %d", l,
+              (long long)total_count(g), n_tok * n_used);
+        CHECK(total_count(sg) == n_tok, "layer %d: the shared expert sees every token", l);
+    }
+    CHECK(moe_layers > 0, "deepseek2: MoE layers collected");
+    dsri_imatrix_free(m);
+    dsr1_model_free(model);
+}
+
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    const char *data = argc > 1 ? argv[1] : ".";
     const char *tmp = getenv("TMPDIR");
     snprintf(g_dir, sizeof g_dir, "%s/dsr1-imatrix-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(g_dir)) {
@@ -483,6 +675,9 @@ int main(int argc, char **argv)
     test_round_trip();
     printf("test_imatrix: hostile files\n");
     test_hostile();
+    printf("test_imatrix: collecting on the fixtures in %s\n", data);
+    test_collect_qwen2(data);
+    test_collect_deepseek2(data);
     static const char *const files[] = {"legacy.dat", "hand.gguf", "rt.gguf", "rt.dat", "bad.bin", "fuzz.bin",
                                         "trunc.bin"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {

@@ -27,9 +27,10 @@ enum {
     DSR1_CMD_DETOKENIZE = 1u << 6,
     DSR1_CMD_DEVICES = 1u << 7,
     DSR1_CMD_QUANTIZE = 1u << 8,
+    DSR1_CMD_IMATRIX = 1u << 9,
 };
 #define DSR1_CMD_GENERATE (DSR1_CMD_RUN | DSR1_CMD_CHAT)                     /* generate text */
-#define DSR1_CMD_CONTEXT (DSR1_CMD_GENERATE | DSR1_CMD_EVAL | DSR1_CMD_BENCH) /* make a context */
+#define DSR1_CMD_CONTEXT (DSR1_CMD_GENERATE | DSR1_CMD_EVAL | DSR1_CMD_BENCH | DSR1_CMD_IMATRIX) /* make a context */
 #define DSR1_CMD_MODEL (DSR1_CMD_CONTEXT | DSR1_CMD_INFO | DSR1_CMD_TOKENIZE | DSR1_CMD_DETOKENIZE)
 
 #define DSR1_CLI_MAX_POSITIONAL 3
@@ -82,6 +83,9 @@ typedef struct dsr1_cli_opts {
     /* tokenize / detokenize */
     int32_t add_bos;
     int32_t no_control;
+    /* quantize, imatrix */
+    const char *imatrix_path; /* --imatrix FILE */
+    int32_t n_chunks;         /* imatrix --chunks N (0: all) */
     /* positional arguments (quantize) */
     const char *positional[DSR1_CLI_MAX_POSITIONAL];
     int n_positional;
@@ -122,6 +126,7 @@ int dsr1_cli_run(const dsr1_cli_command *cmd, dsr1_cli_opts *o);
 int dsr1_cli_chat(const dsr1_cli_command *cmd, dsr1_cli_opts *o);
 int dsr1_cli_bench(const dsr1_cli_command *cmd, dsr1_cli_opts *o);
 int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o);
+int dsr1_cli_imatrix(const dsr1_cli_command *cmd, dsr1_cli_opts *o);
 int dsr1_cli_devices(const dsr1_cli_command *cmd, dsr1_cli_opts *o);
 
 /* Shared helpers (cli_util.c). */

@@ -42,6 +42,8 @@ static const option options[] = {
     {"-m|--model", "FILE", K_STRING, F(model_path), ANY_INT, DSR1_CMD_MODEL, "the GGUF model"},
     {"-c|--ctx-size", "N", K_INT, F(n_ctx), 0, 1 << 24, NULL, DSR1_CMD_GENERATE | DSR1_CMD_EVAL,
      "context size in tokens (0 = min(4096, the trained context))"},
+    {"-c|--ctx-size", "N", K_INT, F(n_ctx), 0, 1 << 24, NULL, DSR1_CMD_IMATRIX,
+     "tokens per chunk, each evaluated from an empty cache (512)"},
     {"-t|--threads", "N", K_INT, F(n_threads), 0, 1024, NULL, DSR1_CMD_CONTEXT | DSR1_CMD_QUANTIZE,
      "threads (0 = all cores)"},
     {"--backend", "NAME", K_STRING, F(backend), ANY_INT, DSR1_CMD_CONTEXT,
@@ -138,6 +140,18 @@ static const option options[] = {
     {"--membw", NULL, K_FLAG, F(membw), ANY_INT, DSR1_CMD_BENCH,
      "measure the memory read bandwidth (1 and N threads) and show\n"
      "generation speed as a percentage of that ceiling (works without -m)"},
+    /* imatrix */
+    {"-f|--file", "FILE", K_STRING, F(prompt_file), ANY_INT, DSR1_CMD_IMATRIX, "the text to evaluate"},
+    {"-o|--out", "FILE", K_STRING, F(out_path), ANY_INT, DSR1_CMD_IMATRIX,
+     "where the importance matrix goes (imatrix.gguf; a name ending in\n"
+     ".dat gets llama.cpp's legacy format)"},
+    {"--chunks", "N", K_INT, F(n_chunks), 0, 1 << 30, NULL, DSR1_CMD_IMATRIX,
+     "evaluate at most N chunks (0 = all the text has)"},
+    /* quantize */
+    {"--imatrix", "FILE", K_STRING, F(imatrix_path), ANY_INT, DSR1_CMD_QUANTIZE,
+     "importance matrix (`dsr1 imatrix` or llama-imatrix, GGUF or .dat):\n"
+     "each tensor's error is weighted by its columns' mean squared\n"
+     "activation; needed by iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq2_m iq3_xxs"},
     /* tokenize, detokenize */
     {"--bos", NULL, K_FLAG, F(add_bos), ANY_INT, DSR1_CMD_TOKENIZE, "prepend BOS"},
     {"--no-control", NULL, K_FLAG, F(no_control), ANY_INT, DSR1_CMD_DETOKENIZE,

@@ -1,13 +1,18 @@
 /*
- * dsr1 quantize IN.gguf OUT.gguf TYPE [--threads N]
+ * dsr1 quantize IN.gguf OUT.gguf TYPE [--imatrix FILE] [--threads N]
  *
- * Re-encodes the weights of a GGUF model like llama-quantize without an
- * importance matrix: the same per-tensor type choices (llama.cpp's
- * llama_tensor_get_type rules, as of src/llama-quant.cpp in 2025/26, for the
- * K-quant mixes, and its fallbacks for rows that do not fit the block size), the same reference quantizers (bit-compatible
- * with ggml's), the same tensor order (non-layer tensors, then by layer, by
- * name within each) and the same metadata (copied byte for byte, with
- * general.quantization_version and general.file_type set at the end).
+ * Re-encodes the weights of a GGUF model like llama-quantize: the same
+ * per-tensor type choices (llama.cpp's llama_tensor_get_type rules, as of
+ * src/llama-quant.cpp in 2025/26, for the K-quant and IQ mixes, and its
+ * fallbacks for rows that do not fit the block size), the same quantizers
+ * (bit-compatible with ggml's), the same tensor order (non-layer tensors,
+ * then by layer, by name within each) and the same metadata (copied byte for
+ * byte, with general.quantization_version and general.file_type set at the
+ * end, and llama-quantize's quantize.imatrix.* keys when --imatrix is given).
+ * With an importance matrix (llama-imatrix's or `dsr1 imatrix`'s file) each
+ * tensor's rows are quantized with its entry's weights, each expert of a
+ * 3-D expert tensor with its own; the types that need one (IQ1_S, IQ1_M,
+ * IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS) are refused without it, as llama.cpp does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +29,7 @@
 #include "core/threadpool.h"
 #include "gguf/gguf.h"
 #include "gguf/gguf_write.h"
+#include "quant/imatrix.h"
 #include "quant/quant.h"
 
 #define CMD "quantize"
@@ -31,13 +37,15 @@
 /* llama.cpp's llama_ftype values (stored as general.file_type). */
 enum {
     FT_ALL_F32 = 0, FT_F16 = 1, FT_Q4_0 = 2, FT_Q4_1 = 3, FT_Q8_0 = 7, FT_Q5_0 = 8, FT_Q5_1 = 9,
-    FT_Q2_K = 10, FT_Q3_K_M = 12, FT_Q4_K_M = 15, FT_Q5_K_M = 17, FT_Q6_K = 18, FT_BF16 = 32
+    FT_Q2_K = 10, FT_Q3_K_M = 12, FT_Q4_K_M = 15, FT_Q5_K_M = 17, FT_Q6_K = 18,
+    FT_IQ2_XXS = 19, FT_IQ2_XS = 20, FT_IQ3_XXS = 23, FT_IQ1_S = 24, FT_IQ4_NL = 25, FT_IQ3_S = 26,
+    FT_IQ3_M = 27, FT_IQ2_S = 28, FT_IQ2_M = 29, FT_IQ4_XS = 30, FT_IQ1_M = 31, FT_BF16 = 32
 };
 
 typedef struct qtype {
     const char *name;
     int ftype;
-    uint32_t base; /* ggml type most weights get */
+    uint32_t base; /* ggml type most weights get (llama_ftype_get_default_type) */
 } qtype;
 
 static const qtype qtypes[] = {
@@ -48,6 +56,13 @@ static const qtype qtypes[] = {
     {"q2_k", FT_Q2_K, DSRI_TYPE_Q2_K},    {"q3_k_m", FT_Q3_K_M, DSRI_TYPE_Q3_K},
     {"q4_k_m", FT_Q4_K_M, DSRI_TYPE_Q4_K}, {"q5_k_m", FT_Q5_K_M, DSRI_TYPE_Q5_K},
     {"q6_k", FT_Q6_K, DSRI_TYPE_Q6_K},
+    {"iq4_nl", FT_IQ4_NL, DSRI_TYPE_IQ4_NL}, {"iq4_xs", FT_IQ4_XS, DSRI_TYPE_IQ4_XS},
+    {"iq3_s", FT_IQ3_S, DSRI_TYPE_IQ3_S},   {"iq3_m", FT_IQ3_M, DSRI_TYPE_IQ3_S},
+    {"iq3_xxs", FT_IQ3_XXS, DSRI_TYPE_IQ3_XXS},
+    /* llama.cpp's IQ2_S mix is mostly IQ2_XS, its IQ2_M mostly IQ2_S */
+    {"iq2_s", FT_IQ2_S, DSRI_TYPE_IQ2_XS},  {"iq2_m", FT_IQ2_M, DSRI_TYPE_IQ2_S},
+    {"iq2_xs", FT_IQ2_XS, DSRI_TYPE_IQ2_XS}, {"iq2_xxs", FT_IQ2_XXS, DSRI_TYPE_IQ2_XXS},
+    {"iq1_m", FT_IQ1_M, DSRI_TYPE_IQ1_M},   {"iq1_s", FT_IQ1_S, DSRI_TYPE_IQ1_S},
     /* llama-quantize's aliases */
     {"q3_k", FT_Q3_K_M, DSRI_TYPE_Q3_K},  {"q4_k", FT_Q4_K_M, DSRI_TYPE_Q4_K},
     {"q5_k", FT_Q5_K_M, DSRI_TYPE_Q5_K},
@@ -76,6 +91,7 @@ static int64_t blck(uint32_t t)
 typedef struct qstate {
     int ftype;
     int has_output;
+    int has_imatrix;
     int n_layer;
     int n_expert;
     int n_gqa;
@@ -106,22 +122,97 @@ static int layer_of(qstate *qs, int counter, const char *name)
     return counter;
 }
 
+/* llama.cpp's tensor categories (tensor_get_category), by name */
+enum { C_OUTPUT, C_TOKEN_EMBD, C_ATTN_V_LIKE, C_ATTN_K, C_ATTN_Q, C_ATTN_OUTPUT, C_FFN_UP, C_FFN_GATE,
+       C_FFN_DOWN, C_OTHER };
+
+static int category_of(const char *name)
+{
+    if (strcmp(name, "output.weight") == 0)
+        return C_OUTPUT;
+    if (strcmp(name, "token_embd.weight") == 0)
+        return C_TOKEN_EMBD;
+    /* attn_qkv and DeepSeek's combined kv_b count as attn_v (category_is_attn_v) */
+    if (strstr(name, "attn_qkv.weight") || strstr(name, "attn_kv_b.weight") || strstr(name, "attn_v.weight"))
+        return C_ATTN_V_LIKE;
+    if (strstr(name, "attn_k.weight"))
+        return C_ATTN_K;
+    if (strstr(name, "attn_q.weight"))
+        return C_ATTN_Q;
+    if (strstr(name, "attn_output.weight"))
+        return C_ATTN_OUTPUT;
+    if (strstr(name, "ffn_up"))
+        return C_FFN_UP;
+    if (strstr(name, "ffn_gate"))
+        return C_FFN_GATE;
+    if (strstr(name, "ffn_down"))
+        return C_FFN_DOWN;
+    return C_OTHER;
+}
+
+static int ft_in(int ft, const int *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (set[i] == ft)
+            return 1;
+    return 0;
+}
+#define FT_IN(ft, ...) ft_in(ft, (const int[]){__VA_ARGS__}, sizeof((const int[]){__VA_ARGS__}) / sizeof(int))
+
+/* llama_tensor_get_type_impl and tensor_type_fallback for our ftypes */
 static uint32_t tensor_get_type(qstate *qs, uint32_t new_type, const char *name, int64_t nx)
 {
-    const int ft = qs->ftype;
-    if (strcmp(name, "output.weight") == 0 || (!qs->has_output && strcmp(name, "token_embd.weight") == 0)) {
+    const int ft = qs->ftype, cat = category_of(name);
+    /* the lowest-bit IQ mixes have rules of their own */
+    const int iq_low = FT_IN(ft, FT_IQ2_XXS, FT_IQ2_XS, FT_IQ1_S, FT_IQ2_S, FT_IQ2_M, FT_IQ1_M);
+    const int iq2_sm = ft == FT_IQ2_S || ft == FT_IQ2_M;
+    if (cat == C_OUTPUT || (!qs->has_output && cat == C_TOKEN_EMBD)) {
         if (nx % blck(new_type) != 0)
             new_type = DSRI_TYPE_Q8_0;
+        else if (FT_IN(ft, FT_IQ2_XXS, FT_IQ2_XS, FT_IQ3_XXS, FT_IQ1_S, FT_IQ2_S, FT_IQ2_M, FT_IQ1_M))
+            new_type = DSRI_TYPE_Q5_K;
         else if (new_type != DSRI_TYPE_Q8_0)
             new_type = DSRI_TYPE_Q6_K;
-    } else if (strcmp(name, "token_embd.weight") == 0) {
-        /* only IQ/TQ mixes change it */
-    } else if (strstr(name, "attn_v.weight") || strstr(name, "attn_qkv.weight") || strstr(name, "attn_kv_b.weight")) {
-        /* attn_v-like (current llama.cpp: fused QKV and DeepSeek's combined kv_b too) */
+    } else if (cat == C_TOKEN_EMBD) {
+        if (FT_IN(ft, FT_IQ2_XXS, FT_IQ2_XS, FT_IQ1_S, FT_IQ1_M))
+            new_type = DSRI_TYPE_Q2_K;
+        else if (iq2_sm || ft == FT_IQ3_XXS)
+            new_type = DSRI_TYPE_IQ3_S;
+    } else if (iq_low) {
+        if (cat == C_ATTN_V_LIKE) {
+            if (qs->n_gqa >= 4 || qs->n_expert >= 4)
+                new_type = DSRI_TYPE_Q4_K;
+            else
+                new_type = iq2_sm ? DSRI_TYPE_IQ3_S : DSRI_TYPE_Q2_K;
+            ++qs->i_attention_wv;
+        } else if (qs->n_expert == 8 && cat == C_ATTN_K) {
+            new_type = DSRI_TYPE_Q4_K;
+        } else if (cat == C_FFN_DOWN) {
+            /* the running count of ffn_down tensors, for MoE models too */
+            if (qs->i_ffn_down < qs->n_layer / 8)
+                new_type = iq2_sm ? DSRI_TYPE_IQ3_S : DSRI_TYPE_Q2_K;
+            ++qs->i_ffn_down;
+        } else if (cat == C_ATTN_OUTPUT) {
+            if (qs->n_expert == 8)
+                new_type = DSRI_TYPE_Q5_K;
+            else if (ft == FT_IQ1_S || ft == FT_IQ1_M)
+                new_type = DSRI_TYPE_IQ2_XXS;
+            else if (iq2_sm)
+                new_type = DSRI_TYPE_IQ3_S;
+        }
+    } else if (cat == C_ATTN_V_LIKE) {
         if (ft == FT_Q2_K)
             new_type = qs->n_gqa >= 4 ? DSRI_TYPE_Q4_K : DSRI_TYPE_Q3_K;
+        else if (ft == FT_IQ3_XXS)
+            new_type = qs->n_gqa >= 4 ? DSRI_TYPE_Q4_K : !qs->has_imatrix ? DSRI_TYPE_IQ3_S : DSRI_TYPE_IQ3_XXS;
+        else if (ft == FT_IQ3_S && qs->n_gqa >= 4)
+            new_type = DSRI_TYPE_Q4_K;
+        else if (ft == FT_IQ3_M)
+            new_type = DSRI_TYPE_Q4_K;
         else if (ft == FT_Q3_K_M)
             new_type = qs->i_attention_wv < 2 ? DSRI_TYPE_Q5_K : DSRI_TYPE_Q4_K;
+        else if ((ft == FT_IQ4_NL || ft == FT_IQ4_XS) && qs->n_gqa >= 4)
+            new_type = DSRI_TYPE_Q5_K;
         else if ((ft == FT_Q4_K_M || ft == FT_Q5_K_M) && use_more_bits(qs->i_attention_wv, qs->n_attention_wv))
             new_type = DSRI_TYPE_Q6_K;
         if (qs->is_70b && (new_type == DSRI_TYPE_Q3_K || new_type == DSRI_TYPE_Q4_K))
@@ -129,31 +220,44 @@ static uint32_t tensor_get_type(qstate *qs, uint32_t new_type, const char *name,
         if (qs->n_expert == 8)
             new_type = DSRI_TYPE_Q8_0;
         ++qs->i_attention_wv;
-    } else if (strstr(name, "attn_k.weight")) {
+    } else if (cat == C_ATTN_K) {
         if (qs->n_expert == 8)
             new_type = DSRI_TYPE_Q8_0;
-    } else if (strstr(name, "attn_q.weight")) {
-        /* only IQ mixes change it */
-    } else if (strstr(name, "ffn_down")) {
+        else if (ft == FT_IQ3_XXS)
+            new_type = DSRI_TYPE_IQ2_S;
+    } else if (cat == C_ATTN_Q) {
+        if (ft == FT_IQ3_XXS)
+            new_type = DSRI_TYPE_IQ2_S;
+    } else if (cat == C_FFN_DOWN) {
         int i_layer = layer_of(qs, qs->i_ffn_down, name), n_layer = qs->n_layer;
         if (ft == FT_Q2_K)
             new_type = DSRI_TYPE_Q3_K;
+        else if (ft == FT_IQ3_XXS && !qs->has_imatrix)
+            new_type = i_layer < n_layer / 8 ? DSRI_TYPE_Q4_K : DSRI_TYPE_Q3_K;
         else if (ft == FT_Q3_K_M)
             new_type = i_layer < n_layer / 16 ? DSRI_TYPE_Q5_K : DSRI_TYPE_Q4_K; /* not falcon */
+        else if (ft == FT_IQ3_M && (i_layer < n_layer / 8 || (qs->n_expert == 8 && use_more_bits(i_layer, n_layer))))
+            new_type = DSRI_TYPE_Q4_K;
         else if (ft == FT_Q4_K_M) {
             if (use_more_bits(i_layer, n_layer))
                 new_type = DSRI_TYPE_Q6_K;
-        } else if (ft == FT_Q5_K_M && use_more_bits(i_layer, n_layer))
+        } else if (i_layer < n_layer / 8 && (ft == FT_IQ4_NL || ft == FT_IQ4_XS) && !qs->has_imatrix)
+            new_type = DSRI_TYPE_Q5_K;
+        else if (ft == FT_Q5_K_M && use_more_bits(i_layer, n_layer))
             new_type = DSRI_TYPE_Q6_K;
+        else if ((ft == FT_Q4_0 || ft == FT_Q5_0) && qs->has_imatrix && i_layer < n_layer / 8)
+            new_type = ft == FT_Q4_0 ? DSRI_TYPE_Q4_1 : DSRI_TYPE_Q5_1;
         ++qs->i_ffn_down;
-    } else if (strstr(name, "attn_output.weight")) {
+    } else if (cat == C_ATTN_OUTPUT) {
         if (qs->n_expert == 8) {
-            if (ft == FT_Q2_K || ft == FT_Q3_K_M || ft == FT_Q4_K_M)
+            if (FT_IN(ft, FT_Q2_K, FT_IQ3_XXS, FT_Q3_K_M, FT_IQ4_NL, FT_Q4_K_M, FT_IQ3_S, FT_IQ3_M, FT_IQ4_XS))
                 new_type = DSRI_TYPE_Q5_K;
         } else {
             if (ft == FT_Q2_K)
                 new_type = DSRI_TYPE_Q3_K;
-            else if (ft == FT_Q3_K_M)
+            else if (ft == FT_IQ3_XXS)
+                new_type = DSRI_TYPE_IQ3_S;
+            else if (ft == FT_Q3_K_M || ft == FT_IQ3_M)
                 new_type = DSRI_TYPE_Q4_K;
         }
     }
@@ -162,6 +266,14 @@ static uint32_t tensor_get_type(qstate *qs, uint32_t new_type, const char *name,
     if (nx % blck(new_type) != 0) {
         uint32_t fb;
         switch (new_type) {
+        case DSRI_TYPE_IQ1_S:
+        case DSRI_TYPE_IQ1_M:
+        case DSRI_TYPE_IQ2_XXS:
+        case DSRI_TYPE_IQ2_XS:
+        case DSRI_TYPE_IQ2_S:
+        case DSRI_TYPE_IQ3_XXS:
+        case DSRI_TYPE_IQ3_S:
+        case DSRI_TYPE_IQ4_XS: fb = DSRI_TYPE_IQ4_NL; break;
         case DSRI_TYPE_Q2_K:
         case DSRI_TYPE_Q3_K:
             /* current llama.cpp; older versions used IQ4_NL here */
@@ -170,17 +282,29 @@ static uint32_t tensor_get_type(qstate *qs, uint32_t new_type, const char *name,
         case DSRI_TYPE_Q4_K: fb = DSRI_TYPE_Q5_0; break;
         case DSRI_TYPE_Q5_K: fb = DSRI_TYPE_Q5_1; break;
         case DSRI_TYPE_Q6_K: fb = DSRI_TYPE_Q8_0; break;
-        default:
-            fprintf(stderr, "dsr1 " CMD ": tensor '%s': rows of %lld are not a multiple of %s's block size %lld\n",
-                    name, (long long)nx, tname(new_type), (long long)blck(new_type));
-            qs->error = 1;
-            return new_type;
+        default: fb = new_type; /* a 32-block type: F16 below */
         }
         if (nx % blck(fb) != 0)
             fb = DSRI_TYPE_F16;
         new_type = fb;
     }
     return new_type;
+}
+
+/* tensor_requires_imatrix: the types whose quantization is garbage without one */
+static int requires_imatrix(const char *name, uint32_t type)
+{
+    if (strcmp(name, "token_embd.weight") == 0 || strcmp(name, "output.weight") == 0)
+        return 0;
+    switch (type) {
+    case DSRI_TYPE_IQ3_XXS:
+    case DSRI_TYPE_IQ2_XXS:
+    case DSRI_TYPE_IQ2_XS:
+    case DSRI_TYPE_IQ2_S:
+    case DSRI_TYPE_IQ1_M:
+    case DSRI_TYPE_IQ1_S: return 1;
+    default: return 0;
+    }
 }
 
 /* Which tensors are re-encoded at all (llama_model_quantize_impl). */
@@ -215,6 +339,7 @@ typedef struct tplan {
     const dsri_gguf_tensor *t;
     char *name;
     int layer;
+    const dsri_imatrix_entry *imatrix; /* its importance matrix entry, or NULL */
     uint32_t new_type;
     uint64_t new_size;
     uint64_t offset;
@@ -251,15 +376,22 @@ static int get_int(const dsri_gguf *g, const char *arch, const char *suffix, int
     return (int)def;
 }
 
+/* Rows dequantized and quantized per call: a call never spans two experts
+ * (each has its own importance weights). */
+#define ROWS_PER_CALL 16
+
 typedef struct qjob {
     const uint8_t *src;
     uint8_t *dst;
     uint32_t src_type, dst_type;
     int64_t ne0;
     size_t src_row, dst_row;
+    int64_t first_row;     /* of the tensor: which expert a row belongs to */
+    int64_t rows_per_mat;  /* rows of one expert (ne1) */
+    const float *imatrix;  /* ne0 weights per expert, or NULL */
     int64_t n_rows;
     int n_tasks;
-    float **scratch;
+    float **scratch; /* ROWS_PER_CALL * ne0 floats per thread */
     int failed;
 } qjob;
 
@@ -268,12 +400,38 @@ static void quant_task(void *arg, int i, int thread)
     qjob *j = arg;
     int64_t r0 = j->n_rows * i / j->n_tasks, r1 = j->n_rows * (i + 1) / j->n_tasks;
     float *buf = j->scratch[thread];
-    for (int64_t r = r0; r < r1; r++) {
-        if (dsri_dequantize_row(j->src_type, j->src + (size_t)r * j->src_row, buf, j->ne0) != 0 ||
-            dsri_quantize_row(j->dst_type, buf, j->dst + (size_t)r * j->dst_row, j->ne0) != 0)
+    while (r0 < r1) {
+        const int64_t mat = (j->first_row + r0) / j->rows_per_mat;
+        int64_t n = (mat + 1) * j->rows_per_mat - (j->first_row + r0);
+        if (n > r1 - r0)
+            n = r1 - r0;
+        if (n > ROWS_PER_CALL)
+            n = ROWS_PER_CALL;
+        for (int64_t k = 0; k < n; k++)
+            if (dsri_dequantize_row(j->src_type, j->src + (size_t)(r0 + k) * j->src_row, buf + k * j->ne0, j->ne0) != 0)
+                j->failed = 1;
+        if (dsri_quantize_rows(j->dst_type, buf, j->dst + (size_t)r0 * j->dst_row, n, j->ne0,
+                               j->imatrix ? j->imatrix + mat * j->ne0 : NULL) != 0)
             j->failed = 1;
+        r0 += n;
     }
 }
+
+/* Whether this build quantizes to type (with an importance matrix). */
+static int can_quantize(uint32_t type)
+{
+    static const float zeros[256];
+    float ones[256];
+    uint8_t out[1024];
+    for (int i = 0; i < 256; i++) ones[i] = 1.0f;
+    return dsri_quantize_rows(type, zeros, out, 1, blck(type) > 32 ? 256 : 32, ones) == 0;
+}
+
+/* Metadata keys llama-quantize adds with an imatrix (and drops from its input). */
+#define KEY_IMATRIX_FILE "quantize.imatrix.file"
+#define KEY_IMATRIX_DATASET "quantize.imatrix.dataset"
+#define KEY_IMATRIX_N_ENTRIES "quantize.imatrix.entries_count"
+#define KEY_IMATRIX_N_CHUNKS "quantize.imatrix.chunks_count"
 
 int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
 {
@@ -284,13 +442,8 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
     for (size_t i = 0; i < sizeof qtypes / sizeof qtypes[0]; i++)
         if (strcasecmp(type_name, qtypes[i].name) == 0)
             qt = &qtypes[i];
-    if (!qt) {
-        if (strncasecmp(type_name, "iq", 2) == 0)
-            fprintf(stderr, "dsr1 " CMD ": '%s': IQ types are not quantizable here (libdsr1 has no IQ quantizers; use llama-quantize)\n", type_name);
-        else
-            dsr1_cli_usage_error(cmd, "unknown type '%s'", type_name);
-        return DSR1_EXIT_USAGE;
-    }
+    if (!qt)
+        dsr1_cli_usage_error(cmd, "unknown type '%s'", type_name);
     if (n_threads <= 0) {
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = nc > 0 ? (nc < 64 ? nc : 64) : 1;
@@ -321,6 +474,8 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
         return 1;
     }
     int rc = 1;
+    dsri_imatrix *imat = NULL;
+    float *imat_w = NULL;
     dsri_gguf *g = NULL;
     tplan *plan = NULL;
     dsri_pool *pool = NULL;
@@ -340,6 +495,14 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
         fprintf(stderr, "dsr1 " CMD ": cannot read '%s': %s\n", in_path, dsr1_last_error());
         goto done;
     }
+    if (o->imatrix_path) {
+        if ((st = dsri_imatrix_load(o->imatrix_path, &imat)) != DSR1_OK) {
+            fprintf(stderr, "dsr1 " CMD ": %s\n", dsr1_last_error());
+            goto done;
+        }
+        printf("imatrix: %lld entries from %s computed on %d chunks\n", (long long)imat->n_entries,
+               o->imatrix_path, (int)imat->chunk_count);
+    }
 
     dsri_str arch_s;
     char arch[64] = "";
@@ -350,6 +513,7 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
     qstate qs;
     memset(&qs, 0, sizeof qs);
     qs.ftype = qt->ftype;
+    qs.has_imatrix = imat != NULL;
     qs.n_layer = get_int(g, arch, "block_count", 0);
     qs.n_expert = get_int(g, arch, "expert_count", 0);
     int n_head = get_int(g, arch, "attention.head_count", 0);
@@ -381,7 +545,8 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
     /* choose types and lay out the data section */
     uint64_t align = dsri_gguf_alignment(g);
     uint64_t data_size = 0;
-    size_t max_ne0 = 0;
+    size_t max_ne0 = 0, max_imat = 0;
+    const tplan *no_quantizer = NULL;
     for (uint64_t i = 0; i < n_t; i++) {
         tplan *p = &plan[i];
         const dsri_gguf_tensor *t = p->t;
@@ -408,6 +573,32 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
                 p->new_type = nt;
                 if ((size_t)t->ne[0] > max_ne0)
                     max_ne0 = (size_t)t->ne[0];
+                const dsri_imatrix_entry *e = imat ? dsri_imatrix_find(imat, p->name) : NULL;
+                const int64_t n_mat = t->ne[2] * t->ne[3];
+                if (e && e->n_values != t->ne[0] * n_mat) {
+                    if (strcmp(p->name, "token_embd.weight") != 0) {
+                        fprintf(stderr, "dsr1 " CMD ": the imatrix entry of '%s' has %lld values, the tensor %lld x %lld columns\n",
+                                p->name, (long long)e->n_values, (long long)t->ne[0], (long long)n_mat);
+                        goto done;
+                    }
+                    e = NULL; /* llama-quantize ignores it for the embeddings */
+                }
+                if (!e && requires_imatrix(p->name, nt)) {
+                    if (!imat)
+                        fprintf(stderr,
+                                "dsr1 " CMD ": %s needs an importance matrix (--imatrix FILE, from `dsr1 imatrix` or "
+                                "llama-imatrix): tensor '%s' would be %s, which is garbage without one\n",
+                                qt->name, p->name, tname(nt));
+                    else
+                        fprintf(stderr, "dsr1 " CMD ": the importance matrix has no entry for '%s', which %s makes %s\n",
+                                p->name, qt->name, tname(nt));
+                    goto done;
+                }
+                if (!no_quantizer && !can_quantize(nt))
+                    no_quantizer = p; /* reported after the imatrix checks of every tensor */
+                p->imatrix = e;
+                if (e && (size_t)e->n_values > max_imat)
+                    max_imat = (size_t)e->n_values;
             }
         }
         if (p->new_type == t->type)
@@ -419,10 +610,19 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
         data_size += (p->new_size + align - 1) / align * align;
     }
 
+    if (no_quantizer) {
+        fprintf(stderr, "dsr1 " CMD ": tensor '%s': this build has no quantizer for %s yet\n", no_quantizer->name,
+                tname(no_quantizer->new_type));
+        goto done;
+    }
+
     /* metadata: everything but the keys set below and the split keys */
     static const char *const dropped[] = {"general.quantization_version", "general.file_type", "split.no",
-                                          "split.count", "split.tensors.count"};
+                                          "split.count", "split.tensors.count", KEY_IMATRIX_FILE,
+                                          KEY_IMATRIX_DATASET, KEY_IMATRIX_N_ENTRIES, KEY_IMATRIX_N_CHUNKS};
     uint64_t n_kv = dsri_gguf_kv_count(g), n_kv_out = 2;
+    if (imat)
+        n_kv_out += 2 + (imat->dataset != NULL) + (imat->chunk_count > 0);
     for (uint64_t i = 0; i < n_kv; i++) {
         const dsri_gguf_kv *kv = dsri_gguf_kv_at(g, i);
         int drop = 0;
@@ -464,6 +664,26 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
         st = dsri_gguf_write_kv_u32(f, "general.file_type", (uint32_t)qt->ftype);
         written += 8 + strlen("general.file_type") + 8;
     }
+    if (!st && imat) {
+        /* llama-quantize's keys (its strings cut at 127 bytes) */
+        char file[128], dataset[128];
+        snprintf(file, sizeof file, "%s", o->imatrix_path);
+        snprintf(dataset, sizeof dataset, "%s", imat->dataset ? imat->dataset : "");
+        st = dsri_gguf_write_kv_str(f, KEY_IMATRIX_FILE, file);
+        written += 8 + strlen(KEY_IMATRIX_FILE) + 4 + 8 + strlen(file);
+        if (!st && imat->dataset) {
+            st = dsri_gguf_write_kv_str(f, KEY_IMATRIX_DATASET, dataset);
+            written += 8 + strlen(KEY_IMATRIX_DATASET) + 4 + 8 + strlen(dataset);
+        }
+        if (!st) {
+            st = dsri_gguf_write_kv_u32(f, KEY_IMATRIX_N_ENTRIES, (uint32_t)imat->n_entries);
+            written += 8 + strlen(KEY_IMATRIX_N_ENTRIES) + 8;
+        }
+        if (!st && imat->chunk_count > 0) {
+            st = dsri_gguf_write_kv_u32(f, KEY_IMATRIX_N_CHUNKS, (uint32_t)imat->chunk_count);
+            written += 8 + strlen(KEY_IMATRIX_N_CHUNKS) + 8;
+        }
+    }
     for (uint64_t i = 0; !st && i < n_t; i++) {
         const tplan *p = &plan[i];
         st = dsri_gguf_write_tensor_info(f, p->name, strlen(p->name), p->n_dims, p->t->ne, p->new_type,
@@ -484,8 +704,10 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
         if (!scratch)
             goto oom;
         for (long i = 0; i < n_threads; i++)
-            if (!(scratch[i] = dsri_malloc(max_ne0 * sizeof(float))))
+            if (!(scratch[i] = dsri_malloc(ROWS_PER_CALL * max_ne0 * sizeof(float))))
                 goto oom;
+        if (max_imat && !(imat_w = dsri_malloc(max_imat * sizeof(float))))
+            goto oom;
     }
     const size_t chunk_cap = (size_t)64 << 20;
     uint64_t orig_bytes = 0, new_bytes = 0, total_bytes = 0;
@@ -511,6 +733,11 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
             j.src_row = dsri_row_size(t->type, t->ne[0]);
             j.dst_row = dsri_row_size(p->new_type, t->ne[0]);
             j.scratch = scratch;
+            j.rows_per_mat = t->ne[1];
+            if (p->imatrix) {
+                dsri_imatrix_weights(p->imatrix, t->ne[0], t->ne[2] * t->ne[3], imat_w);
+                j.imatrix = imat_w;
+            }
             int64_t n_rows = t->ne[1] * t->ne[2] * t->ne[3];
             int64_t rows_per_chunk = (int64_t)(chunk_cap / j.dst_row);
             if (rows_per_chunk < 1)
@@ -530,6 +757,7 @@ int dsr1_cli_quantize(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
             for (int64_t r = 0; !st && r < n_rows; r += rows_per_chunk) {
                 j.n_rows = n_rows - r < rows_per_chunk ? n_rows - r : rows_per_chunk;
                 j.src = t->data + (size_t)r * j.src_row;
+                j.first_row = r;
                 j.dst = chunk;
                 j.n_tasks = (int)(j.n_rows < n_threads * 4 ? j.n_rows : n_threads * 4);
                 dsri_pool_run(pool, quant_task, &j, j.n_tasks);
@@ -590,6 +818,8 @@ done:
         remove(part);
     dsri_free(part);
     dsri_free(chunk);
+    dsri_free(imat_w);
+    dsri_imatrix_free(imat);
     if (scratch)
         for (long i = 0; i < n_threads; i++)
             dsri_free(scratch[i]);

@@ -22,6 +22,19 @@ static const char bench_details[] =
     "test runs -r times and reports the mean and standard deviation of tokens/s over the runs.\n"
     "The generation row also shows the weight bytes one token reads and the read rate they imply.\n";
 
+static const char quantize_details[] =
+    "TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_m q5_k_m q6_k, iq4_nl iq4_xs, and the\n"
+    "mixes iq3_s iq3_m iq3_xxs iq2_m iq2_s iq2_xs iq2_xxs iq1_m iq1_s with llama.cpp's per-tensor types\n"
+    "(iq2_s is mostly IQ2_XS, iq2_m mostly IQ2_S). The types of iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq2_m\n"
+    "iq3_xxs need an importance matrix (--imatrix; `dsr1 imatrix` makes one).\n";
+
+static const char imatrix_details[] =
+    "The text (with BOS) is cut into chunks of -c tokens, each evaluated from an empty cache; every\n"
+    "product of a layer's weight matrix with activations adds the squares of its input rows to that\n"
+    "weight's entry (per expert for the expert tensors), as llama-imatrix does. The file is llama.cpp's\n"
+    "GGUF imatrix (legacy .dat when FILE ends in .dat), for `dsr1 quantize --imatrix` or llama-quantize.\n"
+    "Runs on the CPU.\n";
+
 static const dsr1_cli_command commands[] = {
     {"run", DSR1_CMD_RUN, dsr1_cli_run, "-m MODEL [-p TEXT | -f FILE | < FILE] [options]",
      "generate a reply to one prompt (-i: chat)", run_details, 0},
@@ -37,8 +50,10 @@ static const dsr1_cli_command commands[] = {
     {"detokenize", DSR1_CMD_DETOKENIZE, dsr1_cli_detokenize, "-m MODEL [--no-control] < IDS",
      "token ids on stdin -> text", NULL, 0},
     {"devices", DSR1_CMD_DEVICES, dsr1_cli_devices, "", "the GPUs (Vulkan) a model can offload to", NULL, 0},
-    {"quantize", DSR1_CMD_QUANTIZE, dsr1_cli_quantize, "IN.gguf OUT.gguf TYPE [-t N]",
-     "re-encode weights (TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_m q5_k_m q6_k)", NULL, 3},
+    {"quantize", DSR1_CMD_QUANTIZE, dsr1_cli_quantize, "IN.gguf OUT.gguf TYPE [--imatrix FILE] [-t N]",
+     "re-encode weights as llama-quantize (TYPE below)", quantize_details, 3},
+    {"imatrix", DSR1_CMD_IMATRIX, dsr1_cli_imatrix, "-m MODEL -f TEXT [-o FILE] [-c N] [--chunks N] [-t N]",
+     "importance matrix for quantize --imatrix (llama-imatrix's file)", imatrix_details, 0},
 };
 
 static void usage(FILE *f)

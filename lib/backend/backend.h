@@ -120,6 +120,19 @@ static inline void *dsri_host_ptr(const dsri_tensor *t)
 
 /* What an instance must be ready for (its own scratch is allocated up front,
  * so recording never allocates). */
+/* Watches a host backend's products (dsr1 imatrix): for each weight matrix
+ * a product multiplies, before the product and on the thread that records
+ * it, fn gets the host address of the matrix's first row, its columns
+ * (n_in) and the n_rows dense input rows x (n_in floats each). The host
+ * backends call it from matmul, matmul_n, moe_ffn (each expert's gate/up
+ * rows with their inputs, down with silu(gate)*up) and the untransposed
+ * matmul_heads; not from matmul_t or transposed heads, whose inputs run
+ * along the matrix's rows. Device backends ignore it. */
+typedef struct dsri_matmul_observer {
+    void (*fn)(void *ud, const void *w, int64_t n_in, const float *x, int64_t n_rows);
+    void *ud;
+} dsri_matmul_observer;
+
 typedef struct dsri_backend_config {
     int n_threads;
     int64_t max_row; /* the widest matrix row (n_in) it will see */
@@ -127,6 +140,9 @@ typedef struct dsri_backend_config {
     struct dsri_pool *pool; /* the context's threads (dsri_pool_acquire); NULL: n_threads of its own */
     int64_t n_batch; /* the most rows one op will see */
     int64_t max_experts; /* the most experts one moe_route call will see (0: none) */
+    /* NULL (always, but for dsr1 imatrix): no observer. The struct is
+     * read at every product, so its owner may set fn after creation. */
+    const dsri_matmul_observer *observer;
 } dsri_backend_config;
 
 /* A device as the public API lists it. */

@@ -39,6 +39,14 @@ static const dsri_host_ops *host_of(const dsri_backend *be) { return be->h; }
 
 #define F32P(t) ((float *)dsri_host_ptr(t))
 
+/* the observer, when a tool set one (backend.h): a load and a branch per product otherwise */
+static void observe(const dsri_backend *be, const dsri_matrix *w, const float *x, int n_rows)
+{
+    const dsri_matmul_observer *o = be->cfg.observer;
+    if (o && o->fn)
+        o->fn(o->ud, w->data, w->n_in, x, n_rows);
+}
+
 static int dense(const dsri_tensor *t)
 {
     return t->rows <= 1 || t->stride == (uint64_t)(t->cols * dsri_elem_bytes(t->type));
@@ -195,12 +203,15 @@ void dsri_hb_get_rows(dsri_backend *be, const dsri_tensor *w, const int32_t *ids
 void dsri_hb_matmul(dsri_backend *be, const dsri_tensor *w, const dsri_tensor *x, const dsri_tensor *y)
 {
     dsri_matrix m = matrix_of(w);
+    observe(be, &m, F32P(x), (int)x->rows);
     host_of(be)->matmul(be->inner, &m, F32P(x), F32P(y), (int)x->rows);
 }
 
 /* Items as one matmul_multi where the backend has it, else one by one. */
 static void run_items(dsri_backend *be, const dsri_matmul_item *items, int n)
 {
+    for (int i = 0; i < n; i++)
+        observe(be, &items[i].w, items[i].x, items[i].n_rows);
     if (host_of(be)->matmul_multi) {
         host_of(be)->matmul_multi(be->inner, items, n);
         return;
@@ -278,10 +289,12 @@ void dsri_hb_matmul_heads(dsri_backend *be, const dsri_tensor *w, int64_t w_step
             gather_cols(tin, xs, x->stride, in, n);
             xin = tin;
         }
-        if (transposed)
+        if (transposed) {
             host_of(be)->matmul_t(be->inner, &m, xin, yout, (int)n);
-        else
+        } else {
+            observe(be, &m, xin, (int)n);
             host_of(be)->matmul(be->inner, &m, xin, yout, (int)n);
+        }
         if (n > 1)
             scatter_cols(ys, y->stride, tout, out, n);
     }

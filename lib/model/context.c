@@ -276,7 +276,8 @@ dsr1_status dsr1_context_new(const dsr1_model *model, const dsr1_context_params 
                                .n_ctx = p.n_ctx,
                                .pool = ctx->pool,
                                .n_batch = p.n_batch,
-                               .max_experts = model->hp.n_expert > 0 ? model->hp.n_expert : 0};
+                               .max_experts = model->hp.n_expert > 0 ? model->hp.n_expert : 0,
+                               .observer = &ctx->observer};
     for (int i = 0; i < ctx->n_runs; i++)
         if ((st = init_run(ctx, i, &cfg, &sz))) {
             dsr1_context_free(ctx);

@@ -89,7 +89,22 @@ struct dsr1_context {
     dsr1_abort_fn abort_fn;
     void *abort_user_data;
     const atomic_int *cancel_flag;
+
+    /* The host runs' product observer (backend.h; dsr1 imatrix sets it
+     * through dsri_ctx_observe_matmuls): fn NULL, nothing observed. */
+    dsri_matmul_observer observer;
 };
+
+/* Call fn (NULL: stop) with every weight the host runs multiply and its
+ * input rows (dsri_matmul_observer), from the evaluating thread. */
+static inline void dsri_ctx_observe_matmuls(dsr1_context *ctx,
+                                            void (*fn)(void *ud, const void *w, int64_t n_in, const float *x,
+                                                       int64_t n_rows),
+                                            void *ud)
+{
+    ctx->observer.fn = fn;
+    ctx->observer.ud = ud;
+}
 
 /* The one place evaluations look for a request to stop: the forward passes
  * call it at the top of every layer of their loop (and dsr1_eval so between
