@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -98,17 +99,17 @@ static dsr1_status read_file(const char *path, uint8_t **buf, size_t *size)
     FILE *f = fopen(path, "rb");
     if (!f)
         return dsri_error(DSR1_ERR_IO, "imatrix '%s': cannot open: %s", path, strerror(errno));
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 0 ||
+        (unsigned long long)sb.st_size > (unsigned long long)SIZE_MAX / 2) {
         fclose(f);
         return dsri_error(DSR1_ERR_IO, "imatrix '%s': not a regular file", path);
     }
+    const long long len = (long long)sb.st_size;
     uint8_t *b = dsri_malloc(len > 0 ? (size_t)len : 1);
     if (!b) {
         fclose(f);
-        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "imatrix '%s': cannot hold %ld bytes", path, len);
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "imatrix '%s': cannot hold %lld bytes", path, len);
     }
     size_t got = len > 0 ? fread(b, 1, (size_t)len, f) : 0;
     int err = ferror(f);
