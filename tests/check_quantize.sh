@@ -75,6 +75,19 @@ for t in iq2_xxs iq2_xs iq1_s iq1_m iq2_s iq2_m; do
   expect_fail "$t without --imatrix" 1 "$models/qwen2-f32.gguf" "$work/x.gguf" $t
   grep -q "needs an importance matrix" "$work/log" || { bad "$t: no imatrix message"; cat "$work/log"; }
 done
+# the IQ mixes with an all-ones imatrix (tests/data/qwen2-ones.imatrix.dat, legacy format; the
+# fixtures were made with one): llama.cpp's per-tensor types, and the file evaluates
+for t in iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq3_xxs iq3_s; do
+  out="$work/qwen2-$t.gguf"
+  if ! "$dsr1" quantize "$models/qwen2-f32.gguf" "$out" $t --imatrix "$2/qwen2-ones.imatrix.dat" >"$work/log" 2>&1; then
+    bad "quantize qwen2 $t --imatrix"; cat "$work/log"; continue
+  fi
+  "$dsr1" info -m "$out" | sed -n '/^tensors/,$p' >"$work/i1"
+  "$dsr1" info -m "$models/qwen2-$t.gguf" | sed -n '/^tensors/,$p' >"$work/i2"
+  cmp -s "$work/i1" "$work/i2" && ok "qwen2 $t: llama.cpp's type mix" || { bad "qwen2 $t type mix"; diff "$work/i1" "$work/i2" | head; }
+  eval_to "$out" "$work/a.f32" && ok "qwen2 $t evaluates" || bad "qwen2 $t evaluates"
+  rm -f "$out"
+done
 # a file that is not an imatrix, one that does not exist
 expect_fail "--imatrix not an imatrix" 1 "$models/qwen2-f32.gguf" "$work/x.gguf" iq4_xs --imatrix "$0"
 grep -q "imatrix '$0'" "$work/log" || { bad "bad imatrix message"; cat "$work/log"; }

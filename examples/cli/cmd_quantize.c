@@ -378,7 +378,7 @@ static int get_int(const dsri_gguf *g, const char *arch, const char *suffix, int
 
 /* Rows dequantized and quantized per call: a call never spans two experts
  * (each has its own importance weights). */
-#define ROWS_PER_CALL 16
+#define ROWS_PER_CALL 64
 
 typedef struct qjob {
     const uint8_t *src;

@@ -642,6 +642,18 @@ int dsri_quantize_rows(uint32_t ggml_type, const float *src, void *dst, int64_t 
         for (int64_t j = 0; j < n_per_row; j++)
             if (!(imatrix[j] >= 0.0f && imatrix[j] <= FLT_MAX))
                 return -1;
+    switch (ggml_type) {
+    case DSRI_TYPE_IQ3_S:
+    case DSRI_TYPE_IQ3_XXS:
+    case DSRI_TYPE_IQ2_S:
+    case DSRI_TYPE_IQ2_XS:
+    case DSRI_TYPE_IQ2_XXS:
+    case DSRI_TYPE_IQ1_M:
+    case DSRI_TYPE_IQ1_S:
+        /* one set of neighbour tables for all the rows (quant_iq_lattice.c) */
+        return nrows == 0 ? 0 : dsri_quantize_rows_iq_lattice(ggml_type, src, dst, nrows, n_per_row, imatrix) == 0 ? 0 : -1;
+    default: break;
+    }
     uint8_t *y = (uint8_t *)dst;
     for (int64_t r = 0; r < nrows; r++)
         if (quantize_row_weighted(ggml_type, src + r * n_per_row, y + (size_t)r * row_size, n_per_row, imatrix) != 0)

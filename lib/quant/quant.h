@@ -125,10 +125,13 @@ int dsri_quantize_row_iq_lattice(uint32_t type, const float *src, void *dst, int
  * imatrix holds n_per_row weights, one per column (the mean squared
  * activation that column of the weight meets, as llama-imatrix computes it;
  * for a 3-D expert tensor the caller passes each expert's own), or is NULL,
- * which gives dsri_quantize_row's bytes.  IQ4_NL and IQ4_XS use it as ggml
- * does (the error each block's scale search minimises is weighted by it);
- * the other types ignore it.  Returns 0, or -1 for an unsupported type, a bad
- * count, or an imatrix weight that is negative or not finite. */
+ * which gives dsri_quantize_row's bytes.  IQ4_NL, IQ4_XS and the lattice
+ * types (through dsri_quantize_rows_iq_lattice, one table set per call, so
+ * pass many rows) use it as ggml does (the error each block's scale search
+ * minimises is weighted by it); the legacy and K types ignore it.  Returns 0,
+ * or -1 for an unsupported type, a bad count, an imatrix weight that is
+ * negative or not finite, or a lattice type that needs an imatrix (IQ2_XXS,
+ * IQ2_XS, IQ1_S) without one. */
 int dsri_quantize_rows(uint32_t ggml_type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                        const float *imatrix);
 
