@@ -929,6 +929,72 @@ static void test_imatrix_quantize(const mini_gguf *ref)
     CHECK(dsri_quantize_rows(23, x, a, 1, 32, NULL) == -1, "partial IQ4_XS block refused");
 }
 
+/*
+ * The qwen2 IQ fixtures were made by llama.cpp's quantizer with an all-ones
+ * importance matrix for every tensor (but iq3_s, whose mix needs none and
+ * was made without): their tensors of the legacy, K and IQ4 types (attn_v,
+ * token_embd, the output...) re-quantized from the f32 file with weights of
+ * 1 must give the file's bytes (ggml's *_impl paths, which differ from the
+ * no-imatrix ones: the counts without are printed too).
+ */
+static void test_imatrix_fixtures(const char *dir, const mini_gguf *ref)
+{
+    static const char *files[] = {"iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s"};
+    long long blocks[64] = {0}, same[64] = {0}, same_plain[64] = {0};
+    for (size_t fi = 0; fi < sizeof files / sizeof files[0]; fi++) {
+        char path[1024];
+        mini_gguf g;
+        snprintf(path, sizeof path, "%s/models/qwen2-%s.gguf", dir, files[fi]);
+        if (mini_open(&g, path) != 0) {
+            CHECK(0, "cannot open/parse %s", path);
+            continue;
+        }
+        for (uint64_t i = 0; i < g.n_tensors; i++) {
+            const mini_tensor *t = &g.t[i];
+            const mini_tensor *rt = mini_find(ref, t->name);
+            const dsri_type_traits *tr = dsri_type_traits_get(t->type);
+            if (!rt || !tr || t->type == 0 || t->type >= 64 || t->n_dims < 2 || t->type == 16 || t->type == 17 ||
+                t->type == 18 || t->type == 19 || t->type == 21 || t->type == 22 || t->type == 29)
+                continue; /* the lattice types are quant_iq_lattice.c's */
+            int64_t n = 0;
+            float *b = mini_load(ref, rt, &n);
+            const int64_t cols = t->ne[0], rows = n / cols;
+            const size_t rs = dsri_row_size(t->type, cols);
+            float *ones = malloc(sizeof(float) * (size_t)cols);
+            uint8_t *q = malloc(rs), *q0 = malloc(rs);
+            for (int64_t j = 0; j < cols; j++) ones[j] = 1.0f;
+            const int with = strcmp(files[fi], "iq3_s") != 0;
+            const uint8_t *fileq = g.buf + g.data_off + t->offset;
+            for (int64_t r = 0; r < rows; r++) {
+                CHECK(dsri_quantize_rows(t->type, b + r * cols, q, 1, cols, with ? ones : NULL) == 0 &&
+                          dsri_quantize_rows(t->type, b + r * cols, q0, 1, cols, NULL) == 0,
+                      "%s: quantize %s", files[fi], t->name);
+                for (size_t o = 0; o < rs; o += tr->type_size) {
+                    blocks[t->type]++;
+                    same[t->type] += memcmp(q + o, fileq + rs * (size_t)r + o, tr->type_size) == 0;
+                    same_plain[t->type] += memcmp(q0 + o, fileq + rs * (size_t)r + o, tr->type_size) == 0;
+                }
+            }
+            free(ones);
+            free(q);
+            free(q0);
+            free(b);
+        }
+        mini_free(&g);
+    }
+    int types = 0;
+    for (int ty = 0; ty < 64; ty++) {
+        if (!blocks[ty])
+            continue;
+        types++;
+        printf("  IQ fixtures' %-6s blocks: %lld/%lld identical as made (%lld without an imatrix)\n",
+               dsri_type_traits_get((uint32_t)ty)->name, same[ty], blocks[ty], same_plain[ty]);
+        CHECK(same[ty] == blocks[ty], "type %d: %lld of %lld blocks differ from llama.cpp's with an imatrix", ty,
+              blocks[ty] - same[ty], blocks[ty]);
+    }
+    CHECK(types >= 3, "the IQ fixtures hold %d legacy/K/IQ4 types", types);
+}
+
 struct type_acc {
     double se, s2;
     int tensors;
@@ -1036,6 +1102,7 @@ static void test_models(const char *dir)
     for (size_t i = 0; i < sizeof must_cover / sizeof must_cover[0]; i++)
         CHECK(acc[must_cover[i]].tensors > 0, "fixtures contain no tensor of type %u", must_cover[i]);
     test_imatrix_quantize(&ref);
+    test_imatrix_fixtures(dir, &ref);
     mini_free(&ref);
 }
 

@@ -128,7 +128,8 @@ int dsri_quantize_row_iq_lattice(uint32_t type, const float *src, void *dst, int
  * which gives dsri_quantize_row's bytes.  IQ4_NL, IQ4_XS and the lattice
  * types (through dsri_quantize_rows_iq_lattice, one table set per call, so
  * pass many rows) use it as ggml does (the error each block's scale search
- * minimises is weighted by it); the legacy and K types ignore it.  Returns 0,
+ * minimises is weighted by it), and so do the legacy and K types but Q8_0
+ * (ggml's quantize_row_*_impl, as llama-quantize --imatrix).  Returns 0,
  * or -1 for an unsupported type, a bad count, an imatrix weight that is
  * negative or not finite, or a lattice type that needs an imatrix (IQ2_XXS,
  * IQ2_XS, IQ1_S) without one. */
