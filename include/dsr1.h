@@ -312,10 +312,9 @@ typedef struct dsr1_model_params {
      * host memory, computed by the context's CPU backend, while attention,
      * the router, the shared expert and the output head of the offloaded
      * layers run on the device (llama.cpp's --cpu-moe). The device then
-     * holds a small part of the model, and expert weights in types its
-     * shaders lack (the IQ1-IQ3 types of R1's dynamic quantizations) stay
-     * usable. Each offloaded MoE layer then moves its normed input, the
-     * router's choice and the experts' sum between the two memories.
+     * holds a small part of the model. Each offloaded MoE layer then moves
+     * its normed input, the router's choice and the experts' sum between
+     * the two memories.
      * 0 (default): offloaded layers keep their experts on the device.
      * No effect on dense models or without offload. */
     int32_t cpu_moe;

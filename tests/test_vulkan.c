@@ -313,17 +313,27 @@ static void test_moe_route(void)
     }
 }
 
-/* Host weights of a type (random, quantized) placed on both sides. */
+/* Host weights of a type (random, quantized) placed on both sides. IQ2_XXS
+ * (whose shaders read the device's IQ table buffer): random blocks with a
+ * small f16 scale at byte 0. */
 static void place_both(uint32_t type, int64_t cols, int64_t rows, void **host, dsri_buf *hb, dsri_tensor *on_vk,
                        dsri_tensor *on_ref)
 {
     size_t rb = dsri_row_size(type, cols);
     float *row = malloc((size_t)cols * 4);
-    *host = malloc(rb * (size_t)rows);
+    uint8_t *h = *host = malloc(rb * (size_t)rows);
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t i = 0; i < cols; i++)
             row[i] = frand();
-        CHECK(dsri_quantize_row(type, row, (uint8_t *)*host + rb * (size_t)r, cols) == 0, "quantize");
+        if (type != DSRI_TYPE_IQ2_XXS)
+            CHECK(dsri_quantize_row(type, row, h + rb * (size_t)r, cols) == 0, "quantize");
+    }
+    for (size_t b = 0; type == DSRI_TYPE_IQ2_XXS && b < rb * (size_t)rows; b += 66) {
+        uint16_t d = dsri_fp32_to_fp16(0.002f * (1.0f + frand()));
+        h[b] = (uint8_t)d;
+        h[b + 1] = (uint8_t)(d >> 8);
+        for (size_t i = 2; i < 66; i++)
+            h[b + i] = (uint8_t)(frand() * 128.0f + 128.0f);
     }
     free(row);
     dsri_buf b = {NULL, *host, rb * (size_t)rows, NULL};
@@ -335,9 +345,11 @@ static void place_both(uint32_t type, int64_t cols, int64_t rows, void **host, d
 
 static void test_moe_ffn(void)
 {
-    const int64_t n_expert = 4, ff = 64, d = 96, n = 5, n_used = 2;
-    const uint32_t types[2] = {DSRI_TYPE_Q8_0, DSRI_TYPE_F16};
-    for (int ti = 0; ti < 2; ti++) {
+    const int64_t n_expert = 4, n = 5, n_used = 2;
+    const uint32_t types[3] = {DSRI_TYPE_Q8_0, DSRI_TYPE_F16, DSRI_TYPE_IQ2_XXS};
+    const char *const names[3] = {"moe_ffn (q8_0 experts)", "moe_ffn (f16 experts)", "moe_ffn (iq2_xxs experts)"};
+    for (int ti = 0; ti < 3; ti++) {
+        const int64_t ff = ti == 2 ? 256 : 64, d = ti == 2 ? 256 : 96; /* IQ rows: whole 256-blocks */
         void *hg, *hu, *hd;
         dsri_buf bg, bu, bd;
         dsri_tensor g, u, dn, gr, ur, dr;
@@ -360,7 +372,7 @@ static void test_moe_ffn(void)
         ON_BOTH(VK->moe_ffn(vk_side.be, &g, &u, &dn, ff, &x, &it, &w, &y, &wk),
                 REF->moe_ffn(ref_side.be, &gr, &ur, &dr, ff, &xr, &itr, &wr, &yr, &wkr));
         /* sums of ~100 products added in another order */
-        compare(ti ? "moe_ffn (f16 experts)" : "moe_ffn (q8_0 experts)", 3 << 20, 0, d, n, (uint64_t)d * 4, 1e-4);
+        compare(names[ti], 3 << 20, 0, d, n, (uint64_t)d * 4, 1e-4);
         free(hg);
         free(hu);
         free(hd);

@@ -9,7 +9,9 @@
  *                 shapes that are no multiple of any tile;
  *   row independence: every row of a batch bit-identical to the same row
  *                 computed alone (backend.h's contract);
- *   matmul_t, matmul_heads (both forms): likewise.
+ *   matmul_t, matmul_heads (both forms): likewise;
+ *   the IQ tables: every grid entry of every IQ1-IQ3 type through get_rows
+ *                 as on the CPU (the table buffer the shaders read).
  * Runs on the first Vulkan device (CI: Mesa's lavapipe); exits 77 (meson:
  * skipped) saying why when there is none.
  */
@@ -57,8 +59,9 @@ static float rng_float(uint32_t *s) /* [-1, 1) */
 static const int *f16_fields(uint32_t type)
 {
     static const int at0[] = {0, -1}, at01[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
-                     q6k[] = {208, -1};
+                     q6k[] = {208, -1}, none[] = {-1};
     switch (type) {
+    case DSRI_TYPE_IQ1_M: return none; /* its scale is spread over 4 nibbles: make_weights sets it */
     case DSRI_TYPE_Q4_1: case DSRI_TYPE_Q5_1: case DSRI_TYPE_Q4_K: case DSRI_TYPE_Q5_K: return at01;
     case DSRI_TYPE_Q2_K: return q2k;
     case DSRI_TYPE_Q3_K: return q3k;
@@ -97,6 +100,14 @@ static uint8_t *make_weights(uint32_t type, int64_t rows, int64_t cols, uint32_t
             w[b * tr->type_size + (size_t)*f] = (uint8_t)(h & 0xFF);
             w[b * tr->type_size + (size_t)*f + 1] = (uint8_t)(h >> 8);
         }
+    for (size_t b = 0; type == DSRI_TYPE_IQ1_M && b < n_blocks; b++) {
+        /* the f16 super-scale: nibble k in the top nibble of the k-th u16 at byte 48 */
+        uint16_t h = dsri_fp32_to_fp16(rng_float(seed) * 0.05f);
+        for (int k = 0; k < 4; k++) {
+            uint8_t *hi = &w[b * tr->type_size + 49 + 2 * (size_t)k];
+            *hi = (uint8_t)((*hi & 0x0F) | ((h >> (4 * k)) & 0x0F) << 4);
+        }
+    }
     return w;
 }
 
@@ -372,6 +383,86 @@ static void test_all_halves(vk_env *e)
     free(y);
 }
 
+/* Grid index slot s (a group of 8 weights; IQ3: of 4) of an IQ block := idx,
+ * the other bits kept (the layouts of lib/quant/dequant_iq.c). */
+static void set_grid_index(uint32_t type, uint8_t *b, int s, unsigned idx)
+{
+    switch (type) {
+    case DSRI_TYPE_IQ2_XXS: b[2 + 8 * (s / 4) + s % 4] = (uint8_t)idx; break;
+    case DSRI_TYPE_IQ2_XS:
+        b[2 + 2 * s] = (uint8_t)idx;
+        b[3 + 2 * s] = (uint8_t)((b[3 + 2 * s] & 0xFE) | (idx >> 8));
+        break;
+    case DSRI_TYPE_IQ2_S:
+        b[2 + s] = (uint8_t)idx;
+        b[66 + s / 4] = (uint8_t)((b[66 + s / 4] & ~(3u << (2 * (s % 4)))) | (idx >> 8) << (2 * (s % 4)));
+        break;
+    case DSRI_TYPE_IQ3_XXS: b[2 + s] = (uint8_t)idx; break;
+    case DSRI_TYPE_IQ3_S:
+        b[2 + s] = (uint8_t)idx;
+        b[66 + s / 8] = (uint8_t)((b[66 + s / 8] & ~(1u << (s % 8))) | (idx >> 8) << (s % 8));
+        break;
+    case DSRI_TYPE_IQ1_S: {
+        b[2 + s] = (uint8_t)idx;
+        unsigned qh = b[34 + 2 * (s / 4)] | (unsigned)b[35 + 2 * (s / 4)] << 8;
+        qh = (qh & ~(7u << (3 * (s % 4)))) | (idx >> 8) << (3 * (s % 4));
+        b[34 + 2 * (s / 4)] = (uint8_t)qh;
+        b[35 + 2 * (s / 4)] = (uint8_t)(qh >> 8);
+        break;
+    }
+    case DSRI_TYPE_IQ1_M: {
+        b[s] = (uint8_t)idx;
+        uint8_t *qh = &b[32 + 2 * (s / 4) + (s % 4) / 2];
+        *qh = (uint8_t)((*qh & ~(7u << (4 * (s % 2)))) | (idx >> 8) << (4 * (s % 2)));
+        break;
+    }
+    }
+}
+
+/* The IQ tables the shaders read (the device's table buffer) are the CPU's:
+ * for each IQ1-IQ3 type, one row that uses every entry of its grid (random
+ * signs, scales and deltas) comes out of get_rows bit-identical to lib/quant's
+ * dequantization. */
+static void test_iq_tables(vk_env *e)
+{
+    static const struct {
+        uint32_t type;
+        unsigned n_idx, slots; /* grid entries; index slots per block */
+    } IQ[] = {{DSRI_TYPE_IQ2_XXS, 256, 32}, {DSRI_TYPE_IQ2_XS, 512, 32},   {DSRI_TYPE_IQ2_S, 1024, 32},
+              {DSRI_TYPE_IQ3_XXS, 256, 64}, {DSRI_TYPE_IQ3_S, 512, 64},    {DSRI_TYPE_IQ1_S, 2048, 32},
+              {DSRI_TYPE_IQ1_M, 2048, 32}};
+    uint32_t seed = 0x2545F491u;
+    for (size_t k = 0; k < sizeof IQ / sizeof IQ[0]; k++) {
+        const dsri_type_traits *tr = dsri_type_traits_get(IQ[k].type);
+        const int64_t cols = (int64_t)(IQ[k].n_idx / IQ[k].slots) * 256;
+        size_t row_bytes;
+        uint8_t *w = make_weights(IQ[k].type, 1, cols, &seed, &row_bytes);
+        for (unsigned i = 0; i < IQ[k].n_idx; i++)
+            set_grid_index(IQ[k].type, w + (size_t)(i / IQ[k].slots) * tr->type_size, (int)(i % IQ[k].slots), i);
+        float *ref = dequantized(IQ[k].type, w, 1, cols, row_bytes), *y = malloc((size_t)cols * sizeof *y);
+        dsri_buf host;
+        dsri_tensor wt, yt;
+        if (place(e, IQ[k].type, w, 1, cols, row_bytes, &host, &wt)) {
+            dsri_buf *yb = f32_tensor(e, 1, cols, NULL, &yt);
+            const int32_t id = 0;
+            e->ops->get_rows(e->be, &wt, &id, &yt);
+            if (yb && download(e, &yt, y)) {
+                int64_t bad = 0;
+                for (int64_t i = 0; i < cols; i++)
+                    bad += memcmp(&y[i], &ref[i], sizeof *y) != 0;
+                CHECK(bad == 0, "%s: %lld of the %lld values using every grid entry differ from the CPU's", tr->name,
+                      (long long)bad, (long long)cols);
+                if (bad == 0)
+                    printf("%s: all %u grid entries as on the CPU\n", tr->name, IQ[k].n_idx);
+            }
+            e->ops->buf_free(yb);
+        }
+        free(ref);
+        free(y);
+        free(w);
+    }
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -395,10 +486,13 @@ int main(int argc, char **argv)
     if (st == DSR1_OK) {
         const uint32_t types[] = {DSRI_TYPE_F32,  DSRI_TYPE_F16,  DSRI_TYPE_BF16, DSRI_TYPE_Q4_0,   DSRI_TYPE_Q4_1,
                                   DSRI_TYPE_Q5_0, DSRI_TYPE_Q5_1, DSRI_TYPE_Q8_0, DSRI_TYPE_Q2_K,   DSRI_TYPE_Q3_K,
-                                  DSRI_TYPE_Q4_K, DSRI_TYPE_Q5_K, DSRI_TYPE_Q6_K, DSRI_TYPE_IQ4_NL, DSRI_TYPE_IQ4_XS};
+                                  DSRI_TYPE_Q4_K, DSRI_TYPE_Q5_K, DSRI_TYPE_Q6_K, DSRI_TYPE_IQ4_NL, DSRI_TYPE_IQ4_XS,
+                                  DSRI_TYPE_IQ2_XXS, DSRI_TYPE_IQ2_XS, DSRI_TYPE_IQ2_S, DSRI_TYPE_IQ3_XXS,
+                                  DSRI_TYPE_IQ3_S, DSRI_TYPE_IQ1_S, DSRI_TYPE_IQ1_M};
         for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
             test_type(&e, types[i], 0x9E3779B9u + (uint32_t)i, 0);
         test_all_halves(&e);
+        test_iq_tables(&e);
         e.ops->destroy(e.be);
     }
     e.ops->device_close(e.dev);
@@ -410,7 +504,8 @@ int main(int argc, char **argv)
         e.dev->max_binding = 8192;
         e.dev->block_size = 6000;
         if (e.ops->create(&cfg, e.dev, &e.be) == DSR1_OK) {
-            const uint32_t split_types[] = {DSRI_TYPE_F32, DSRI_TYPE_F16, DSRI_TYPE_Q4_0, DSRI_TYPE_Q4_K};
+            const uint32_t split_types[] = {DSRI_TYPE_F32, DSRI_TYPE_F16, DSRI_TYPE_Q4_0, DSRI_TYPE_Q4_K,
+                                            DSRI_TYPE_IQ2_XS};
             for (size_t i = 0; i < sizeof split_types / sizeof split_types[0]; i++)
                 test_type(&e, split_types[i], 0x7F4A7C15u + (uint32_t)i, 1);
             e.ops->destroy(e.be);

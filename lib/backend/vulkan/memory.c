@@ -11,7 +11,10 @@
 
 #include "backend/vulkan/vk_internal.h"
 #include "core/alloc.h"
+#include "quant/iq_tables.h"
 #include "quant/quant.h"
+/* the table buffer's layout, shared with the shaders (valid C) */
+#include "backend/vulkan/shaders/iq_tables.glsl"
 
 #define MIB (1024.0 * 1024.0)
 #define BLOCK_MIN ((uint64_t)256 << 20) /* a new block holds at least this much (fewer allocations) */
@@ -423,8 +426,91 @@ dsr1_status vk_place(dsri_device *dev, const dsri_tensor *src, dsri_tensor *out)
     return DSR1_OK;
 }
 
+/* ---- the IQ types' tables ---- */
+
+_Static_assert(IQT_IQ2XXS - IQT_KSIGNS == sizeof dsri_ksigns_iq2xs / 4 &&
+                   IQT_IQ2XS - IQT_IQ2XXS == sizeof dsri_iq2xxs_grid / 4 &&
+                   IQT_IQ2S - IQT_IQ2XS == sizeof dsri_iq2xs_grid / 4 &&
+                   IQT_IQ3XXS - IQT_IQ2S == sizeof dsri_iq2s_grid / 4 &&
+                   IQT_IQ3S - IQT_IQ3XXS == sizeof dsri_iq3xxs_grid / 4 &&
+                   IQT_IQ1S - IQT_IQ3S == sizeof dsri_iq3s_grid / 4 &&
+                   IQT_WORDS - IQT_IQ1S == sizeof dsri_iq1s_grid / 4,
+               "shaders/iq_tables.glsl's layout does not fit lib/quant/iq_tables.c");
+
+int vk_type_reads_iq_tables(uint32_t type)
+{
+    switch (type) {
+    case DSRI_TYPE_IQ1_S: case DSRI_TYPE_IQ1_M: case DSRI_TYPE_IQ2_XXS: case DSRI_TYPE_IQ2_XS:
+    case DSRI_TYPE_IQ2_S: case DSRI_TYPE_IQ3_XXS: case DSRI_TYPE_IQ3_S: return 1;
+    default: return 0;
+    }
+}
+
+static void put_grid64(uint32_t *w, const uint64_t *grid, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        w[2 * i] = (uint32_t)grid[i];
+        w[2 * i + 1] = (uint32_t)(grid[i] >> 32);
+    }
+}
+
+/* The words of the table buffer, laid out as iq_tables.glsl says. */
+static void iq_tables_fill(uint32_t *w)
+{
+    for (size_t i = 0; i < sizeof dsri_ksigns_iq2xs; i += 4)
+        w[IQT_KSIGNS + i / 4] = (uint32_t)dsri_ksigns_iq2xs[i] | (uint32_t)dsri_ksigns_iq2xs[i + 1] << 8 |
+                                (uint32_t)dsri_ksigns_iq2xs[i + 2] << 16 | (uint32_t)dsri_ksigns_iq2xs[i + 3] << 24;
+    put_grid64(w + IQT_IQ2XXS, dsri_iq2xxs_grid, 256);
+    put_grid64(w + IQT_IQ2XS, dsri_iq2xs_grid, 512);
+    put_grid64(w + IQT_IQ2S, dsri_iq2s_grid, 1024);
+    memcpy(w + IQT_IQ3XXS, dsri_iq3xxs_grid, sizeof dsri_iq3xxs_grid);
+    memcpy(w + IQT_IQ3S, dsri_iq3s_grid, sizeof dsri_iq3s_grid);
+    put_grid64(w + IQT_IQ1S, dsri_iq1s_grid, 2048);
+}
+
+/* The device's table buffer, made and filled once (under dev->lock). */
+static dsr1_status iq_tables_ready(dsri_device *dev)
+{
+    if (dev->iq_tables.buffer)
+        return DSR1_OK;
+    const uint64_t bytes = IQT_WORDS * 4;
+    uint32_t *w = dsri_malloc(bytes);
+    if (!w)
+        return dsri_error(DSR1_ERR_OUT_OF_MEMORY, "Vulkan: out of memory");
+    iq_tables_fill(w);
+    dsr1_status st = vk_part_new(dev, bytes, dev->memory_type, dev->mappable, ALL_USES, &dev->iq_tables);
+    if (!st && dev->iq_tables.mapped)
+        memcpy(dev->iq_tables.mapped, w, bytes);
+    else if (!st)
+        st = xfer_write(dev, dev->iq_tables.buffer, 0, (const uint8_t *)w, bytes, bytes, 1);
+    if (st)
+        vk_part_free(dev, &dev->iq_tables);
+    dsri_free(w);
+    return st;
+}
+
+int vk_bind_iq_tables(dsri_backend *be, uint32_t type, vk_view *views, int n)
+{
+    if (!vk_type_reads_iq_tables(type))
+        return n;
+    if (be->status)
+        return 0;
+    dsri_device *dev = be->dev;
+    pthread_mutex_lock(&dev->lock);
+    dsr1_status st = iq_tables_ready(dev);
+    VkBuffer buffer = dev->iq_tables.buffer;
+    pthread_mutex_unlock(&dev->lock);
+    if (st) {
+        vk_fail(be, st, "%s", dsr1_last_error());
+        return 0;
+    }
+    views[n] = (vk_view){buffer, 0, IQT_WORDS * 4, 0, 1};
+    return n + 1;
+}
+
 void vk_memory_release_all(dsri_device *dev)
 {
+    vk_part_free(dev, &dev->iq_tables);
     while (dev->placed) {
         vk_buf *vb = dev->placed;
         dev->placed = vb->next_placed;

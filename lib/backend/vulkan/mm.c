@@ -1,7 +1,8 @@
 /*
  * The matrix ops of the Vulkan backend: get_rows, matmul, matmul_t and
  * matmul_heads, recorded with the shaders shaders/mm_*.comp (one variant per
- * weight type, dequantizing through shaders/dequant.glsl).
+ * weight type, dequantizing through shaders/dequant.glsl; the IQ1-IQ3 types
+ * also bind the device's IQ table buffer, vk_bind_iq_tables).
  *
  * matmul picks mm_mv (a few rows of x: decode) or mm_mm (tiles: prefill);
  * both compute each output with the arithmetic mm_common.glsl defines, so the
@@ -62,6 +63,8 @@ static const mm_variants VARIANTS[] = {
     MM_VARIANTS(Q4_1, Q4_1) MM_VARIANTS(Q5_0, Q5_0) MM_VARIANTS(Q5_1, Q5_1) MM_VARIANTS(Q8_0, Q8_0)
     MM_VARIANTS(Q2_K, Q2_K) MM_VARIANTS(Q3_K, Q3_K) MM_VARIANTS(Q4_K, Q4_K) MM_VARIANTS(Q5_K, Q5_K)
     MM_VARIANTS(Q6_K, Q6_K) MM_VARIANTS(IQ4_NL, IQ4_NL) MM_VARIANTS(IQ4_XS, IQ4_XS)
+    MM_VARIANTS(IQ2_XXS, IQ2_XXS) MM_VARIANTS(IQ2_XS, IQ2_XS) MM_VARIANTS(IQ2_S, IQ2_S)
+    MM_VARIANTS(IQ3_XXS, IQ3_XXS) MM_VARIANTS(IQ3_S, IQ3_S) MM_VARIANTS(IQ1_S, IQ1_S) MM_VARIANTS(IQ1_M, IQ1_M)
 };
 #undef MM_VARIANTS
 
@@ -154,13 +157,14 @@ static int record_heads(dsri_backend *be, const mm_variants *var, const dsri_ten
         if (!transposed && nw > (int64_t)MAX_GROUPS * MV_ROWS)
             nw = (int64_t)MAX_GROUPS * MV_ROWS; /* the grid limit of the smaller tile */
         for (int64_t t0 = 0; t0 < x->rows;) {
-            vk_view views[3];
+            vk_view views[4];
             views[0] = wv;
             int64_t n = vk_view_rows(be, &xa, t0, x->rows - t0, &views[1]);
             if (n == 0)
                 return 1;
             n = vk_view_rows(be, &ya, t0, n, &views[2]);
-            if (n == 0)
+            const int n_views = vk_bind_iq_tables(be, w->type, views, 3);
+            if (n == 0 || n_views == 0)
                 return 1;
             const int mv = !transposed && x->rows <= MV_MAX_BATCH;
             const int64_t per_group = transposed ? MT_COLS : mv ? MV_COLS : MM_TN;
@@ -181,13 +185,13 @@ static int record_heads(dsri_backend *be, const mm_variants *var, const dsri_ten
                 .n_rows = (uint32_t)n,
             };
             if (transposed)
-                vk_dispatch(be, var->t, views, 3, &p, sizeof p, div_up(div_up(w->cols, 8), MT_WG),
+                vk_dispatch(be, var->t, views, n_views, &p, sizeof p, div_up(div_up(w->cols, 8), MT_WG),
                             div_up(n, MT_COLS), (uint32_t)n_heads);
             else if (mv)
-                vk_dispatch(be, var->mv, views, 3, &p, sizeof p, div_up(p.n_out, MV_ROWS), div_up(n, MV_COLS),
+                vk_dispatch(be, var->mv, views, n_views, &p, sizeof p, div_up(p.n_out, MV_ROWS), div_up(n, MV_COLS),
                             (uint32_t)n_heads);
             else
-                vk_dispatch(be, var->mm, views, 3, &p, sizeof p, div_up(p.n_out, MM_TM), div_up(n, MM_TN),
+                vk_dispatch(be, var->mm, views, n_views, &p, sizeof p, div_up(p.n_out, MM_TM), div_up(n, MM_TN),
                             (uint32_t)n_heads);
             t0 += n;
         }
@@ -247,13 +251,14 @@ void vk_op_get_rows(dsri_backend *be, const dsri_tensor *w, const int32_t *ids, 
             return;
         }
     for (int64_t t0 = 0; t0 < y->rows;) {
-        vk_view views[3];
+        vk_view views[4];
         int64_t n = vk_view_rows(be, y, t0, y->rows - t0, &views[2]);
         if (n == 0)
             return;
         if (n > (int64_t)MAX_GROUPS)
             n = MAX_GROUPS;
-        if (!vk_view_host(be, ids + t0, (uint64_t)n * sizeof *ids, &views[1]))
+        const int n_views = vk_bind_iq_tables(be, w->type, views, 3);
+        if (n_views == 0 || !vk_view_host(be, ids + t0, (uint64_t)n * sizeof *ids, &views[1]))
             return;
         /* one dispatch per weight chunk holding one of these rows */
         for (int64_t r0 = 0; r0 < w->rows;) {
@@ -275,7 +280,7 @@ void vk_op_get_rows(dsri_backend *be, const dsri_tensor *w, const int32_t *ids, 
                     .row_lo = (uint32_t)r0,
                     .row_hi = (uint32_t)(r0 + nw),
                 };
-                vk_dispatch(be, var->get_rows, views, 3, &p, sizeof p, div_up(div_up(w->cols, 8), MT_WG), (uint32_t)n,
+                vk_dispatch(be, var->get_rows, views, n_views, &p, sizeof p, div_up(div_up(w->cols, 8), MT_WG), (uint32_t)n,
                             1);
             }
             r0 += nw;

@@ -20,7 +20,10 @@ static const struct {
     {DSRI_TYPE_Q2_K, DSRI_VK_SHADER_MOE_MV_Q2_K},     {DSRI_TYPE_Q3_K, DSRI_VK_SHADER_MOE_MV_Q3_K},
     {DSRI_TYPE_Q4_K, DSRI_VK_SHADER_MOE_MV_Q4_K},     {DSRI_TYPE_Q5_K, DSRI_VK_SHADER_MOE_MV_Q5_K},
     {DSRI_TYPE_Q6_K, DSRI_VK_SHADER_MOE_MV_Q6_K},     {DSRI_TYPE_IQ4_NL, DSRI_VK_SHADER_MOE_MV_IQ4_NL},
-    {DSRI_TYPE_IQ4_XS, DSRI_VK_SHADER_MOE_MV_IQ4_XS},
+    {DSRI_TYPE_IQ4_XS, DSRI_VK_SHADER_MOE_MV_IQ4_XS},   {DSRI_TYPE_IQ2_XXS, DSRI_VK_SHADER_MOE_MV_IQ2_XXS},
+    {DSRI_TYPE_IQ2_XS, DSRI_VK_SHADER_MOE_MV_IQ2_XS},   {DSRI_TYPE_IQ2_S, DSRI_VK_SHADER_MOE_MV_IQ2_S},
+    {DSRI_TYPE_IQ3_XXS, DSRI_VK_SHADER_MOE_MV_IQ3_XXS}, {DSRI_TYPE_IQ3_S, DSRI_VK_SHADER_MOE_MV_IQ3_S},
+    {DSRI_TYPE_IQ1_S, DSRI_VK_SHADER_MOE_MV_IQ1_S},     {DSRI_TYPE_IQ1_M, DSRI_VK_SHADER_MOE_MV_IQ1_M},
 };
 
 #define MAX_USED 16
@@ -52,8 +55,11 @@ static int bind_all(dsri_backend *be, const dsri_tensor *t, vk_view *v)
 static void expert_product(dsri_backend *be, const dsri_tensor *w, int64_t expert_rows, const dsri_tensor *x,
                            const vk_view *ids_v, const dsri_tensor *ids, int slot, const dsri_tensor *y)
 {
-    vk_view v[4];
+    vk_view v[5];
     if (!bind_all(be, w, &v[0]) || !bind_all(be, x, &v[1]) || !bind_all(be, y, &v[3]))
+        return;
+    const int n_views = vk_bind_iq_tables(be, w->type, v, 4);
+    if (n_views == 0)
         return;
     v[2] = *ids_v;
     struct {
@@ -62,7 +68,7 @@ static void expert_product(dsri_backend *be, const dsri_tensor *w, int64_t exper
     } pc = {v[0].skip, (uint32_t)w->stride, (uint32_t)expert_rows, (uint32_t)x->cols, (uint32_t)y->cols,
             v[1].skip / 4, (uint32_t)(x->stride / 4), ids_v->skip / 4, (uint32_t)(ids->stride / 4),
             (uint32_t)ids->cols, (uint32_t)slot, v[3].skip / 4, (uint32_t)(y->stride / 4)};
-    vk_dispatch(be, shader_of(w->type), v, 4, &pc, sizeof pc, (uint32_t)y->cols, (uint32_t)x->rows, 1);
+    vk_dispatch(be, shader_of(w->type), v, n_views, &pc, sizeof pc, (uint32_t)y->cols, (uint32_t)x->rows, 1);
 }
 
 void vk_op_moe_ffn(dsri_backend *be, const dsri_tensor *gate, const dsri_tensor *up, const dsri_tensor *down,

@@ -115,6 +115,7 @@ struct dsri_device {
     vk_block *blocks;
     struct vk_xfer *xfer; /* transfers for place / buf_new (memory.c) */
     vk_buf *placed;
+    vk_part iq_tables;  /* the IQ types' grids (vk_bind_iq_tables), made on first use */
     uint64_t allocated; /* bytes of device memory allocated through this device */
 };
 
@@ -130,7 +131,12 @@ dsr1_status vk_pipeline_get(dsri_device *dev, int shader, const vk_pipeline **ou
 /* Submit one command buffer and wait for it (the queue is used under
  * dev->lock; `locked`: the caller holds it). */
 VkResult vk_submit_wait(dsri_device *dev, VkCommandBuffer cmd, VkFence fence, int locked);
-/* Free placed weights, their blocks and the transfer resources (close). */
+/* 1 for the weight types whose shaders read the IQ table buffer
+ * (shaders/iq_tables.glsl: IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
+ * IQ3_S). */
+int vk_type_reads_iq_tables(uint32_t type);
+/* Free placed weights, their blocks, the IQ tables and the transfer
+ * resources (close). */
 void vk_memory_release_all(dsri_device *dev);
 /* dsr1 status and message for a failed Vulkan call */
 dsr1_status vk_result_error(VkResult r, const char *what);
@@ -184,6 +190,11 @@ dsr1_status vk_fail(dsri_backend *be, dsr1_status status, const char *fmt, ...) 
 int64_t vk_view_rows(dsri_backend *be, const dsri_tensor *t, int64_t first, int64_t n, vk_view *view);
 /* A copy of `bytes` of host data, made now, bound for the next dispatches. */
 int vk_view_host(dsri_backend *be, const void *data, uint64_t bytes, vk_view *view);
+/* For weights of a type that reads the IQ tables: bind the device's table
+ * buffer (made and filled on first use) at views[n], dequant.glsl's
+ * IQ_BINDING, and return n + 1. Other types: n. 0 after a failure
+ * (recorded). */
+int vk_bind_iq_tables(dsri_backend *be, uint32_t type, vk_view *views, int n);
 /* Record a dispatch (after a barrier that makes earlier commands' writes visible). */
 void vk_dispatch(dsri_backend *be, int shader, const vk_view *views, int n_views, const void *push,
                  uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);

@@ -10,6 +10,9 @@
  * 16-bit storage feature is needed. Alignment assumed: row byte offsets are
  * multiples of 4 for F32 and of 2 otherwise (every block size is even).
  *
+ * The IQ1-IQ3 types also need IQ_BINDING defined (the binding number of
+ * the table buffer, see below).
+ *
  * Every result is `precise` (SPIR-V NoContraction): a driver may not fuse
  * d*q - m into an FMA, which would change the last bit.
  *
@@ -52,6 +55,52 @@ const float KVALUES_IQ4NL[16] = float[16](-127.0, -104.0, -83.0, -65.0, -49.0, -
 
 /* 8 values into lo/hi */
 #define DQ_SET(e, val) { if ((e) < 4u) lo[(e)] = (val); else hi[(e) - 4u] = (val); }
+
+#if WTYPE == 16 || WTYPE == 17 || WTYPE == 18 || WTYPE == 19 || WTYPE == 21 || WTYPE == 22 || WTYPE == 29
+/* The lattice ("IQ") types read their grids and sign table from the device's
+ * table buffer (iq_tables.glsl), bound right after the includer's own
+ * bindings: the includer defines IQ_BINDING as that number. (Large const
+ * arrays in the shader made lavapipe's compiler hang.) */
+#include "iq_tables.glsl"
+layout(std430, binding = IQ_BINDING) readonly buffer IqBuf { uint iqt[]; };
+
+/* dsri_ksigns_iq2xs[i]: 7 sign bits and their parity bit */
+uint iq_ksigns(uint i)
+{
+    return (iqt[IQT_KSIGNS + (i >> 2)] >> (8u * (i & 3u))) & 0xFFu;
+}
+
+/* 64-bit entry idx of the grid at word `table` */
+uvec2 iq_grid8(uint table, uint idx)
+{
+    return uvec2(iqt[table + 2u * idx], iqt[table + 2u * idx + 1u]);
+}
+
+/* IQ2 / IQ3 (dequant_iq.c's put_signed): element e = db * grid byte e,
+ * negated where bit e of signs is set; g holds bytes 0-3, 4-7. */
+void iq_put8(uvec2 g, uint signs, float db, out vec4 lo, out vec4 hi)
+{
+    [[unroll]] for (uint e = 0u; e < 8u; e++) {
+        uint q = (g[e >> 2] >> (8u * (e & 3u))) & 0xFFu;
+        precise float v = db * float(q);
+        if (((signs >> e) & 1u) != 0u)
+            v = -v;
+        DQ_SET(e, v)
+    }
+}
+
+/* IQ1 (put_iq1): element e = dl * (int8 grid byte e + delta), delta -1/8 where neg, else +1/8 */
+void iq1_put8(uint idx, float dl, bool neg, out vec4 lo, out vec4 hi)
+{
+    uvec2 g = iq_grid8(IQT_IQ1S, idx);
+    float delta = neg ? -0.125 : 0.125;
+    [[unroll]] for (uint e = 0u; e < 8u; e++) {
+        int q = bitfieldExtract(int(g[e >> 2]), int(8u * (e & 3u)), 8);
+        precise float v = dl * (float(q) + delta);
+        DQ_SET(e, v)
+    }
+}
+#endif
 
 /* Q4_K / Q5_K 6-bit scale and min of sub-block j (dsri_scale_min_k4);
  * sb: byte offset of the 12 scale bytes */
@@ -312,6 +361,111 @@ void dq8(uint rb, uint c, uint n, out vec4 lo, out vec4 hi)
         precise float v = dl * KVALUES_IQ4NL[q];
         DQ_SET(e, v)
     }
+}
+
+#elif WTYPE == 16 /* IQ2_XXS: d@0, 8 x {4 grid bytes, u32: 4 x 7 sign bits, 4-bit scale}@2 */
+#define QK 256u
+#define BLOCK_BYTES 66u
+void dq8(uint rb, uint c, uint n, out vec4 lo, out vec4 hi)
+{
+    uint bb = rb + (c >> 5) * BLOCK_BYTES;
+    uint ib = (c >> 2) & 7u, l = c & 3u; /* sub-block of 32, group of 8 in it */
+    float d = rd_f16(bb);
+    uint q = bb + 2u + 8u * ib;
+    uint aux = rd_u32(q + 4u);
+    precise float db = d * (0.5 + float(aux >> 28)) * 0.25;
+    iq_put8(iq_grid8(IQT_IQ2XXS, rd_u8(q + l)), iq_ksigns((aux >> (7u * l)) & 127u), db, lo, hi);
+}
+
+#elif WTYPE == 17 /* IQ2_XS: d@0, 32 x u16 {9-bit grid index, 7 sign bits}@2, scales[8]@66 */
+#define QK 256u
+#define BLOCK_BYTES 74u
+void dq8(uint rb, uint c, uint n, out vec4 lo, out vec4 hi)
+{
+    uint bb = rb + (c >> 5) * BLOCK_BYTES;
+    uint ib = (c >> 2) & 7u, l = c & 3u;
+    float d = rd_f16(bb);
+    uint s = (rd_u8(bb + 66u + ib) >> (4u * (l >> 1))) & 0x0Fu;
+    precise float db = d * (0.5 + float(s)) * 0.25;
+    uint q = rd_u16(bb + 2u + 2u * (4u * ib + l));
+    iq_put8(iq_grid8(IQT_IQ2XS, q & 511u), iq_ksigns(q >> 9), db, lo, hi);
+}
+
+#elif WTYPE == 22 /* IQ2_S: d@0, grid low bytes[32]@2, signs[32]@34, qh[8]@66, scales[8]@74 */
+#define QK 256u
+#define BLOCK_BYTES 82u
+void dq8(uint rb, uint c, uint n, out vec4 lo, out vec4 hi)
+{
+    uint bb = rb + (c >> 5) * BLOCK_BYTES;
+    uint ib = (c >> 2) & 7u, l = c & 3u;
+    float d = rd_f16(bb);
+    uint s = (rd_u8(bb + 74u + ib) >> (4u * (l >> 1))) & 0x0Fu;
+    precise float db = d * (0.5 + float(s)) * 0.25;
+    uint idx = rd_u8(bb + 2u + 4u * ib + l) | ((rd_u8(bb + 66u + ib) << (8u - 2u * l)) & 0x300u);
+    iq_put8(iq_grid8(IQT_IQ2S, idx), rd_u8(bb + 34u + 4u * ib + l), db, lo, hi);
+}
+
+#elif WTYPE == 18 /* IQ3_XXS: d@0, grid bytes[64]@2, 8 x u32 {4 x 7 sign bits, 4-bit scale}@66 */
+#define QK 256u
+#define BLOCK_BYTES 98u
+void dq8(uint rb, uint c, uint n, out vec4 lo, out vec4 hi)
+{
+    uint bb = rb + (c >> 5) * BLOCK_BYTES;
+    uint ib = (c >> 2) & 7u, l = c & 3u;
+    float d = rd_f16(bb);
+    uint aux = rd_u32(bb + 66u + 4u * ib);
+    precise float db = d * (0.5 + float(aux >> 28)) * 0.5;
+    uint qs = bb + 2u + 8u * ib + 2u * l;
+    uvec2 g = uvec2(iqt[IQT_IQ3XXS + rd_u8(qs)], iqt[IQT_IQ3XXS + rd_u8(qs + 1u)]);
+    iq_put8(g, iq_ksigns((aux >> (7u * l)) & 127u), db, lo, hi);
+}
+
+#elif WTYPE == 21 /* IQ3_S: d@0, grid low bytes[64]@2, qh[8]@66, signs[32]@74, scales[4]@106 */
+#define QK 256u
+#define BLOCK_BYTES 110u
+void dq8(uint rb, uint c, uint n, out vec4 lo, out vec4 hi)
+{
+    uint bb = rb + (c >> 5) * BLOCK_BYTES;
+    uint ib = (c >> 2) & 7u, l = c & 3u;
+    float d = rd_f16(bb);
+    /* sub-blocks 2k and 2k+1 share scales[k], low and high nibble */
+    uint s = (rd_u8(bb + 106u + (ib >> 1)) >> (4u * (ib & 1u))) & 0x0Fu;
+    precise float db = d * float(1u + 2u * s);
+    uint qs = bb + 2u + 8u * ib + 2u * l, qh = rd_u8(bb + 66u + ib);
+    uvec2 g = uvec2(iqt[IQT_IQ3S + (rd_u8(qs) | ((qh << (8u - 2u * l)) & 256u))],
+                    iqt[IQT_IQ3S + (rd_u8(qs + 1u) | ((qh << (7u - 2u * l)) & 256u))]);
+    iq_put8(g, rd_u8(bb + 74u + 4u * ib + l), db, lo, hi);
+}
+
+#elif WTYPE == 19 /* IQ1_S: d@0, grid low bytes[32]@2, 8 x u16 {4 x 3 high index bits, 3-bit scale, delta sign}@34 */
+#define QK 256u
+#define BLOCK_BYTES 50u
+void dq8(uint rb, uint c, uint n, out vec4 lo, out vec4 hi)
+{
+    uint bb = rb + (c >> 5) * BLOCK_BYTES;
+    uint ib = (c >> 2) & 7u, l = c & 3u;
+    float d = rd_f16(bb);
+    uint qh = rd_u16(bb + 34u + 2u * ib);
+    precise float dl = d * float(2u * ((qh >> 12) & 7u) + 1u);
+    uint idx = rd_u8(bb + 2u + 4u * ib + l) | (((qh >> (3u * l)) & 7u) << 8);
+    iq1_put8(idx, dl, (qh & 0x8000u) != 0u, lo, hi);
+}
+
+#elif WTYPE == 29 /* IQ1_M: grid low bytes[32]@0, qh[16]@32, scales[8]@48 (fp16 super-scale in the top nibbles of its 4 u16) */
+#define QK 256u
+#define BLOCK_BYTES 56u
+void dq8(uint rb, uint c, uint n, out vec4 lo, out vec4 hi)
+{
+    uint bb = rb + (c >> 5) * BLOCK_BYTES;
+    uint ib = (c >> 2) & 7u, l = c & 3u;
+    uint sc0 = rd_u16(bb + 48u), sc1 = rd_u16(bb + 50u), sc2 = rd_u16(bb + 52u), sc3 = rd_u16(bb + 54u);
+    float d = f16_bits_to_f32((sc0 >> 12) | ((sc1 >> 8) & 0x00F0u) | ((sc2 >> 4) & 0x0F00u) | (sc3 & 0xF000u));
+    uint sc = rd_u16(bb + 48u + 2u * (ib >> 1));
+    uint s = (sc >> (6u * (ib & 1u) + (l < 2u ? 0u : 3u))) & 7u;
+    precise float dl = d * float(2u * s + 1u);
+    /* each qh byte: the high index bits of two groups (bits 0-2, 4-6) and their delta signs (bits 3, 7) */
+    uint h = rd_u8(bb + 32u + 2u * ib + (l >> 1)) >> (4u * (l & 1u));
+    iq1_put8(rd_u8(bb + 4u * ib + l) | ((h & 7u) << 8), dl, (h & 8u) != 0u, lo, hi);
 }
 
 #else

@@ -5,7 +5,8 @@
  * (larger than one binding) takes one dispatch per chunk: this one writes
  * only the rows whose id lies in [row_lo, row_hi), the chunk bound at
  * w_skip.
- * Bindings: 0 weights (uint words, type WTYPE), 1 ids (i32), 2 y (f32).
+ * Bindings: 0 weights (uint words, type WTYPE), 1 ids (i32), 2 y (f32),
+ * 3 the IQ tables (IQ1-IQ3 types only).
  * Grid: x = ceil(ceil(n_cols / 8) / 64), y = rows.
  */
 #include "mm_common.glsl"
@@ -25,6 +26,7 @@ layout(push_constant) uniform Push {
     uint row_lo, row_hi;   /* weight rows in this binding */
 } pc;
 
+#define IQ_BINDING 3 /* the IQ types' table buffer (dequant.glsl) */
 #include "dequant.glsl"
 
 void main()

@@ -9,7 +9,8 @@
  * arithmetic (the same as mm_mv.comp), so the batch never changes a row.
  * Shared tiles are stored [row][element of chunk][lane]: lanes read
  * consecutive words.
- * Bindings: 0 weights (uint words, type WTYPE), 1 x (f32), 2 y (f32).
+ * Bindings: 0 weights (uint words, type WTYPE), 1 x (f32), 2 y (f32),
+ * 3 the IQ tables (IQ1-IQ3 types only).
  * Grid: x = ceil(n_out / MM_TM), y = ceil(n_rows / MM_TN), z = heads.
  */
 #define MM_PUSH
@@ -25,6 +26,7 @@ layout(std430, binding = 0) readonly buffer WBuf { uint wq[]; };
 layout(std430, binding = 1) readonly buffer XBuf { float xf[]; };
 layout(std430, binding = 2) writeonly buffer YBuf { float yf[]; };
 
+#define IQ_BINDING 3 /* the IQ types' table buffer (dequant.glsl) */
 #include "dequant.glsl"
 
 /* weight tile, then x tile; reused for the final lane reduction

@@ -4,7 +4,8 @@
  * output columns for up to MV_COLS rows of x. 32 lanes share one weight row
  * (mm_common.glsl's arithmetic), so each weight chunk is dequantized once
  * and used for every x row of the workgroup.
- * Bindings: 0 weights (uint words, type WTYPE), 1 x (f32), 2 y (f32).
+ * Bindings: 0 weights (uint words, type WTYPE), 1 x (f32), 2 y (f32),
+ * 3 the IQ tables (IQ1-IQ3 types only).
  * Grid: x = ceil(n_out / MV_ROWS), y = ceil(n_rows / MV_COLS), z = heads.
  */
 #define MM_PUSH
@@ -18,6 +19,7 @@ layout(std430, binding = 0) readonly buffer WBuf { uint wq[]; };
 layout(std430, binding = 1) readonly buffer XBuf { float xf[]; };
 layout(std430, binding = 2) writeonly buffer YBuf { float yf[]; };
 
+#define IQ_BINDING 3 /* the IQ types' table buffer (dequant.glsl) */
 #include "dequant.glsl"
 
 shared float red[MV_ROWS * LANES * MV_COLS];

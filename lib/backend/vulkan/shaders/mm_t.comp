@@ -5,7 +5,8 @@
  * Each invocation owns 8 columns i (one chunk) of up to MT_COLS rows of x
  * and runs over the weight rows o = 0, 1, ... in order, one fma per term:
  * a row's arithmetic does not depend on the batch.
- * Bindings: 0 weights (uint words, type WTYPE), 1 x (f32), 2 y (f32).
+ * Bindings: 0 weights (uint words, type WTYPE), 1 x (f32), 2 y (f32),
+ * 3 the IQ tables (IQ1-IQ3 types only).
  * Push constants as mm_common.glsl (n_in: weight columns = y columns,
  * n_out: weight rows = x columns).
  * Grid: x = ceil(ceil(n_in / 8) / 64), y = ceil(n_rows / MT_COLS), z = heads.
@@ -20,6 +21,7 @@ layout(std430, binding = 0) readonly buffer WBuf { uint wq[]; };
 layout(std430, binding = 1) readonly buffer XBuf { float xf[]; };
 layout(std430, binding = 2) writeonly buffer YBuf { float yf[]; };
 
+#define IQ_BINDING 3 /* the IQ types' table buffer (dequant.glsl) */
 #include "dequant.glsl"
 
 void main()

@@ -4,7 +4,8 @@
 // increasing id) and W_e the rows [e * expert_rows, ...) of w.
 // One workgroup of 32 lanes per (o, t): lane l takes the 8-element chunks
 // l, l+32, ... (dequant.glsl's dq8), then a tree sum in shared memory.
-// Bindings: 0 weights (uint words, type WTYPE), 1 x, 2 ids (i32), 3 y.
+// Bindings: 0 weights (uint words, type WTYPE), 1 x, 2 ids (i32), 3 y,
+// 4 the IQ tables (IQ1-IQ3 types only).
 #extension GL_EXT_control_flow_attributes : require
 layout(local_size_x = 32) in;
 layout(std430, binding = 0) readonly buffer WBuf { uint wq[]; };
@@ -19,6 +20,7 @@ layout(push_constant) uniform P {
     uint y_off, y_stride;
 } p;
 
+#define IQ_BINDING 4 // the IQ types' table buffer (dequant.glsl)
 #include "dequant.glsl"
 #include "moe_slot.glsl"
 
