@@ -260,13 +260,13 @@ IQ_DOT(iq3_s, 110, iq_d, 1.0f)
 IQ_DOT(iq1_s, 50, iq_d, 0.125f)
 IQ_DOT(iq1_m, 56, iq1_m_d, 0.125f)
 
-static const dsri_simd_kernel k_iq2_xxs = {DSRI_ACT_Q8_K, dot_iq2_xxs, NULL, NULL};
-static const dsri_simd_kernel k_iq2_xs = {DSRI_ACT_Q8_K, dot_iq2_xs, NULL, NULL};
-static const dsri_simd_kernel k_iq2_s = {DSRI_ACT_Q8_K, dot_iq2_s, NULL, NULL};
-static const dsri_simd_kernel k_iq3_xxs = {DSRI_ACT_Q8_K, dot_iq3_xxs, NULL, NULL};
-static const dsri_simd_kernel k_iq3_s = {DSRI_ACT_Q8_K, dot_iq3_s, NULL, NULL};
-static const dsri_simd_kernel k_iq1_s = {DSRI_ACT_Q8_K, dot_iq1_s, NULL, NULL};
-static const dsri_simd_kernel k_iq1_m = {DSRI_ACT_Q8_K, dot_iq1_m, NULL, NULL};
+static const dsri_simd_kernel k_iq2_xxs = {DSRI_ACT_Q8_K, dot_iq2_xxs, NULL, NULL, 0};
+static const dsri_simd_kernel k_iq2_xs = {DSRI_ACT_Q8_K, dot_iq2_xs, NULL, NULL, 0};
+static const dsri_simd_kernel k_iq2_s = {DSRI_ACT_Q8_K, dot_iq2_s, NULL, NULL, 0};
+static const dsri_simd_kernel k_iq3_xxs = {DSRI_ACT_Q8_K, dot_iq3_xxs, NULL, NULL, 0};
+static const dsri_simd_kernel k_iq3_s = {DSRI_ACT_Q8_K, dot_iq3_s, NULL, NULL, 0};
+static const dsri_simd_kernel k_iq1_s = {DSRI_ACT_Q8_K, dot_iq1_s, NULL, NULL, 0};
+static const dsri_simd_kernel k_iq1_m = {DSRI_ACT_Q8_K, dot_iq1_m, NULL, NULL, 0};
 
 /* The kernel of an IQ lattice type, NULL for any other type. */
 static const dsri_simd_kernel *iq_kernel_for(uint32_t type)

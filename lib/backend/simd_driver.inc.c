@@ -121,8 +121,9 @@ static void matmul_task(void *arg, int i, int thread)
     float res[2 * DSRI_SIMD_NR];
     int64_t o = begin;
     if (j->k && j->k->gemm) {
-        for (; o < end; o += DSRI_SIMD_GEMM_NW) {
-            int nw = end - o < DSRI_SIMD_GEMM_NW ? (int)(end - o) : DSRI_SIMD_GEMM_NW;
+        const int64_t gnw = j->k->gemm_nw ? j->k->gemm_nw : DSRI_SIMD_GEMM_NW;
+        for (; o < end; o += gnw) {
+            int nw = end - o < gnw ? (int)(end - o) : (int)gnw;
             j->k->gemm(w->n_in, row_ptr(w, o), w->row_bytes, nw, j->x, j->x_stride, j->n_rows, j->y + o,
                        (size_t)n_out);
         }

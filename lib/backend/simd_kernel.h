@@ -54,10 +54,11 @@ typedef void (*dsri_simd_dot_fn)(int64_t n, const void *w, const void *x, size_t
 typedef void (*dsri_simd_dot2_fn)(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,
                                   int nr, float *out);
 
-/* Up to DSRI_SIMD_GEMM_NW weight rows (nw of them, w_stride bytes apart)
- * times nr activation rows (any number): y[r * y_stride + k] = dot(weight
- * row k, activation row r). Each value bit-identical to what the kernel gives
- * for that pair in any other call (grouping never changes a result). */
+/* Up to gemm_nw weight rows (nw of them, w_stride bytes apart) times nr
+ * activation rows (any number): y[r * y_stride + k] = dot(weight row k,
+ * activation row r). Each value bit-identical to what the kernel gives for
+ * that pair in any other call (grouping never changes a result). A kernel's
+ * gemm_nw of 0 means DSRI_SIMD_GEMM_NW. */
 #define DSRI_SIMD_GEMM_NW 8
 typedef void (*dsri_simd_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride,
                                   int nr, float *y, size_t y_stride);
@@ -67,6 +68,7 @@ typedef struct dsri_simd_kernel {
     dsri_simd_dot_fn dot;
     dsri_simd_dot2_fn dot2; /* NULL: none */
     dsri_simd_gemm_fn gemm; /* NULL: none; else used for every matmul of the type (avx512) */
+    int gemm_nw;            /* the most weight rows gemm takes per call; 0: DSRI_SIMD_GEMM_NW */
 } dsri_simd_kernel;
 
 #endif

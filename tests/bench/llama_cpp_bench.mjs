@@ -12,7 +12,7 @@ const [,, modelPath, P = "128", N = "64", T = "2", R = "3"] = process.argv;
 const p = +P, n = +N, threads = +T, reps = +R;
 const llama = await getLlama({gpu: false, build: "never", logLevel: "error", maxThreads: threads});
 const model = await llama.loadModel({modelPath});
-const ctx = await model.createContext({contextSize: 512, batchSize: 512, threads: {ideal: threads, min: threads},
+const ctx = await model.createContext({contextSize: p + n + 16, batchSize: Math.max(p, 1), threads: {ideal: threads, min: threads},
                                        flashAttention: false});
 const seq = ctx.getSequence();
 let s = 12345;

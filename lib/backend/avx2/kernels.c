@@ -564,21 +564,21 @@ NR_DISPATCH(iq4_xs)
 
 /* ---- kernel table ---- */
 
-const dsri_simd_kernel dsri_avx2_kernel_f32 = {DSRI_ACT_F32, dot_f32, dot2_f32, NULL};
-static const dsri_simd_kernel k_f16 = {DSRI_ACT_F32, dot_f16, dot2_f16, NULL};
-static const dsri_simd_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, dot2_bf16, NULL};
-static const dsri_simd_kernel k_q4_0 = {DSRI_ACT_Q8_0, dot_q4_0, NULL, NULL};
-static const dsri_simd_kernel k_q4_1 = {DSRI_ACT_Q8_0, dot_q4_1, NULL, NULL};
-static const dsri_simd_kernel k_q5_0 = {DSRI_ACT_Q8_0, dot_q5_0, NULL, NULL};
-static const dsri_simd_kernel k_q5_1 = {DSRI_ACT_Q8_0, dot_q5_1, NULL, NULL};
-static const dsri_simd_kernel k_q8_0 = {DSRI_ACT_Q8_0, dot_q8_0, NULL, NULL};
-static const dsri_simd_kernel k_iq4_nl = {DSRI_ACT_Q8_0, dot_iq4_nl, NULL, NULL};
-static const dsri_simd_kernel k_q2_k = {DSRI_ACT_Q8_K, dot_q2_k, NULL, NULL};
-static const dsri_simd_kernel k_q3_k = {DSRI_ACT_Q8_K, dot_q3_k, NULL, NULL};
-static const dsri_simd_kernel k_q4_k = {DSRI_ACT_Q8_K, dot_q4_k, NULL, NULL};
-static const dsri_simd_kernel k_q5_k = {DSRI_ACT_Q8_K, dot_q5_k, NULL, NULL};
-static const dsri_simd_kernel k_q6_k = {DSRI_ACT_Q8_K, dot_q6_k, NULL, NULL};
-static const dsri_simd_kernel k_iq4_xs = {DSRI_ACT_Q8_K, dot_iq4_xs, NULL, NULL};
+const dsri_simd_kernel dsri_avx2_kernel_f32 = {DSRI_ACT_F32, dot_f32, dot2_f32, NULL, 0};
+static const dsri_simd_kernel k_f16 = {DSRI_ACT_F32, dot_f16, dot2_f16, NULL, 0};
+static const dsri_simd_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, dot2_bf16, NULL, 0};
+static const dsri_simd_kernel k_q4_0 = {DSRI_ACT_Q8_0, dot_q4_0, NULL, NULL, 0};
+static const dsri_simd_kernel k_q4_1 = {DSRI_ACT_Q8_0, dot_q4_1, NULL, NULL, 0};
+static const dsri_simd_kernel k_q5_0 = {DSRI_ACT_Q8_0, dot_q5_0, NULL, NULL, 0};
+static const dsri_simd_kernel k_q5_1 = {DSRI_ACT_Q8_0, dot_q5_1, NULL, NULL, 0};
+static const dsri_simd_kernel k_q8_0 = {DSRI_ACT_Q8_0, dot_q8_0, NULL, NULL, 0};
+static const dsri_simd_kernel k_iq4_nl = {DSRI_ACT_Q8_0, dot_iq4_nl, NULL, NULL, 0};
+static const dsri_simd_kernel k_q2_k = {DSRI_ACT_Q8_K, dot_q2_k, NULL, NULL, 0};
+static const dsri_simd_kernel k_q3_k = {DSRI_ACT_Q8_K, dot_q3_k, NULL, NULL, 0};
+static const dsri_simd_kernel k_q4_k = {DSRI_ACT_Q8_K, dot_q4_k, NULL, NULL, 0};
+static const dsri_simd_kernel k_q5_k = {DSRI_ACT_Q8_K, dot_q5_k, NULL, NULL, 0};
+static const dsri_simd_kernel k_q6_k = {DSRI_ACT_Q8_K, dot_q6_k, NULL, NULL, 0};
+static const dsri_simd_kernel k_iq4_xs = {DSRI_ACT_Q8_K, dot_iq4_xs, NULL, NULL, 0};
 
 const dsri_simd_kernel *dsri_avx2_kernel_for(uint32_t type)
 {

@@ -174,10 +174,160 @@ INLINE __m256i hsum8x8_epi32(const __m256i p[8])
     return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x31));
 }
 
+/* Lane k: rows[k] - rows[0] as int32 (scales8's gather indices), or -1 in
+ * every lane where a group of 16 rows ws bytes apart might not fit. */
+INLINE __m256i row_offsets(const uint8_t *const rows[8], size_t ws)
+{
+    if (ws > (size_t)INT32_MAX / 17)
+        return _mm256_set1_epi32(-1);
+    int32_t o[8];
+    for (int k = 0; k < 8; k++)
+        o[k] = (int32_t)(rows[k] - rows[0]);
+    return _mm256_loadu_si256((const __m256i *)o);
+}
+
+/* ---- 16 weight rows per 512-bit vector (prompts) ----
+ *
+ * Zen 5 and Intel's server cores run a 512-bit vpdpbusd at the rate of a
+ * 256-bit one (Zen 4 at half that rate: no loss there either), so with many
+ * activation rows two packs of 8 weight rows go side by side in one zmm
+ * vector: lanes 0-7 rows 0-7, lanes 8-15 rows 8-15, twice the products per
+ * instruction. Every lane runs the 8-row kernel's operations in the same
+ * order, so each value keeps its bits. */
+
+INLINE __m512i join_i(__m256i lo, __m256i hi)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+INLINE __m512 join_f(__m256 lo, __m256 hi)
+{
+    return _mm512_castsi512_ps(join_i(_mm256_castps_si256(lo), _mm256_castps_si256(hi)));
+}
+
+INLINE void store_rows(float *y, __m512 v, int nw)
+{
+    float t[16];
+    _mm512_storeu_ps(t, v);
+    memcpy(y, t, (size_t)nw * sizeof(float));
+}
+
+/* The packed loop of 16 weight rows: T##_pack packs 8 rows (PACK8), T##_join
+ * puts two side by side (PACK16), T##_rows16 runs NR activation rows over
+ * kc packed blocks. ABLK: the activation block type. */
+#define GEMM16(T, BYTES, ABLK, PACK8, PACK16, KCT)                                                 \
+    static void gemm16_##T(int64_t nb, const uint8_t *const rows[16], size_t ws, const uint8_t *x, \
+                           size_t xs, int nw, int nr, float *y, size_t ys)                          \
+    {                                                                                              \
+        const __m256i off_a = row_offsets(rows, ws), off_b = row_offsets(rows + 8, ws);            \
+        const size_t pf = 16 * ws;                                                                 \
+        PACK8 half[2];                                                                             \
+        PACK16 pk[KCT];                                                                            \
+        __m512 acc[GEMM_ROWS];                                                                     \
+        for (int r0 = 0; r0 < nr; r0 += GEMM_ROWS) {                                               \
+            const int nrr = nr - r0 < GEMM_ROWS ? nr - r0 : GEMM_ROWS;                             \
+            for (int r = 0; r < nrr; r++)                                                          \
+                acc[r] = _mm512_setzero_ps();                                                      \
+            for (int64_t b0 = 0; b0 < nb; b0 += (KCT)) {                                           \
+                const int kc = nb - b0 < (KCT) ? (int)(nb - b0) : (KCT);                           \
+                for (int b = 0; b < kc; b++) {                                                     \
+                    const size_t off = (size_t)(b0 + b) * (BYTES);                                 \
+                    T##_pack(rows, off_a, pf, off, &half[0]);                                      \
+                    T##_pack(rows + 8, off_b, pf, off, &half[1]);                                  \
+                    T##_join(&half[0], &half[1], &pk[b]);                                          \
+                }                                                                                  \
+                const uint8_t *xb = x + (size_t)r0 * xs + (size_t)b0 * sizeof(ABLK);               \
+                int r = 0;                                                                         \
+                for (; r + 4 <= nrr; r += 4)                                                       \
+                    T##_rows16(pk, kc, xb + (size_t)r * xs, xs, acc + r, 4);                       \
+                switch (nrr - r) {                                                                 \
+                case 3: T##_rows16(pk, kc, xb + (size_t)r * xs, xs, acc + r, 3); break;            \
+                case 2: T##_rows16(pk, kc, xb + (size_t)r * xs, xs, acc + r, 2); break;            \
+                case 1: T##_rows16(pk, kc, xb + (size_t)r * xs, xs, acc + r, 1); break;            \
+                default: break;                                                                    \
+                }                                                                                  \
+            }                                                                                      \
+            for (int r = 0; r < nrr; r++)                                                          \
+                store_rows(y + (size_t)(r0 + r) * ys, acc[r], nw);                                 \
+        }                                                                                          \
+    }
+
+/* The 16-row entry of a gemm kernel (called for nw > 8): few activation rows
+ * take the 8-row path twice, more the packed 16-row loop. */
+#define GEMM_ENTRY16(T, BLOCK)                                                                     \
+    if (nw > 8) {                                                                                  \
+        if (nr <= 4) {                                                                             \
+            gemm_##T(n, wv, ws, 8, xv, xs, nr, y, ys);                                             \
+            gemm_##T(n, (const uint8_t *)wv + 8 * ws, ws, nw - 8, xv, xs, nr, y + 8, ys);          \
+        } else {                                                                                   \
+            const uint8_t *rows16[16];                                                             \
+            for (int k = 0; k < 16; k++) /* missing rows repeat row 0; their lanes are dropped */  \
+                rows16[k] = (const uint8_t *)wv + (size_t)(k < nw ? k : 0) * ws;                   \
+            gemm16_##T(n / (BLOCK), rows16, ws, xv, xs, nw, nr, y, ys);                            \
+        }                                                                                          \
+        return;                                                                                    \
+    }
+
+/* ---- blocks of 32, 16 rows ---- */
+
+typedef struct pack16 {
+    __m512i q[8];
+    __m512 d;
+} pack16;
+
+#define KC16 16 /* blocks of 32 packed at once, 16 rows (as KC's bytes for 8) */
+
+INLINE void join_pack8(const pack8 *a, const pack8 *b, pack16 *p)
+{
+    for (int i = 0; i < 8; i++)
+        p->q[i] = join_i(a->q[i], b->q[i]);
+    p->d = join_f(a->d, b->d);
+}
+
+INLINE void gemm_rows16(const pack16 *pk, int kc, const uint8_t *x, size_t xs, __m512 *accp, const int NR)
+{
+    __m512 acc[4];
+    UNROLL for (int g = 0; g < NR; g++)
+        acc[g] = accp[g];
+    for (int b = 0; b < kc; b++) {
+        const pack16 *p = pk + b;
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_ax8_0 *a = (const dsri_ax8_0 *)(x + (size_t)g * xs) + b;
+            __m512i s0 = _mm512_set1_epi32(a->c), s1 = _mm512_setzero_si512();
+            UNROLL for (int i = 0; i < 8; i += 2) {
+                s0 = _mm512_dpbusd_epi32(s0, p->q[i], _mm512_set1_epi32(ld_i32(a->q + 4 * i)));
+                s1 = _mm512_dpbusd_epi32(s1, p->q[i + 1], _mm512_set1_epi32(ld_i32(a->q + 4 * i + 4)));
+            }
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_set1_ps(a->d));
+            acc[g] = _mm512_fmadd_ps(f, p->d, acc[g]);
+        }
+    }
+    UNROLL for (int g = 0; g < NR; g++)
+        accp[g] = acc[g];
+}
+
 /* DECODE(p): the 32 weights of the block at p as unsigned bytes, value + 128
  * (the f16 scale is the block's first two bytes for all these types). */
 #define GEMM_Q32(T, BYTES, DECODE)                                                                 \
     INLINE __m256i decode_##T(const uint8_t *p) { return DECODE; }                                 \
+    INLINE void T##_pack(const uint8_t *const rows[8], __m256i row_off, size_t pf, size_t off,   \
+                         pack8 *p)                                                               \
+    {                                                                                            \
+        __m256i v[8];                                                                            \
+        UNROLL for (int k = 0; k < 8; k++) {                                                     \
+            _mm_prefetch((const char *)((uintptr_t)rows[k] + off + pf), PREFETCH_HINT);           \
+            v[k] = decode_##T(rows[k] + off);                                                    \
+        }                                                                                        \
+        transpose8x8(v, p->q);                                                                   \
+        p->d = scales8(rows, row_off, off);                                                      \
+    }                                                                                            \
+    INLINE void T##_join(const pack8 *a, const pack8 *b, pack16 *p) { join_pack8(a, b, p); }     \
+    INLINE void T##_rows16(const pack16 *pk, int kc, const uint8_t *x, size_t xs, __m512 *acc,   \
+                           const int NR)                                                         \
+    {                                                                                            \
+        gemm_rows16(pk, kc, x, xs, acc, NR);                                                     \
+    }                                                                                            \
+    GEMM16(T, BYTES, dsri_ax8_0, pack8, pack16, KC16)                                            \
     INLINE void direct_##T(int64_t nb, const uint8_t *const rows[8], __m256i row_off, size_t pf,  \
                            const uint8_t *x, size_t xs, int nw, float *y, size_t ys, const int NR)  \
     {                                                                                              \
@@ -212,18 +362,13 @@ INLINE __m256i hsum8x8_epi32(const __m256i p[8])
     static void gemm_##T(int64_t n, const void *wv, size_t ws, int nw, const void *xv, size_t xs, int nr, \
                          float *y, size_t ys)                                                      \
     {                                                                                              \
+        GEMM_ENTRY16(T, 32)                                                                        \
         const uint8_t *rows[8], *x = xv;                                                           \
         for (int k = 0; k < 8; k++) /* missing rows repeat row 0; their lanes are dropped */       \
             rows[k] = (const uint8_t *)wv + (size_t)(k < nw ? k : 0) * ws;                         \
         const int64_t nb = n / 32;                                                                 \
         const size_t pf = 8 * ws;                                                                  \
-        const __m256i row_off =                                                                    \
-            ws <= (size_t)INT32_MAX / 9                                                            \
-                ? _mm256_setr_epi32(0, (int)(rows[1] - rows[0]), (int)(rows[2] - rows[0]),         \
-                                    (int)(rows[3] - rows[0]), (int)(rows[4] - rows[0]),            \
-                                    (int)(rows[5] - rows[0]), (int)(rows[6] - rows[0]),            \
-                                    (int)(rows[7] - rows[0]))                                      \
-                : _mm256_set1_epi32(-1);                                                           \
+        const __m256i row_off = row_offsets(rows, ws);                                             \
         if (nr <= 4) { /* few rows: no packing, the same arithmetic per lane */                   \
             switch (nr) {                                                                          \
             case 1: direct_##T(nb, rows, row_off, pf, x, xs, nw, y, ys, 1); break;                     \
@@ -241,16 +386,8 @@ INLINE __m256i hsum8x8_epi32(const __m256i p[8])
                 acc[r] = _mm256_setzero_ps();                                                      \
             for (int64_t b0 = 0; b0 < nb; b0 += KC) {                                              \
                 const int kc = nb - b0 < KC ? (int)(nb - b0) : KC;                                 \
-                for (int b = 0; b < kc; b++) {                                                     \
-                    const size_t off = (size_t)(b0 + b) * (BYTES);                                 \
-                    __m256i v[8];                                                                  \
-                    UNROLL for (int k = 0; k < 8; k++) {                                           \
-                        _mm_prefetch((const char *)((uintptr_t)rows[k] + off + pf), PREFETCH_HINT);         \
-                        v[k] = decode_##T(rows[k] + off);                                          \
-                    }                                                                              \
-                    transpose8x8(v, pk[b].q);                                                      \
-                    pk[b].d = scales8(rows, row_off, off);                                      \
-                }                                                                                  \
+                for (int b = 0; b < kc; b++)                                                       \
+                    T##_pack(rows, row_off, pf, (size_t)(b0 + b) * (BYTES), &pk[b]);               \
                 const uint8_t *xb = x + (size_t)r0 * xs + (size_t)b0 * sizeof(dsri_ax8_0);         \
                 int r = 0;                                                                         \
                 for (; r + 4 <= nrr; r += 4)                                                       \
@@ -432,10 +569,72 @@ INLINE void q4k_rows(const pack8k *pk, int kc, const uint8_t *x, size_t xs, __m2
         accp[g] = acc[g];
 }
 
+/* Q4_K / Q5_K, 16 rows: two pack8k side by side. */
+typedef struct pack16k {
+    __m512i q[8][8], sc[8], mn[8];
+    __m512 d, dmin;
+} pack16k;
+
+#define KC16_K 4 /* super-blocks packed at once, 16 rows (21 KiB: in L1) */
+
+INLINE void q4k_join(const pack8k *a, const pack8k *b, pack16k *p)
+{
+    for (int j = 0; j < 8; j++) {
+        for (int i = 0; i < 8; i++)
+            p->q[j][i] = join_i(a->q[j][i], b->q[j][i]);
+        p->sc[j] = join_i(a->sc[j], b->sc[j]);
+        p->mn[j] = join_i(a->mn[j], b->mn[j]);
+    }
+    p->d = join_f(a->d, b->d);
+    p->dmin = join_f(a->dmin, b->dmin);
+}
+
+INLINE void q4k_rows16(const pack16k *pk, int kc, const uint8_t *x, size_t xs, __m512 *accp, const int NR)
+{
+    __m512 acc[4];
+    UNROLL for (int g = 0; g < NR; g++)
+        acc[g] = accp[g];
+    for (int b = 0; b < kc; b++) {
+        const pack16k *p = pk + b;
+        __m512i isum[4], msum[4];
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+            isum[g] = msum[g] = _mm512_setzero_si512();
+            UNROLL for (int j = 0; j < 8; j++)
+                msum[g] = _mm512_dpwssd_epi32(msum[g], p->mn[j], _mm512_set1_epi32(ld_i32((const int8_t *)a->bsums + 4 * j)));
+        }
+        for (int j = 0; j < 8; j++) {
+            __m512i s0[4], s1[4];
+            UNROLL for (int g = 0; g < NR; g++)
+                s0[g] = s1[g] = _mm512_setzero_si512();
+            UNROLL for (int i = 0; i < 8; i += 2) {
+                const __m512i w0 = p->q[j][i], w1 = p->q[j][i + 1];
+                UNROLL for (int g = 0; g < NR; g++) {
+                    const int8_t *yq = ((const dsri_aq8_k *)(x + (size_t)g * xs) + b)->q + 32 * j + 4 * i;
+                    s0[g] = _mm512_dpbusd_epi32(s0[g], w0, _mm512_set1_epi32(ld_i32(yq)));
+                    s1[g] = _mm512_dpbusd_epi32(s1[g], w1, _mm512_set1_epi32(ld_i32(yq + 4)));
+                }
+            }
+            UNROLL for (int g = 0; g < NR; g++)
+                isum[g] = _mm512_add_epi32(isum[g], _mm512_mullo_epi32(_mm512_add_epi32(s0[g], s1[g]), p->sc[j]));
+        }
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+            /* q4k_step's operations on 16 lanes */
+            __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[g]), p->d,
+                                       _mm512_mul_ps(_mm512_cvtepi32_ps(msum[g]), p->dmin));
+            acc[g] = _mm512_fmadd_ps(t, _mm512_set1_ps(a->d), acc[g]);
+        }
+    }
+    UNROLL for (int g = 0; g < NR; g++)
+        accp[g] = acc[g];
+}
+
 /* The driver of a K-type gemm: T##_ints (one pair's integers, 8 lanes to be
  * summed), T##_step (the floats), T##_pack / T##_rows (packed path); the
  * f16 scales at block offsets DOFF and MOFF. */
-#define GEMM_K(T, BYTES, PACK, KCT, DOFF, MOFF)                                                     \
+#define GEMM_K(T, BYTES, PACK, KCT, DOFF, MOFF, PACK16, KC16T)                                      \
+    GEMM16(T, BYTES, dsri_aq8_k, PACK, PACK16, KC16T)                                            \
     INLINE void T##_direct(int64_t nb, const uint8_t *const rows[8], __m256i row_off, size_t pf,   \
                            const uint8_t *x, size_t xs, int nw, float *y, size_t ys, const int NR)  \
     {                                                                                              \
@@ -465,18 +664,13 @@ INLINE void q4k_rows(const pack8k *pk, int kc, const uint8_t *x, size_t xs, __m2
     static void gemm_##T(int64_t n, const void *wv, size_t ws, int nw, const void *xv, size_t xs, int nr, \
                          float *y, size_t ys)                                                      \
     {                                                                                              \
+        GEMM_ENTRY16(T, 256)                                                                       \
         const uint8_t *rows[8], *x = xv;                                                           \
         for (int k = 0; k < 8; k++)                                                                \
             rows[k] = (const uint8_t *)wv + (size_t)(k < nw ? k : 0) * ws;                         \
         const int64_t nb = n / 256;                                                                \
         const size_t pf = 8 * ws;                                                                  \
-        const __m256i row_off =                                                                    \
-            ws <= (size_t)INT32_MAX / 9                                                            \
-                ? _mm256_setr_epi32(0, (int)(rows[1] - rows[0]), (int)(rows[2] - rows[0]),         \
-                                    (int)(rows[3] - rows[0]), (int)(rows[4] - rows[0]),            \
-                                    (int)(rows[5] - rows[0]), (int)(rows[6] - rows[0]),            \
-                                    (int)(rows[7] - rows[0]))                                      \
-                : _mm256_set1_epi32(-1);                                                           \
+        const __m256i row_off = row_offsets(rows, ws);                                             \
         if (nr <= 4) {                                                                             \
             switch (nr) {                                                                          \
             case 1: T##_direct(nb, rows, row_off, pf, x, xs, nw, y, ys, 1); break;                 \
@@ -519,7 +713,7 @@ INLINE void q4k_rows(const pack8k *pk, int kc, const uint8_t *x, size_t xs, __m2
         gemm_##T(n, w, 0, 1, x, xs, nr, out, 1);                                                   \
     }
 
-GEMM_K(q4k, 144, pack8k, KC_K, 0, 2)
+GEMM_K(q4k, 144, pack8k, KC_K, 0, 2, pack16k, KC16_K)
 
 /* ---- Q5_K: Q4_K with a fifth bit (qh, bit 2c / 2c+1 of each byte for
  * sub-blocks 2c / 2c+1); the same pack and floats. ---- */
@@ -589,7 +783,9 @@ INLINE void q5k_pack(const uint8_t *const rows[8], __m256i row_off, size_t pf, s
 
 #define q5k_rows q4k_rows
 #define q5k_step q4k_step
-GEMM_K(q5k, 176, pack8k, KC_K, 0, 2)
+#define q5k_join q4k_join
+#define q5k_rows16 q4k_rows16
+GEMM_K(q5k, 176, pack8k, KC_K, 0, 2, pack16k, KC16_K)
 
 /* ---- Q6_K, 8 weight rows per vector ----
  * 16 sub-blocks of 16, weights 0..63 with offset -32, signed 8-bit scales:
@@ -731,7 +927,67 @@ INLINE void q6k_rows(const pack8q6 *pk, int kc, const uint8_t *x, size_t xs, __m
         accp[g] = acc[g];
 }
 
-GEMM_K(q6k, 210, pack8q6, KC_Q6, 208, 208)
+/* Q6_K, 16 rows: two pack8q6 side by side. */
+typedef struct pack16q6 {
+    __m512i q[16][4], sc[16], sm[8];
+    __m512 d;
+} pack16q6;
+
+#define KC16_Q6 4
+
+INLINE void q6k_join(const pack8q6 *a, const pack8q6 *b, pack16q6 *p)
+{
+    for (int j = 0; j < 16; j++) {
+        for (int i = 0; i < 4; i++)
+            p->q[j][i] = join_i(a->q[j][i], b->q[j][i]);
+        p->sc[j] = join_i(a->sc[j], b->sc[j]);
+    }
+    for (int q = 0; q < 8; q++)
+        p->sm[q] = join_i(a->sm[q], b->sm[q]);
+    p->d = join_f(a->d, b->d);
+}
+
+INLINE void q6k_rows16(const pack16q6 *pk, int kc, const uint8_t *x, size_t xs, __m512 *accp, const int NR)
+{
+    __m512 acc[4];
+    UNROLL for (int g = 0; g < NR; g++)
+        acc[g] = accp[g];
+    for (int b = 0; b < kc; b++) {
+        const pack16q6 *p = pk + b;
+        __m512i isum[4];
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+            isum[g] = _mm512_setzero_si512();
+            UNROLL for (int q = 0; q < 8; q++)
+                isum[g] = _mm512_dpwssd_epi32(isum[g], p->sm[q],
+                                              _mm512_set1_epi32(ld_i32((const int8_t *)a->bsums + 4 * q)));
+        }
+        for (int j = 0; j < 16; j++) {
+            __m512i s0[4], s1[4];
+            UNROLL for (int g = 0; g < NR; g++)
+                s0[g] = s1[g] = _mm512_setzero_si512();
+            const __m512i w0 = p->q[j][0], w1 = p->q[j][1], w2 = p->q[j][2], w3 = p->q[j][3];
+            UNROLL for (int g = 0; g < NR; g++) {
+                const int8_t *yq = ((const dsri_aq8_k *)(x + (size_t)g * xs) + b)->q + 16 * j;
+                s0[g] = _mm512_dpbusd_epi32(s0[g], w0, _mm512_set1_epi32(ld_i32(yq)));
+                s1[g] = _mm512_dpbusd_epi32(s1[g], w1, _mm512_set1_epi32(ld_i32(yq + 4)));
+                s0[g] = _mm512_dpbusd_epi32(s0[g], w2, _mm512_set1_epi32(ld_i32(yq + 8)));
+                s1[g] = _mm512_dpbusd_epi32(s1[g], w3, _mm512_set1_epi32(ld_i32(yq + 12)));
+            }
+            UNROLL for (int g = 0; g < NR; g++)
+                isum[g] = _mm512_add_epi32(isum[g], _mm512_mullo_epi32(_mm512_add_epi32(s0[g], s1[g]), p->sc[j]));
+        }
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+            /* q6k_step's operations on 16 lanes */
+            acc[g] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[g]), _mm512_set1_ps(a->d)), p->d, acc[g]);
+        }
+    }
+    UNROLL for (int g = 0; g < NR; g++)
+        accp[g] = acc[g];
+}
+
+GEMM_K(q6k, 210, pack8q6, KC_Q6, 208, 208, pack16q6, KC16_Q6)
 
 /* ---- f32 / f16 / bf16 weights, f32 activations ----
  *
@@ -1107,17 +1363,17 @@ static BF16_FN void dot_bf16dp(int64_t n, const void *w, const void *x, size_t x
 
 /* ---- kernel table ---- */
 
-static const dsri_simd_kernel k_f32 = {DSRI_ACT_F32, dot_f32, NULL, gemm_f32};
-static const dsri_simd_kernel k_f16 = {DSRI_ACT_F32, dot_f16, NULL, gemm_f16};
-static const dsri_simd_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, NULL, gemm_bf16};
-static const dsri_simd_kernel k_bf16dp = {DSRI_ACT_BF16, dot_bf16dp, NULL, gemm_bf16dp};
-static const dsri_simd_kernel k_q4_0 = {DSRI_ACT_X8_0, dot_q4_0, NULL, gemm_q4_0};
-static const dsri_simd_kernel k_q5_0 = {DSRI_ACT_X8_0, dot_q5_0, NULL, gemm_q5_0};
-static const dsri_simd_kernel k_q8_0 = {DSRI_ACT_X8_0, dot_q8_0, NULL, gemm_q8_0};
-static const dsri_simd_kernel k_iq4_nl = {DSRI_ACT_X8_0, dot_iq4_nl, NULL, gemm_iq4_nl};
-static const dsri_simd_kernel k_q4_k = {DSRI_ACT_Q8_K, dot8_q4k, NULL, gemm_q4k};
-static const dsri_simd_kernel k_q5_k = {DSRI_ACT_Q8_K, dot8_q5k, NULL, gemm_q5k};
-static const dsri_simd_kernel k_q6_k = {DSRI_ACT_Q8_K, dot8_q6k, NULL, gemm_q6k};
+static const dsri_simd_kernel k_f32 = {DSRI_ACT_F32, dot_f32, NULL, gemm_f32, 0};
+static const dsri_simd_kernel k_f16 = {DSRI_ACT_F32, dot_f16, NULL, gemm_f16, 0};
+static const dsri_simd_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, NULL, gemm_bf16, 0};
+static const dsri_simd_kernel k_bf16dp = {DSRI_ACT_BF16, dot_bf16dp, NULL, gemm_bf16dp, 0};
+static const dsri_simd_kernel k_q4_0 = {DSRI_ACT_X8_0, dot_q4_0, NULL, gemm_q4_0, 16};
+static const dsri_simd_kernel k_q5_0 = {DSRI_ACT_X8_0, dot_q5_0, NULL, gemm_q5_0, 16};
+static const dsri_simd_kernel k_q8_0 = {DSRI_ACT_X8_0, dot_q8_0, NULL, gemm_q8_0, 16};
+static const dsri_simd_kernel k_iq4_nl = {DSRI_ACT_X8_0, dot_iq4_nl, NULL, gemm_iq4_nl, 16};
+static const dsri_simd_kernel k_q4_k = {DSRI_ACT_Q8_K, dot8_q4k, NULL, gemm_q4k, 16};
+static const dsri_simd_kernel k_q5_k = {DSRI_ACT_Q8_K, dot8_q5k, NULL, gemm_q5k, 16};
+static const dsri_simd_kernel k_q6_k = {DSRI_ACT_Q8_K, dot8_q6k, NULL, gemm_q6k, 16};
 
 /* AVX512_BF16 (CPUID leaf 7 sub-leaf 1, EAX bit 5): not every AVX-512 VNNI
  * CPU has it (Ice Lake, Cascade Lake do not); the OS saving the zmm state

@@ -201,7 +201,7 @@ INLINE float iq1_m_d(const uint8_t *w)
         default: K(dot_##T##_n)(n, W, X, xs, out, 4); break;                                       \
         }                                                                                          \
     }                                                                                              \
-    static const dsri_simd_kernel K(k_##T) = {DSRI_ACT_Q8_K, K(dot_##T), NULL, NULL};
+    static const dsri_simd_kernel K(k_##T) = {DSRI_ACT_Q8_K, K(dot_##T), NULL, NULL, 0};
 
 IQ_DOT(iq2_xxs, 66, iq_d, 0.125f)
 IQ_DOT(iq2_xs, 74, iq_d, 0.125f)

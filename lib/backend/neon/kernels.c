@@ -362,18 +362,18 @@ NR_DISPATCH(iq4_xs)
 
 /* ---- kernel table ---- */
 
-static const dsri_simd_kernel K(k_q4_0) = {DSRI_ACT_Q8_0, K(dot_q4_0), NULL, NULL};
-static const dsri_simd_kernel K(k_q4_1) = {DSRI_ACT_Q8_0, K(dot_q4_1), NULL, NULL};
-static const dsri_simd_kernel K(k_q5_0) = {DSRI_ACT_Q8_0, K(dot_q5_0), NULL, NULL};
-static const dsri_simd_kernel K(k_q5_1) = {DSRI_ACT_Q8_0, K(dot_q5_1), NULL, NULL};
-static const dsri_simd_kernel K(k_q8_0) = {DSRI_ACT_Q8_0, K(dot_q8_0), NULL, NULL};
-static const dsri_simd_kernel K(k_iq4_nl) = {DSRI_ACT_Q8_0, K(dot_iq4_nl), NULL, NULL};
-static const dsri_simd_kernel K(k_q2_k) = {DSRI_ACT_Q8_K, K(dot_q2_k), NULL, NULL};
-static const dsri_simd_kernel K(k_q3_k) = {DSRI_ACT_Q8_K, K(dot_q3_k), NULL, NULL};
-static const dsri_simd_kernel K(k_q4_k) = {DSRI_ACT_Q8_K, K(dot_q4_k), NULL, NULL};
-static const dsri_simd_kernel K(k_q5_k) = {DSRI_ACT_Q8_K, K(dot_q5_k), NULL, NULL};
-static const dsri_simd_kernel K(k_q6_k) = {DSRI_ACT_Q8_K, K(dot_q6_k), NULL, NULL};
-static const dsri_simd_kernel K(k_iq4_xs) = {DSRI_ACT_Q8_K, K(dot_iq4_xs), NULL, NULL};
+static const dsri_simd_kernel K(k_q4_0) = {DSRI_ACT_Q8_0, K(dot_q4_0), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_q4_1) = {DSRI_ACT_Q8_0, K(dot_q4_1), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_q5_0) = {DSRI_ACT_Q8_0, K(dot_q5_0), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_q5_1) = {DSRI_ACT_Q8_0, K(dot_q5_1), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_q8_0) = {DSRI_ACT_Q8_0, K(dot_q8_0), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_iq4_nl) = {DSRI_ACT_Q8_0, K(dot_iq4_nl), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_q2_k) = {DSRI_ACT_Q8_K, K(dot_q2_k), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_q3_k) = {DSRI_ACT_Q8_K, K(dot_q3_k), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_q4_k) = {DSRI_ACT_Q8_K, K(dot_q4_k), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_q5_k) = {DSRI_ACT_Q8_K, K(dot_q5_k), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_q6_k) = {DSRI_ACT_Q8_K, K(dot_q6_k), NULL, NULL, 0};
+static const dsri_simd_kernel K(k_iq4_xs) = {DSRI_ACT_Q8_K, K(dot_iq4_xs), NULL, NULL, 0};
 
 #ifndef DSRI_NEON_DOTPROD
 static const dsri_simd_kernel k_f16, k_bf16;
@@ -465,9 +465,9 @@ DOT_FLOAT(f32, ld_f32, 4, sc_f32)
 DOT_FLOAT(f16, ld_f16, 2, sc_f16)
 DOT_FLOAT(bf16, ld_bf16, 2, sc_bf16)
 
-const dsri_simd_kernel dsri_neon_kernel_f32 = {DSRI_ACT_F32, dot_f32, NULL, NULL};
-static const dsri_simd_kernel k_f16 = {DSRI_ACT_F32, dot_f16, NULL, NULL};
-static const dsri_simd_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, NULL, NULL};
+const dsri_simd_kernel dsri_neon_kernel_f32 = {DSRI_ACT_F32, dot_f32, NULL, NULL, 0};
+static const dsri_simd_kernel k_f16 = {DSRI_ACT_F32, dot_f16, NULL, NULL, 0};
+static const dsri_simd_kernel k_bf16 = {DSRI_ACT_F32, dot_bf16, NULL, NULL, 0};
 
 /* ---- activation quantization ---- */
 
