@@ -630,10 +630,89 @@ INLINE void q4k_rows16(const pack16k *pk, int kc, const uint8_t *x, size_t xs, _
         accp[g] = acc[g];
 }
 
+/* Q4_K with few activation rows (generation): two weight rows per 512-bit
+ * vector (row 2p in the low half, 2p + 1 in the high half), each half the
+ * integers q4k_ints computes for its row (maddubs, then vpdpwssd with the
+ * sub-block's scale, here picked per half by vpermw from both rows' scales),
+ * so one instruction does two rows' work; the same exact integers, then the
+ * same float operations as every other Q4_K path. */
+static const int16_t q4k_pick[9][32] = {
+#define PICK(a) {a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, \
+                 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), \
+                 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a)}
+    PICK(0), PICK(1), PICK(2), PICK(3), PICK(4), PICK(5), PICK(6), PICK(7),
+#undef PICK
+    /* each row's minimums, twice each (one per 16-sum of the activations) */
+    {8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15,
+     24, 24, 25, 25, 26, 26, 27, 27, 28, 28, 29, 29, 30, 30, 31, 31},
+};
+
+INLINE __m512i bcast256(const void *p)
+{
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+}
+
+INLINE void q4k_direct2(int64_t nb, const uint8_t *const rows[8], __m256i row_off, size_t pf,
+                        const uint8_t *x, size_t xs, int nw, float *y, size_t ys, const int NR)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m256 acc[4];
+    UNROLL for (int g = 0; g < NR; g++)
+        acc[g] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t off = (size_t)b * 144;
+        for (int k = 0; k < 8; k++)
+            for (int l = 0; l < 144; l += 64)
+                _mm_prefetch((const char *)((uintptr_t)rows[k] + off + pf + (size_t)l), PREFETCH_HINT);
+        const __m256 dv = scales8(rows, row_off, off), dmv = scales8(rows, row_off, off + 2);
+        __m256i is[4][8], ms[4][8];
+        for (int pr = 0; pr < 4; pr++) {
+            const uint8_t *wa = rows[2 * pr] + off, *wb = rows[2 * pr + 1] + off;
+            const __m512i sc = _mm512_cvtepu8_epi16(_mm256_set_m128i(k4_scales(wb + 4), k4_scales(wa + 4)));
+            const __m512i mn = _mm512_permutexvar_epi16(_mm512_loadu_si512(q4k_pick[8]), sc);
+            __m512i i0[4], i1[4];
+            UNROLL for (int g = 0; g < NR; g++) {
+                const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+                i0[g] = i1[g] = _mm512_setzero_si512();
+                __m512i m = _mm512_madd_epi16(bcast256(a->bsums), mn);
+                ms[g][2 * pr] = _mm512_castsi512_si256(m);
+                ms[g][2 * pr + 1] = _mm512_extracti64x4_epi64(m, 1);
+            }
+            UNROLL for (int c = 0; c < 4; c++) {
+                const __m512i q = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wa + 16 + 32 * c))),
+                    _mm256_loadu_si256((const __m256i *)(wb + 16 + 32 * c)), 1);
+                const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                const __m512i slo = _mm512_permutexvar_epi16(_mm512_loadu_si512(q4k_pick[2 * c]), sc);
+                const __m512i shi = _mm512_permutexvar_epi16(_mm512_loadu_si512(q4k_pick[2 * c + 1]), sc);
+                UNROLL for (int g = 0; g < NR; g++) {
+                    const int8_t *yq = ((const dsri_aq8_k *)(x + (size_t)g * xs) + b)->q + 64 * c;
+                    i0[g] = _mm512_dpwssd_epi32(i0[g], _mm512_maddubs_epi16(lo, bcast256(yq)), slo);
+                    i1[g] = _mm512_dpwssd_epi32(i1[g], _mm512_maddubs_epi16(hi, bcast256(yq + 32)), shi);
+                }
+            }
+            UNROLL for (int g = 0; g < NR; g++) {
+                __m512i t = _mm512_add_epi32(i0[g], i1[g]);
+                is[g][2 * pr] = _mm512_castsi512_si256(t);
+                is[g][2 * pr + 1] = _mm512_extracti64x4_epi64(t, 1);
+            }
+        }
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+            acc[g] = q4k_step(hsum8x8_epi32(is[g]), hsum8x8_epi32(ms[g]), dv, dmv, a->d, acc[g]);
+        }
+    }
+    UNROLL for (int g = 0; g < NR; g++) {
+        float t[8];
+        _mm256_storeu_ps(t, acc[g]);
+        memcpy(y + (size_t)g * ys, t, (size_t)nw * sizeof(float));
+    }
+}
+
 /* The driver of a K-type gemm: T##_ints (one pair's integers, 8 lanes to be
  * summed), T##_step (the floats), T##_pack / T##_rows (packed path); the
  * f16 scales at block offsets DOFF and MOFF. */
-#define GEMM_K(T, BYTES, PACK, KCT, DOFF, MOFF, PACK16, KC16T)                                      \
+#define GEMM_K(T, BYTES, PACK, KCT, DOFF, MOFF, PACK16, KC16T, DIRECT)                              \
     GEMM16(T, BYTES, dsri_aq8_k, PACK, PACK16, KC16T)                                            \
     INLINE void T##_direct(int64_t nb, const uint8_t *const rows[8], __m256i row_off, size_t pf,   \
                            const uint8_t *x, size_t xs, int nw, float *y, size_t ys, const int NR)  \
@@ -673,10 +752,10 @@ INLINE void q4k_rows16(const pack16k *pk, int kc, const uint8_t *x, size_t xs, _
         const __m256i row_off = row_offsets(rows, ws);                                             \
         if (nr <= 4) {                                                                             \
             switch (nr) {                                                                          \
-            case 1: T##_direct(nb, rows, row_off, pf, x, xs, nw, y, ys, 1); break;                 \
-            case 2: T##_direct(nb, rows, row_off, pf, x, xs, nw, y, ys, 2); break;                 \
-            case 3: T##_direct(nb, rows, row_off, pf, x, xs, nw, y, ys, 3); break;                 \
-            default: T##_direct(nb, rows, row_off, pf, x, xs, nw, y, ys, 4); break;                \
+            case 1: DIRECT(nb, rows, row_off, pf, x, xs, nw, y, ys, 1); break;                     \
+            case 2: DIRECT(nb, rows, row_off, pf, x, xs, nw, y, ys, 2); break;                     \
+            case 3: DIRECT(nb, rows, row_off, pf, x, xs, nw, y, ys, 3); break;                     \
+            default: DIRECT(nb, rows, row_off, pf, x, xs, nw, y, ys, 4); break;                    \
             }                                                                                      \
             return;                                                                                \
         }                                                                                          \
@@ -713,7 +792,7 @@ INLINE void q4k_rows16(const pack16k *pk, int kc, const uint8_t *x, size_t xs, _
         gemm_##T(n, w, 0, 1, x, xs, nr, out, 1);                                                   \
     }
 
-GEMM_K(q4k, 144, pack8k, KC_K, 0, 2, pack16k, KC16_K)
+GEMM_K(q4k, 144, pack8k, KC_K, 0, 2, pack16k, KC16_K, q4k_direct2)
 
 /* ---- Q5_K: Q4_K with a fifth bit (qh, bit 2c / 2c+1 of each byte for
  * sub-blocks 2c / 2c+1); the same pack and floats. ---- */
@@ -785,7 +864,7 @@ INLINE void q5k_pack(const uint8_t *const rows[8], __m256i row_off, size_t pf, s
 #define q5k_step q4k_step
 #define q5k_join q4k_join
 #define q5k_rows16 q4k_rows16
-GEMM_K(q5k, 176, pack8k, KC_K, 0, 2, pack16k, KC16_K)
+GEMM_K(q5k, 176, pack8k, KC_K, 0, 2, pack16k, KC16_K, q5k_direct)
 
 /* ---- Q6_K, 8 weight rows per vector ----
  * 16 sub-blocks of 16, weights 0..63 with offset -32, signed 8-bit scales:
@@ -987,7 +1066,7 @@ INLINE void q6k_rows16(const pack16q6 *pk, int kc, const uint8_t *x, size_t xs, 
         accp[g] = acc[g];
 }
 
-GEMM_K(q6k, 210, pack8q6, KC_Q6, 208, 208, pack16q6, KC16_Q6)
+GEMM_K(q6k, 210, pack8q6, KC_Q6, 208, 208, pack16q6, KC16_Q6, q6k_direct)
 
 /* ---- f32 / f16 / bf16 weights, f32 activations ----
  *
