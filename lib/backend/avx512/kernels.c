@@ -1006,6 +1006,91 @@ INLINE void q6k_rows(const pack8q6 *pk, int kc, const uint8_t *x, size_t xs, __m
         accp[g] = acc[g];
 }
 
+/* Q6_K with few activation rows: two weight rows per 512-bit vector, as
+ * q4k_direct2 (each half q6k_ints' integers for its row; the scales of
+ * sub-blocks 2i and 2i + 1 picked per half by vpermw). */
+static const int16_t q6k_pick[8][32] = {
+#define PICK(a) {a, a, a, a, a, a, a, a, (a) + 1, (a) + 1, (a) + 1, (a) + 1, (a) + 1, (a) + 1, (a) + 1, (a) + 1, \
+                 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), 16 + (a), \
+                 17 + (a), 17 + (a), 17 + (a), 17 + (a), 17 + (a), 17 + (a), 17 + (a), 17 + (a)}
+    PICK(0), PICK(2), PICK(4), PICK(6), PICK(8), PICK(10), PICK(12), PICK(14),
+#undef PICK
+};
+
+INLINE __m512i load_pair(const uint8_t *a, const uint8_t *b)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+INLINE void q6k_direct2(int64_t nb, const uint8_t *const rows[8], __m256i row_off, size_t pf,
+                        const uint8_t *x, size_t xs, int nw, float *y, size_t ys, const int NR)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    __m256 acc[4];
+    UNROLL for (int g = 0; g < NR; g++)
+        acc[g] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t off = (size_t)b * 210;
+        for (int k = 0; k < 8; k++)
+            for (int l = 0; l < 210; l += 64)
+                _mm_prefetch((const char *)((uintptr_t)rows[k] + off + pf + (size_t)l), PREFETCH_HINT);
+        const __m256 dv = scales8(rows, row_off, off + 208);
+        __m256i is[4][8];
+        for (int pr = 0; pr < 4; pr++) {
+            const uint8_t *wa = rows[2 * pr] + off, *wb = rows[2 * pr + 1] + off;
+            const __m512i sc = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_loadu_si128((const __m128i *)(wb + 192)),
+                                                                     _mm_loadu_si128((const __m128i *)(wa + 192))));
+            const __m512i scm32 = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sc, 5));
+            __m512i i0[4], i1[4];
+            UNROLL for (int g = 0; g < NR; g++) {
+                const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+                i0[g] = _mm512_madd_epi16(bcast256(a->bsums), scm32);
+                i1[g] = _mm512_setzero_si512();
+            }
+            for (int h = 0; h < 2; h++) {
+                const __m512i l0 = load_pair(wa + 64 * h, wb + 64 * h);
+                const __m512i l1 = load_pair(wa + 64 * h + 32, wb + 64 * h + 32);
+                const __m512i hv = load_pair(wa + 128 + 32 * h, wb + 128 + 32 * h);
+                __m512i q[4];
+                q[0] = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_slli_epi16(_mm512_and_si512(hv, m2), 4));
+                q[1] = _mm512_or_si512(_mm512_and_si512(l1, m4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hv, 2), m2), 4));
+                q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hv, 4), m2), 4));
+                q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hv, 6), m2), 4));
+                UNROLL for (int k = 0; k < 4; k++) {
+                    const __m512i sv = _mm512_permutexvar_epi16(_mm512_loadu_si512(q6k_pick[4 * h + k]), sc);
+                    UNROLL for (int g = 0; g < NR; g++) {
+                        const int8_t *yq = ((const dsri_aq8_k *)(x + (size_t)g * xs) + b)->q + 128 * h + 32 * k;
+                        __m512i pq = _mm512_maddubs_epi16(q[k], bcast256(yq));
+                        if (k & 1)
+                            i1[g] = _mm512_dpwssd_epi32(i1[g], pq, sv);
+                        else
+                            i0[g] = _mm512_dpwssd_epi32(i0[g], pq, sv);
+                    }
+                }
+            }
+            UNROLL for (int g = 0; g < NR; g++) {
+                __m512i t = _mm512_add_epi32(i0[g], i1[g]);
+                is[g][2 * pr] = _mm512_castsi512_si256(t);
+                is[g][2 * pr + 1] = _mm512_extracti64x4_epi64(t, 1);
+            }
+        }
+        UNROLL for (int g = 0; g < NR; g++) {
+            const dsri_aq8_k *a = (const dsri_aq8_k *)(x + (size_t)g * xs) + b;
+            const __m256i isum = hsum8x8_epi32(is[g]);
+            acc[g] = q6k_step(isum, isum, dv, dv, a->d, acc[g]);
+        }
+    }
+    UNROLL for (int g = 0; g < NR; g++) {
+        float t[8];
+        _mm256_storeu_ps(t, acc[g]);
+        memcpy(y + (size_t)g * ys, t, (size_t)nw * sizeof(float));
+    }
+}
+
 /* Q6_K, 16 rows: two pack8q6 side by side. */
 typedef struct pack16q6 {
     __m512i q[16][4], sc[16], sm[8];
@@ -1066,7 +1151,7 @@ INLINE void q6k_rows16(const pack16q6 *pk, int kc, const uint8_t *x, size_t xs, 
         accp[g] = acc[g];
 }
 
-GEMM_K(q6k, 210, pack8q6, KC_Q6, 208, 208, pack16q6, KC16_Q6, q6k_direct)
+GEMM_K(q6k, 210, pack8q6, KC_Q6, 208, 208, pack16q6, KC16_Q6, q6k_direct2)
 
 /* ---- f32 / f16 / bf16 weights, f32 activations ----
  *
