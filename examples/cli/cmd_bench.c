@@ -170,14 +170,14 @@ static void print_results(int format, const bench_info *b, const result *res, in
         printf("]\n");
     } else if (format == OUT_CSV) {
         printf("model_filename,model_size,model_n_params,backend,n_threads,kv_type,test,n_prompt,n_gen,repetitions,"
-               "avg_ts,stddev_ts,weight_bytes_per_token\n");
+               "avg_ts,stddev_ts,weight_bytes_per_token,membw_gbs\n");
         for (int k = 0; k < n_res; k++) {
             const result *r = &res[k];
             put_csv_field(b->name);
             printf(",%llu,%llu,", (unsigned long long)b->size, (unsigned long long)b->n_params);
             put_csv_field(b->backend);
-            printf(",%d,%s,%s,%d,%d,%d,%.6f,%.6f,%.0f\n", b->threads, b->kv, r->name, r->n_prompt, r->n_gen, r->n,
-                   r->mean, r->stddev, r->weight_mb * 1e6);
+            printf(",%d,%s,%s,%d,%d,%d,%.6f,%.6f,%.0f,%.3f\n", b->threads, b->kv, r->name, r->n_prompt, r->n_gen,
+                   r->n, r->mean, r->stddev, r->weight_mb * 1e6, b->ceiling);
         }
     } else {
         printf("| model | size | backend | threads | kv | test | t/s | weights/token | GB/s | of ceiling |\n"
@@ -195,7 +195,7 @@ static void print_results(int format, const bench_info *b, const result *res, in
                    (double)b->size / 1048576.0, b->backend, b->threads, b->kv, r->name, r->mean, r->stddev, wt, gbs,
                    pct);
         }
-        printf("(mean ± standard deviation of %d runs after a warm-up; threads 0 = all cores)\n", res[0].n);
+        printf("(mean ± standard deviation of %d runs after a warm-up)\n", res[0].n);
     }
 }
 
@@ -300,7 +300,7 @@ int dsr1_cli_bench(const dsr1_cli_command *cmd, dsr1_cli_opts *o)
                         dsr1_cli_kv_type(o) == DSR1_KV_F32 ? "f32" : "f16", /* DSR1_KV_DEFAULT is f16 */
                         dsr1_model_size_bytes(model),
                         dsr1_model_n_params(model),
-                        o->n_threads,
+                        dsr1_context_n_threads(ctx),
                         ceiling};
         print_results(format, &b, res, n_res);
     }
