@@ -155,6 +155,8 @@ int main(int argc, char **argv)
             continue;
         bench(ops, be, types[t].name, types[t].type, 1536, 8960); /* Qwen-1.5B gate / up */
         bench(ops, be, types[t].name, types[t].type, 8960, 1536); /* its down projection */
+        bench(ops, be, types[t].name, types[t].type, 2048, 512);  /* an R1-proportioned expert's gate / up */
+        bench(ops, be, types[t].name, types[t].type, 512, 2048);  /* its down projection (two super-blocks a row) */
     }
     ops->destroy(be);
     return 0;

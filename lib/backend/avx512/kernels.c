@@ -97,6 +97,16 @@ typedef struct pack8 {
  * bandwidth). So each block read prefetches the same block of the next 8
  * rows (8 * w_stride bytes ahead, where the next call will read). */
 #define PREFETCH_HINT _MM_HINT_T0
+/* How far ahead that is: the next 8 rows, or as many groups of 8 further as
+ * make it 8 KiB. Short rows (an expert's 512-wide down projection: 8 rows of
+ * Q4_K are 2.3 KiB) are read faster than one memory latency covers, so the
+ * next group alone arrived too late (16 GB/s from memory against 25-31 for
+ * long rows; bench_kernels). */
+INLINE size_t prefetch_ahead(size_t ws)
+{
+    const size_t group = 8 * ws, want = 8192;
+    return group >= want || group == 0 ? group : group * ((want + group - 1) / group);
+}
 #define GEMM_ROWS 64 /* activation rows whose accumulators stay in a local buffer */
 
 INLINE void transpose8x8(const __m256i r[8], __m256i out[8])
@@ -367,7 +377,7 @@ INLINE void gemm_rows16(const pack16 *pk, int kc, const uint8_t *x, size_t xs, _
         for (int k = 0; k < 8; k++) /* missing rows repeat row 0; their lanes are dropped */       \
             rows[k] = (const uint8_t *)wv + (size_t)(k < nw ? k : 0) * ws;                         \
         const int64_t nb = n / 32;                                                                 \
-        const size_t pf = 8 * ws;                                                                  \
+        const size_t pf = prefetch_ahead(ws);                                                      \
         const __m256i row_off = row_offsets(rows, ws);                                             \
         if (nr <= 4) { /* few rows: no packing, the same arithmetic per lane */                   \
             switch (nr) {                                                                          \
@@ -748,7 +758,7 @@ INLINE void q4k_direct2(int64_t nb, const uint8_t *const rows[8], __m256i row_of
         for (int k = 0; k < 8; k++)                                                                \
             rows[k] = (const uint8_t *)wv + (size_t)(k < nw ? k : 0) * ws;                         \
         const int64_t nb = n / 256;                                                                \
-        const size_t pf = 8 * ws;                                                                  \
+        const size_t pf = prefetch_ahead(ws);                                                      \
         const __m256i row_off = row_offsets(rows, ws);                                             \
         if (nr <= 4) {                                                                             \
             switch (nr) {                                                                          \
