@@ -82,13 +82,14 @@ static uint8_t *make_weights(uint32_t type, int64_t n_in, int64_t n_out, int n_m
 static void bench(const dsri_host_ops *ops, dsri_host *be, const char *tname, uint32_t type, int64_t n_in,
                   int64_t n_out)
 {
-    float *x = malloc((size_t)n_in * sizeof *x), *y = malloc((size_t)n_out * sizeof *y);
-    for (int64_t i = 0; i < n_in; i++)
-        x[i] = gauss();
-    /* from cache: ~512 KiB of weights */
-    size_t rb;
+    /* from cache: ~512 KiB of weights (more rows than n_out where rows are short) */
     int64_t small_out = (int64_t)((512u << 10) / dsri_row_size(type, n_in));
     small_out = small_out < 8 ? 8 : small_out - small_out % 8;
+    float *x = malloc((size_t)n_in * sizeof *x);
+    float *y = malloc((size_t)(small_out > n_out ? small_out : n_out) * sizeof *y);
+    for (int64_t i = 0; i < n_in; i++)
+        x[i] = gauss();
+    size_t rb;
     uint8_t *w = make_weights(type, n_in, small_out, 1, &rb);
     dsri_matrix m = {w, type, n_in, small_out, rb};
     double best_cache = 1e30;

@@ -13,8 +13,8 @@ int dsri_avx512_available(void)
     if (!dsri_avx2_available() || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return 0;
     int f = (b & bit_AVX512F) != 0, bw = (b & bit_AVX512BW) != 0, vl = (b & bit_AVX512VL) != 0;
-    int vnni = (c & bit_AVX512VNNI) != 0;
-    return f && bw && vl && vnni && dsri_x86_os_saves(0xE6);
+    int vnni = (c & bit_AVX512VNNI) != 0, bmi2 = (b & bit_BMI2) != 0;
+    return f && bw && vl && vnni && bmi2 && dsri_x86_os_saves(0xE6);
 }
 #else
 int dsri_avx512_available(void)
