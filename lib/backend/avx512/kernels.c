@@ -44,10 +44,13 @@
 #define UNROLL _Pragma("GCC unroll 4")
 /* loops over up to 8 (the f32 register tiles: 6 activation rows) */
 #define FUNROLL _Pragma("GCC unroll 8")
+/* q4k/q6k take their own 512-bit decode path; the generic one stays for q5k */
+#define UNUSED_FN __attribute__((unused))
 #else
 #define INLINE static inline
 #define UNROLL
 #define FUNROLL
+#define UNUSED_FN
 #endif
 
 /* 16 bytes of nibbles -> 32 bytes: low nibbles first, then the high ones. */
@@ -724,7 +727,8 @@ INLINE void q4k_direct2(int64_t nb, const uint8_t *const rows[8], __m256i row_of
  * f16 scales at block offsets DOFF and MOFF. */
 #define GEMM_K(T, BYTES, PACK, KCT, DOFF, MOFF, PACK16, KC16T, DIRECT)                              \
     GEMM16(T, BYTES, dsri_aq8_k, PACK, PACK16, KC16T)                                            \
-    INLINE void T##_direct(int64_t nb, const uint8_t *const rows[8], __m256i row_off, size_t pf,   \
+    INLINE UNUSED_FN void T##_direct(int64_t nb, const uint8_t *const rows[8], __m256i row_off,   \
+                                     size_t pf,                                                    \
                            const uint8_t *x, size_t xs, int nw, float *y, size_t ys, const int NR)  \
     {                                                                                              \
         __m256 acc[4];                                                                             \
